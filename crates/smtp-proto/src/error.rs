@@ -132,7 +132,10 @@ impl CommandError {
                     Reply::fixed(501, Some((5, 5, 4)), "Syntax error in parameters")
                 })
             }
-            CommandError::Base64 => Reply::fixed(501, Some((5, 5, 2)), "Invalid base64 data"),
+            CommandError::Base64 => {
+                let (code, e, text) = crate::sasl::AUTH_INVALID_BASE64;
+                Reply::fixed(code, Some(e), text)
+            }
         }
     }
 }

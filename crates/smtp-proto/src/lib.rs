@@ -29,11 +29,14 @@
 
 pub mod address;
 pub mod command;
+pub mod data;
 pub mod error;
 pub mod line;
 pub mod params;
 pub mod reply;
+pub mod sasl;
 pub mod secret;
+pub mod server;
 
 pub use address::{
     AddressLiteral, Domain, ForwardPath, GeneralLiteral, Host, Mailbox, ReversePath,

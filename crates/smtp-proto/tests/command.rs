@@ -461,8 +461,14 @@ fn auth() {
         "AUTH ABCDEFGHIJKLMNOPQRSTU",
         "501 5.5.4 Syntax: AUTH mechanism [initial-response]",
     );
-    err("AUTH PLAIN !!!", "501 5.5.2 Invalid base64 data");
-    err("AUTH PLAIN AGFsaWNlAA", "501 5.5.2 Invalid base64 data"); // padding is required
+    err(
+        "AUTH PLAIN !!!",
+        "501 5.5.2 Cannot Base64-decode client response",
+    );
+    err(
+        "AUTH PLAIN AGFsaWNlAA",
+        "501 5.5.2 Cannot Base64-decode client response",
+    ); // padding is required
 }
 
 #[test]
