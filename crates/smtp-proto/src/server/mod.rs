@@ -243,6 +243,13 @@ impl Server {
         }
     }
 
+    /// Octets received and not yet processed (bounded by the line limit, or by
+    /// [`Limits::max_buffered`] while a decision is pending and the adapter honours
+    /// `read: false`).
+    pub fn buffered(&self) -> usize {
+        self.inbuf.len()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.config

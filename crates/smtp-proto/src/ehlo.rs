@@ -1,0 +1,942 @@
+//! EHLO and LHLO capabilities: the service extensions a server announces in its 250 reply
+//! (RFC 5321 §4.1.1.1, LMTP RFC 2033 §4.1), as typed fields.
+//!
+//! A client reads them with [`Capabilities::from_reply`] to decide what it may send
+//! (PIPELINING, SIZE, STARTTLS, AUTH, ...); a server describes itself with the builder
+//! and sends [`Capabilities::to_reply`]. Both directions agree:
+//! `from_reply(&c.to_reply()) == c`.
+//!
+//! ```text
+//! ehlo-ok-rsp  = ( "250" SP Domain [ SP ehlo-greet ] CRLF )
+//!              / ( "250-" Domain [ SP ehlo-greet ] CRLF
+//!                  *( "250-" ehlo-line CRLF )
+//!                  "250" SP ehlo-line CRLF )
+//! ehlo-line    = ehlo-keyword *( SP ehlo-param )
+//! ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+//! ehlo-param   = 1*(%d33-126)
+//! ```
+
+use std::borrow::Cow;
+
+use crate::error::BuildError;
+use crate::reply::{LineReader, Reply, ReplyCode, ReplyError, ReplyLimits};
+
+/// Why a reply is not an EHLO capability list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EhloError {
+    /// Only 250 carries capabilities (RFC 5321 §4.1.1.1 `ehlo-ok-rsp`); anything else is a
+    /// refusal, and a client falls back to HELO or gives up (RFC 5321 §3.2).
+    #[error("ehlo reply code {0} is not 250")]
+    NotOk(ReplyCode),
+    /// The first line does not start with the server's domain (RFC 5321 §4.1.1.1).
+    #[error("ehlo reply has no domain")]
+    MissingDomain,
+    /// [`Capabilities::parse`] was given bytes that are not one well-formed reply.
+    #[error("malformed ehlo reply: {0}")]
+    Reply(#[from] ReplyError),
+}
+
+/// The capabilities a server announced in its EHLO (or LHLO) reply.
+///
+/// Keywords are case-insensitive (RFC 5321 §2.4); known ones become typed fields, the
+/// rest are kept in [`Capabilities::other`] with their parameters, keyword upper-cased.
+/// Flags and numbers are public fields, as no value of theirs can break a line; names and
+/// text sit behind setters that refuse CR, LF and NUL, spaces inside keywords and
+/// parameters, and keywords outside the `ehlo-keyword` grammar.
+///
+/// ```
+/// use smtp_proto::Reply;
+/// use smtp_proto::ehlo::Capabilities;
+/// let reply = Reply::parse(b"250-mx.example.org Hello\r\n250-SIZE 35882577\r\n\
+///                            250-AUTH=LOGIN\r\n250-AUTH PLAIN LOGIN\r\n250 PIPELINING\r\n").unwrap();
+/// let caps = Capabilities::from_reply(&reply).unwrap();
+/// assert_eq!(caps.domain(), "mx.example.org");
+/// assert_eq!(caps.size_limit(), Some(35882577));
+/// assert_eq!(caps.auth(), ["LOGIN", "PLAIN"]);
+/// assert!(caps.pipelining && caps.has("pipelining") && caps.supports_auth("plain"));
+///
+/// // A server builds its own.
+/// let mut caps = Capabilities::new("mx.example.org").unwrap();
+/// caps.pipelining = true;
+/// caps.size = Some(Some(10_240_000));
+/// caps.add_auth("plain").unwrap().add_other("X-DEMO", ["on"]).unwrap();
+/// assert_eq!(
+///     caps.to_reply().to_bytes(),
+///     b"250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-AUTH PLAIN\r\n250 X-DEMO on\r\n"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Capabilities {
+    domain: String,
+    greeting: String,
+    /// PIPELINING: commands may be sent in groups (RFC 2920).
+    pub pipelining: bool,
+    /// SIZE (RFC 1870 §4): `None` when not announced, `Some(Some(n))` for a fixed limit
+    /// of `n` octets, `Some(None)` for SIZE without a number. SIZE 0 (`Some(Some(0))`)
+    /// also means "no fixed limit" (RFC 1870 §4); both are kept as sent so that a reply
+    /// round-trips, and [`Capabilities::size_limit`] reads them as one. A parameter that is
+    /// not a number reads as `Some(None)`.
+    pub size: Option<Option<u64>>,
+    /// 8BITMIME: `BODY=8BITMIME` is accepted (RFC 6152).
+    pub eight_bit_mime: bool,
+    /// BINARYMIME: `BODY=BINARYMIME` is accepted, with BDAT (RFC 3030).
+    pub binary_mime: bool,
+    /// CHUNKING: BDAT is accepted (RFC 3030).
+    pub chunking: bool,
+    /// SMTPUTF8: UTF-8 addresses and headers are accepted (RFC 6531).
+    pub smtputf8: bool,
+    /// DSN: delivery status notification parameters are accepted (RFC 3461).
+    pub dsn: bool,
+    /// STARTTLS: the session may be upgraded to TLS (RFC 3207).
+    pub starttls: bool,
+    auth: Vec<String>,
+    /// ENHANCEDSTATUSCODES: replies carry RFC 3463 codes (RFC 2034).
+    pub enhanced_status_codes: bool,
+    /// REQUIRETLS: the `REQUIRETLS` MAIL parameter is accepted (RFC 8689).
+    pub requiretls: bool,
+    mt_priority: Option<Option<String>>,
+    /// DELIVERBY (RFC 2852 §4): `None` when not announced, `Some(Some(n))` with the
+    /// minimum by-time in seconds, `Some(None)` without one (or with a parameter that is
+    /// not a number).
+    pub deliver_by: Option<Option<u64>>,
+    /// ETRN: remote queue start is accepted (RFC 1985).
+    pub etrn: bool,
+    /// VRFY is announced (RFC 5321 §3.5).
+    pub vrfy: bool,
+    /// EXPN is announced (RFC 5321 §3.5).
+    pub expn: bool,
+    /// HELP is announced (RFC 5321 §4.1.1.8).
+    pub help: bool,
+    other: Vec<(String, Vec<String>)>,
+}
+
+/// The keywords with a typed field, in the order [`Capabilities::to_reply`] sends them
+/// (Postfix's order, which clients are used to; RFC 5321 §4.1.1.1 imposes none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keyword {
+    Pipelining,
+    Size,
+    Vrfy,
+    Etrn,
+    Expn,
+    StartTls,
+    Auth,
+    EnhancedStatusCodes,
+    EightBitMime,
+    BinaryMime,
+    Chunking,
+    Dsn,
+    SmtpUtf8,
+    RequireTls,
+    MtPriority,
+    DeliverBy,
+    Help,
+}
+
+impl Keyword {
+    const ALL: [Keyword; 17] = [
+        Keyword::Pipelining,
+        Keyword::Size,
+        Keyword::Vrfy,
+        Keyword::Etrn,
+        Keyword::Expn,
+        Keyword::StartTls,
+        Keyword::Auth,
+        Keyword::EnhancedStatusCodes,
+        Keyword::EightBitMime,
+        Keyword::BinaryMime,
+        Keyword::Chunking,
+        Keyword::Dsn,
+        Keyword::SmtpUtf8,
+        Keyword::RequireTls,
+        Keyword::MtPriority,
+        Keyword::DeliverBy,
+        Keyword::Help,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Keyword::Pipelining => "PIPELINING",
+            Keyword::Size => "SIZE",
+            Keyword::Vrfy => "VRFY",
+            Keyword::Etrn => "ETRN",
+            Keyword::Expn => "EXPN",
+            Keyword::StartTls => "STARTTLS",
+            Keyword::Auth => "AUTH",
+            Keyword::EnhancedStatusCodes => "ENHANCEDSTATUSCODES",
+            Keyword::EightBitMime => "8BITMIME",
+            Keyword::BinaryMime => "BINARYMIME",
+            Keyword::Chunking => "CHUNKING",
+            Keyword::Dsn => "DSN",
+            Keyword::SmtpUtf8 => "SMTPUTF8",
+            Keyword::RequireTls => "REQUIRETLS",
+            Keyword::MtPriority => "MT-PRIORITY",
+            Keyword::DeliverBy => "DELIVERBY",
+            Keyword::Help => "HELP",
+        }
+    }
+
+    /// Case-insensitive lookup without allocating: the length and the first one or two
+    /// letters single out one candidate, then one folding compare decides.
+    fn lookup(keyword: &str) -> Option<Keyword> {
+        use Keyword::*;
+        let bytes = keyword.as_bytes();
+        let letter = |i: usize| bytes.get(i).map_or(0, u8::to_ascii_uppercase);
+        let candidate = match (bytes.len(), letter(0)) {
+            (3, b'D') => Dsn,
+            (4, b'S') => Size,
+            (4, b'V') => Vrfy,
+            (4, b'E') if letter(1) == b'T' => Etrn,
+            (4, b'E') => Expn,
+            (4, b'A') => Auth,
+            (4, b'H') => Help,
+            (8, b'S') if letter(1) == b'T' => StartTls,
+            (8, b'S') => SmtpUtf8,
+            (8, b'8') => EightBitMime,
+            (8, b'C') => Chunking,
+            (9, b'D') => DeliverBy,
+            (10, b'P') => Pipelining,
+            (10, b'B') => BinaryMime,
+            (10, b'R') => RequireTls,
+            (11, b'M') => MtPriority,
+            (19, b'E') => EnhancedStatusCodes,
+            _ => return None,
+        };
+        // Names are upper case, so folding the input alone is enough.
+        let name = candidate.name().as_bytes();
+        let same = name
+            .iter()
+            .zip(bytes)
+            .all(|(n, b)| *n == b.to_ascii_uppercase());
+        same.then_some(candidate)
+    }
+}
+
+/// ```text
+/// ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+/// ```
+/// (RFC 5321 §4.1.1.1).
+fn is_ehlo_keyword(word: &str) -> bool {
+    let bytes = word.as_bytes();
+    bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// ```text
+/// ehlo-param = 1*(%d33-126)
+/// ```
+/// (RFC 5321 §4.1.1.1): printable ASCII, no space. What the builder accepts; the parser
+/// keeps whatever a whitespace-separated word holds, so as not to drop a server's oddities.
+fn is_ehlo_param(word: &str) -> bool {
+    !word.is_empty() && word.bytes().all(|b| (33..=126).contains(&b))
+}
+
+fn has_control(text: &str) -> bool {
+    text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+/// A parameter checked for the builder: CR, LF and NUL are control characters, anything
+/// else outside `ehlo-param` is a grammar error.
+fn check_param(param: &str) -> Result<(), BuildError> {
+    if has_control(param) {
+        Err(BuildError::ControlCharacter)
+    } else if is_ehlo_param(param) {
+        Ok(())
+    } else {
+        Err(BuildError::Argument)
+    }
+}
+
+/// A decimal number made of digits only (no sign, no space); `None` on overflow.
+fn number(word: &str) -> Option<u64> {
+    if word.bytes().all(|b| b.is_ascii_digit()) {
+        word.parse().ok()
+    } else {
+        None
+    }
+}
+
+impl Capabilities {
+    /// Capabilities of a server named `domain`, announcing nothing yet.
+    ///
+    /// `domain` must be non-empty and hold no space or control character: it is the first
+    /// word of the reply (RFC 5321 §4.1.1.1).
+    pub fn new(domain: impl Into<String>) -> Result<Capabilities, BuildError> {
+        let domain = domain.into();
+        if has_control(&domain) {
+            return Err(BuildError::ControlCharacter);
+        }
+        if domain.is_empty() || domain.bytes().any(|b| b == b' ' || b.is_ascii_control()) {
+            return Err(BuildError::Argument);
+        }
+        Ok(Capabilities::empty(domain, String::new()))
+    }
+
+    fn empty(domain: String, greeting: String) -> Capabilities {
+        Capabilities {
+            domain,
+            greeting,
+            pipelining: false,
+            size: None,
+            eight_bit_mime: false,
+            binary_mime: false,
+            chunking: false,
+            smtputf8: false,
+            dsn: false,
+            starttls: false,
+            auth: Vec::new(),
+            enhanced_status_codes: false,
+            requiretls: false,
+            mt_priority: None,
+            deliver_by: None,
+            etrn: false,
+            vrfy: false,
+            expn: false,
+            help: false,
+            other: Vec::new(),
+        }
+    }
+
+    /// The server's name, the first word of the reply.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The free text after the domain on the first line (`ehlo-greet`), empty when none.
+    pub fn greeting(&self) -> &str {
+        &self.greeting
+    }
+
+    /// Sets the text after the domain; it must not contain CR, LF or NUL.
+    pub fn set_greeting(&mut self, greeting: impl Into<String>) -> Result<&mut Self, BuildError> {
+        let greeting = greeting.into();
+        if has_control(&greeting) {
+            return Err(BuildError::ControlCharacter);
+        }
+        self.greeting = greeting;
+        Ok(self)
+    }
+
+    /// The SASL mechanisms of AUTH (RFC 4954 §3), upper-case, each once, in the order
+    /// first announced; empty when AUTH is not announced (or announced with no mechanism,
+    /// which offers nothing to use).
+    pub fn auth(&self) -> &[String] {
+        &self.auth
+    }
+
+    /// Announces a SASL mechanism. Names are case-insensitive (RFC 4954 §3) and stored
+    /// upper-case; adding one twice keeps one. It must be an `ehlo-param`: printable
+    /// ASCII, no space.
+    pub fn add_auth(&mut self, mechanism: &str) -> Result<&mut Self, BuildError> {
+        check_param(mechanism)?;
+        self.push_auth(mechanism);
+        Ok(self)
+    }
+
+    /// Stops announcing AUTH (say, before STARTTLS, when passwords must not travel in
+    /// plaintext, RFC 4954 §4).
+    pub fn clear_auth(&mut self) -> &mut Self {
+        self.auth.clear();
+        self
+    }
+
+    fn push_auth(&mut self, mechanism: &str) {
+        if !self.supports_auth(mechanism) {
+            self.auth.push(mechanism.to_ascii_uppercase());
+        }
+    }
+
+    /// MT-PRIORITY (RFC 6710 §3): `None` when not announced, else the priority
+    /// assignment policy name if one was given (`MIXER`, `STANAG4406`, `NSEP`).
+    pub fn mt_priority(&self) -> Option<Option<&str>> {
+        self.mt_priority.as_ref().map(Option::as_deref)
+    }
+
+    /// Sets MT-PRIORITY: `None` to not announce it, `Some(None)` without a policy name,
+    /// `Some(Some(name))` with one, which must be an `ehlo-param`.
+    pub fn set_mt_priority(
+        &mut self,
+        value: Option<Option<&str>>,
+    ) -> Result<&mut Self, BuildError> {
+        if let Some(Some(policy)) = value {
+            check_param(policy)?;
+        }
+        self.mt_priority = value.map(|policy| policy.map(str::to_owned));
+        Ok(self)
+    }
+
+    /// Keywords without a typed field, upper-case, with their parameters as sent, in the
+    /// order announced. Kept so that a client can act on extensions this crate does not
+    /// know (`XCLIENT`, `X-EXPS`, ...) and a server can announce them.
+    pub fn other(&self) -> &[(String, Vec<String>)] {
+        &self.other
+    }
+
+    /// The parameters of the first unknown `keyword` (case-insensitive), if announced.
+    pub fn other_params(&self, keyword: &str) -> Option<&[String]> {
+        self.other
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(keyword))
+            .map(|(_, params)| params.as_slice())
+    }
+
+    /// Announces an extension without a typed field. The keyword must follow
+    /// `ehlo-keyword` and not be one with a typed field (set that field instead, so that
+    /// the value reads back the same); each parameter must be an `ehlo-param`.
+    pub fn add_other<I, S>(&mut self, keyword: &str, params: I) -> Result<&mut Self, BuildError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        if has_control(keyword) {
+            return Err(BuildError::ControlCharacter);
+        }
+        if !is_ehlo_keyword(keyword) || Keyword::lookup(keyword).is_some() {
+            return Err(BuildError::Argument);
+        }
+        let params = params
+            .into_iter()
+            .map(|param| {
+                let param = param.into();
+                check_param(&param).map(|()| param)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.other.push((keyword.to_ascii_uppercase(), params));
+        Ok(self)
+    }
+
+    /// Whether `keyword` (case-insensitive) was announced. AUTH counts only with at least
+    /// one mechanism.
+    pub fn has(&self, keyword: &str) -> bool {
+        match Keyword::lookup(keyword) {
+            Some(known) => self.has_known(known),
+            None => self.other_params(keyword).is_some(),
+        }
+    }
+
+    fn has_known(&self, keyword: Keyword) -> bool {
+        match keyword {
+            Keyword::Pipelining => self.pipelining,
+            Keyword::Size => self.size.is_some(),
+            Keyword::Vrfy => self.vrfy,
+            Keyword::Etrn => self.etrn,
+            Keyword::Expn => self.expn,
+            Keyword::StartTls => self.starttls,
+            Keyword::Auth => !self.auth.is_empty(),
+            Keyword::EnhancedStatusCodes => self.enhanced_status_codes,
+            Keyword::EightBitMime => self.eight_bit_mime,
+            Keyword::BinaryMime => self.binary_mime,
+            Keyword::Chunking => self.chunking,
+            Keyword::Dsn => self.dsn,
+            Keyword::SmtpUtf8 => self.smtputf8,
+            Keyword::RequireTls => self.requiretls,
+            Keyword::MtPriority => self.mt_priority.is_some(),
+            Keyword::DeliverBy => self.deliver_by.is_some(),
+            Keyword::Help => self.help,
+        }
+    }
+
+    /// Whether AUTH offers `mechanism` (case-insensitive, RFC 4954 §3).
+    pub fn supports_auth(&self, mechanism: &str) -> bool {
+        self.auth.iter().any(|m| m.eq_ignore_ascii_case(mechanism))
+    }
+
+    /// The fixed message size limit in octets, if the server declared one: SIZE with a
+    /// number above zero. SIZE 0 and SIZE alone mean "no fixed maximum" (RFC 1870 §4).
+    pub fn size_limit(&self) -> Option<u64> {
+        self.size.flatten().filter(|&n| n > 0)
+    }
+
+    /// Reads the capabilities from an EHLO or LHLO reply.
+    ///
+    /// The first line is the domain and an optional greeting; each further line is
+    /// `keyword *(SP param)` (RFC 5321 §4.1.1.1). Lenient where leniency cannot mislead:
+    /// runs of spaces (or tabs) separate like one space, empty lines and lines that do not start with an
+    /// `ehlo-keyword` are skipped (a client ignores what it does not understand), the
+    /// pre-RFC 4954 `AUTH=PLAIN LOGIN` form still sent for old Outlook clients is merged
+    /// into [`Capabilities::auth`], and for a keyword with a typed value announced twice
+    /// the first value wins.
+    pub fn from_reply(reply: &Reply) -> Result<Capabilities, EhloError> {
+        if reply.code() != ReplyCode::OK {
+            return Err(EhloError::NotOk(reply.code()));
+        }
+        let lines = reply.lines();
+        let mut caps = Capabilities::from_first_line(&lines[0])?;
+        for line in &lines[1..] {
+            caps.ehlo_line(line);
+        }
+        Ok(caps)
+    }
+
+    /// Reads the capabilities straight from the bytes of one complete EHLO or LHLO reply,
+    /// with the default [`ReplyLimits`]: the same result as [`Reply::parse`] followed by
+    /// [`Capabilities::from_reply`], without building the intermediate [`Reply`] (no
+    /// allocation per line), for hosts that frame replies themselves and for benchmarks.
+    ///
+    /// ```
+    /// use smtp_proto::ehlo::Capabilities;
+    /// let caps = Capabilities::parse(b"250-mx.example.org\r\n250 STARTTLS\r\n").unwrap();
+    /// assert!(caps.starttls);
+    /// ```
+    pub fn parse(input: &[u8]) -> Result<Capabilities, EhloError> {
+        let mut reader = LineReader::new(ReplyLimits::default());
+        // Framing errors anywhere win over what the lines say, as with `Reply::parse`.
+        let mut caps: Result<Option<Capabilities>, EhloError> = Ok(None);
+        loop {
+            let line = reader.next_line(input)?.ok_or(ReplyError::Incomplete)?;
+            if let Ok(state) = &mut caps {
+                // As in `Reply`, text that is not UTF-8 is read lossily, never refused.
+                let text = match std::str::from_utf8(line.text) {
+                    Ok(text) => Cow::Borrowed(text),
+                    Err(_) => String::from_utf8_lossy(line.text),
+                };
+                match state {
+                    Some(state) => state.ehlo_line(&text),
+                    None if line.code != ReplyCode::OK => caps = Err(EhloError::NotOk(line.code)),
+                    None => caps = Capabilities::from_first_line(&text).map(Some),
+                }
+            }
+            if line.last {
+                if line.end != input.len() {
+                    return Err(ReplyError::TrailingBytes.into());
+                }
+                return caps.and_then(|caps| caps.ok_or(EhloError::MissingDomain));
+            }
+        }
+    }
+
+    /// ```text
+    /// "250" ( SP / "-" ) Domain [ SP ehlo-greet ]
+    /// ```
+    /// (RFC 5321 §4.1.1.1), after the code: leading spaces are skipped, the domain runs to
+    /// the next space, the greeting is the rest.
+    fn from_first_line(line: &str) -> Result<Capabilities, EhloError> {
+        let line = line.trim_start_matches(' ');
+        let (domain, greeting) = line.split_once(' ').unwrap_or((line, ""));
+        if domain.is_empty() {
+            return Err(EhloError::MissingDomain);
+        }
+        Ok(Capabilities::empty(domain.to_owned(), greeting.to_owned()))
+    }
+
+    /// ```text
+    /// ehlo-line = ehlo-keyword *( SP ehlo-param )
+    /// ```
+    /// (RFC 5321 §4.1.1.1), applied to the capabilities.
+    fn ehlo_line(&mut self, line: &str) {
+        // No `ehlo-param` holds white space, so splitting at any of it reads the same
+        // and tolerates tabs and runs of spaces.
+        let mut words = line.split_ascii_whitespace();
+        let Some(keyword) = words.next() else {
+            return;
+        };
+        let Some(known) = Keyword::lookup(keyword) else {
+            if keyword.len() > 5 && keyword.as_bytes()[..5].eq_ignore_ascii_case(b"AUTH=") {
+                // `AUTH=LOGIN PLAIN`: the first mechanism is glued to the keyword. The
+                // prefix matched five ASCII octets, so slicing after it is on a boundary.
+                self.push_auth(&keyword[5..]);
+                words.for_each(|mechanism| self.push_auth(mechanism));
+            } else if is_ehlo_keyword(keyword) {
+                let params = words.map(str::to_owned).collect();
+                self.other.push((keyword.to_ascii_uppercase(), params));
+            }
+            return;
+        };
+        match known {
+            Keyword::Pipelining => self.pipelining = true,
+            Keyword::Size => {
+                if self.size.is_none() {
+                    self.size = Some(words.next().and_then(number));
+                }
+            }
+            Keyword::Vrfy => self.vrfy = true,
+            Keyword::Etrn => self.etrn = true,
+            Keyword::Expn => self.expn = true,
+            Keyword::StartTls => self.starttls = true,
+            Keyword::Auth => words.for_each(|mechanism| self.push_auth(mechanism)),
+            Keyword::EnhancedStatusCodes => self.enhanced_status_codes = true,
+            Keyword::EightBitMime => self.eight_bit_mime = true,
+            Keyword::BinaryMime => self.binary_mime = true,
+            Keyword::Chunking => self.chunking = true,
+            Keyword::Dsn => self.dsn = true,
+            Keyword::SmtpUtf8 => self.smtputf8 = true,
+            Keyword::RequireTls => self.requiretls = true,
+            Keyword::MtPriority => {
+                if self.mt_priority.is_none() {
+                    self.mt_priority = Some(words.next().map(str::to_owned));
+                }
+            }
+            Keyword::DeliverBy => {
+                if self.deliver_by.is_none() {
+                    self.deliver_by = Some(words.next().and_then(number));
+                }
+            }
+            Keyword::Help => self.help = true,
+        }
+    }
+
+    /// The 250 reply announcing these capabilities: the domain line, then one line per
+    /// announced keyword, upper-case, known ones first in a fixed order, then the others
+    /// in the order added (RFC 5321 §4.1.1.1). Lines are not wrapped: keep AUTH lists and
+    /// other parameters within the 512-octet line limit (RFC 5321 §4.5.3.1.5).
+    pub fn to_reply(&self) -> Reply {
+        let mut lines: Vec<Cow<'static, str>> = Vec::with_capacity(1 + Keyword::ALL.len());
+        lines.push(if self.greeting.is_empty() {
+            Cow::Owned(self.domain.clone())
+        } else {
+            Cow::Owned(format!("{} {}", self.domain, self.greeting))
+        });
+        for keyword in Keyword::ALL {
+            if !self.has_known(keyword) {
+                continue;
+            }
+            let name = keyword.name();
+            let value: Option<String> = match keyword {
+                Keyword::Size => self.size.flatten().map(|n| n.to_string()),
+                Keyword::DeliverBy => self.deliver_by.flatten().map(|n| n.to_string()),
+                Keyword::MtPriority => self.mt_priority.clone().flatten(),
+                Keyword::Auth => Some(self.auth.join(" ")),
+                _ => None,
+            };
+            lines.push(match value {
+                Some(value) => Cow::Owned(format!("{name} {value}")),
+                None => Cow::Borrowed(name),
+            });
+        }
+        for (keyword, params) in &self.other {
+            let mut line = keyword.clone();
+            for param in params {
+                line.push(' ');
+                line.push_str(param);
+            }
+            lines.push(Cow::Owned(line));
+        }
+        // Every part was checked by the builder or came out of a decoded reply, so no
+        // line holds CR, LF or NUL.
+        Reply::from_parts(ReplyCode::OK, None, lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Both ways of reading capabilities from bytes, which must agree.
+    fn caps(input: &[u8]) -> Result<Capabilities, EhloError> {
+        let via_reply = Reply::parse(input)
+            .map_err(EhloError::from)
+            .and_then(|reply| Capabilities::from_reply(&reply));
+        assert_eq!(
+            Capabilities::parse(input),
+            via_reply,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+        via_reply
+    }
+
+    const POSTFIX: &[u8] = b"250-mail.example.com\r\n\
+        250-PIPELINING\r\n\
+        250-SIZE 10240000\r\n\
+        250-ETRN\r\n\
+        250-STARTTLS\r\n\
+        250-AUTH PLAIN LOGIN\r\n\
+        250-AUTH=PLAIN LOGIN\r\n\
+        250-ENHANCEDSTATUSCODES\r\n\
+        250-8BITMIME\r\n\
+        250-DSN\r\n\
+        250-SMTPUTF8\r\n\
+        250 CHUNKING\r\n";
+
+    const GMAIL: &[u8] = b"250-smtp.gmail.com at your service, [203.0.113.7]\r\n\
+        250-SIZE 35882577\r\n\
+        250-8BITMIME\r\n\
+        250-AUTH LOGIN PLAIN XOAUTH2 PLAIN-CLIENTTOKEN OAUTHBEARER XOAUTH\r\n\
+        250-ENHANCEDSTATUSCODES\r\n\
+        250-PIPELINING\r\n\
+        250-CHUNKING\r\n\
+        250 SMTPUTF8\r\n";
+
+    #[test]
+    fn postfix() {
+        let caps = caps(POSTFIX).unwrap();
+        assert_eq!(Reply::parse(POSTFIX).unwrap().lines().len(), 12);
+        assert_eq!((caps.domain(), caps.greeting()), ("mail.example.com", ""));
+        assert!(caps.pipelining && caps.etrn && caps.starttls && caps.enhanced_status_codes);
+        assert!(caps.eight_bit_mime && caps.dsn && caps.smtputf8 && caps.chunking);
+        assert!(!caps.vrfy && !caps.binary_mime && !caps.requiretls && !caps.help);
+        assert_eq!(caps.size, Some(Some(10_240_000)));
+        // Both AUTH forms merged, each mechanism once (RFC 4954 §3).
+        assert_eq!(caps.auth(), ["PLAIN", "LOGIN"]);
+        assert!(caps.other().is_empty());
+        assert_eq!(Capabilities::from_reply(&caps.to_reply()), Ok(caps));
+    }
+
+    #[test]
+    fn gmail() {
+        let caps = caps(GMAIL).unwrap();
+        assert_eq!(caps.domain(), "smtp.gmail.com");
+        assert_eq!(caps.greeting(), "at your service, [203.0.113.7]");
+        assert_eq!(caps.size_limit(), Some(35_882_577));
+        assert_eq!(
+            caps.auth(),
+            [
+                "LOGIN",
+                "PLAIN",
+                "XOAUTH2",
+                "PLAIN-CLIENTTOKEN",
+                "OAUTHBEARER",
+                "XOAUTH"
+            ]
+        );
+        assert!(caps.supports_auth("xoauth2") && !caps.supports_auth("CRAM-MD5"));
+        assert!(caps.pipelining && caps.chunking && caps.smtputf8 && !caps.starttls && !caps.dsn);
+        assert_eq!(Capabilities::from_reply(&caps.to_reply()), Ok(caps));
+    }
+
+    /// `has!(input => check)`: the reply parses, `check` holds, and the value round-trips.
+    macro_rules! has {
+        ($input:expr => $check:expr) => {
+            check_caps($input, $check)
+        };
+    }
+
+    fn check_caps(input: &[u8], check: fn(&Capabilities) -> bool) {
+        let shown = String::from_utf8_lossy(input);
+        let caps = caps(input).unwrap_or_else(|e| panic!("{shown:?}: {e}"));
+        assert!(check(&caps), "{shown:?}: {caps:?}");
+        assert_eq!(
+            Capabilities::from_reply(&caps.to_reply()),
+            Ok(caps),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn keywords() {
+        has!(b"250-mx\r\n250 pipelining\r\n" => |c| c.pipelining); // RFC 5321 §2.4 case-insensitive
+        has!(b"250-mx\r\n250 SIZE\r\n" => |c| c.size == Some(None) && c.size_limit().is_none()); // RFC 1870 §4
+        has!(b"250-mx\r\n250 SIZE 0\r\n" => |c| c.size == Some(Some(0)) && c.size_limit().is_none()); // RFC 1870 §4
+        has!(b"250-mx\r\n250 SIZE big\r\n" => |c| c.size == Some(None)); // RFC 1870 §4 not a number
+        has!(b"250-mx\r\n250 SIZE +5\r\n" => |c| c.size == Some(None)); // RFC 1870 §4 digits only
+        has!(b"250-mx\r\n250 SIZE 99999999999999999999\r\n" => |c| c.size == Some(None)); // overflow
+        has!(b"250-mx\r\n250-SIZE 1\r\n250 SIZE 2\r\n" => |c| c.size == Some(Some(1))); // first wins
+        has!(b"250-mx\r\n250 AUTH=LOGIN PLAIN\r\n" => |c| c.auth() == ["LOGIN", "PLAIN"]); // pre-RFC 4954 form
+        has!(b"250-mx\r\n250 auth=login\r\n" => |c| c.auth() == ["LOGIN"]); // old form, lower case
+        has!(b"250-mx\r\n250 AUTH\r\n" => |c| c.auth().is_empty() && !c.has("AUTH")); // RFC 4954 §3 no mechanism
+        has!(b"250-mx\r\n250 AUTH  cram-md5   plain\r\n" => |c| c.auth() == ["CRAM-MD5", "PLAIN"]); // runs of spaces
+        has!(b"250-mx\r\n250 8bitmime\r\n" => |c| c.eight_bit_mime); // RFC 6152
+        has!(b"250-mx\r\n250 BINARYMIME\r\n" => |c| c.binary_mime); // RFC 3030
+        has!(b"250-mx\r\n250 REQUIRETLS\r\n" => |c| c.requiretls); // RFC 8689
+        has!(b"250-mx\r\n250 MT-PRIORITY MIXER\r\n" => |c| c.mt_priority() == Some(Some("MIXER"))); // RFC 6710 §3
+        has!(b"250-mx\r\n250 MT-PRIORITY\r\n" => |c| c.mt_priority() == Some(None)); // RFC 6710 §3
+        has!(b"250-mx\r\n250 DELIVERBY 240\r\n" => |c| c.deliver_by == Some(Some(240))); // RFC 2852 §4
+        has!(b"250-mx\r\n250 DELIVERBY\r\n" => |c| c.deliver_by == Some(None)); // RFC 2852 §4
+        has!(b"250-mx\r\n250-VRFY\r\n250-EXPN\r\n250 HELP\r\n" => |c| c.vrfy && c.expn && c.help); // RFC 5321 §3.5
+        has!(b"250-mx\r\n250 PIPELINING extra\r\n" => |c| c.pipelining && c.other().is_empty()); // stray parameter
+        has!(b"250-mx\r\n250 XCLIENT NAME ADDR\r\n" => |c| c.other_params("xclient") == Some(&["NAME".into(), "ADDR".into()][..])); // unknown kept
+        has!(b"250-mx\r\n250 x-exps GSSAPI NTLM\r\n" => |c| c.other() == [("X-EXPS".into(), vec!["GSSAPI".into(), "NTLM".into()])]); // upper-cased keyword
+        has!(b"250-mx\r\n250 X-LINK2STATE\r\n" => |c| c.has("x-link2state") && !c.has("X-LINK")); // RFC 5321 §4.1.1.1
+        has!(b"250-mx\r\n250-\r\n250 ok\r\n" => |c| c.other().len() == 1); // empty line skipped
+        has!(b"250-mx\r\n250 =junk\r\n" => |c| c.other().is_empty()); // RFC 5321 §4.1.1.1 not a keyword: skipped
+        has!(b"250 mx\r\n" => |c| c.domain() == "mx" && !c.has("SIZE")); // RFC 5321 §4.1.1.1 one-line reply
+        has!(b"250  mx  hi\r\n" => |c| c.domain() == "mx" && c.greeting() == " hi"); // leading spaces
+        has!(b"250-2.0.0 mx hi\r\n250 2.0.0 DSN\r\n" => |c| c.domain() == "mx" && c.dsn); // RFC 2034 §4 stripped
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn errors() {
+        let cases: &[(&[u8], EhloError)] = &[
+            (b"502 5.5.1 no EHLO\r\n", EhloError::NotOk(ReplyCode::NOT_IMPLEMENTED)), // RFC 5321 §4.1.1.1
+            (b"220 mx\r\n", EhloError::NotOk(ReplyCode::SERVICE_READY)), // §4.1.1.1 only 250
+            (b"250\r\n", EhloError::MissingDomain), // §4.1.1.1 Domain required
+            (b"250-\r\n250 SIZE\r\n", EhloError::MissingDomain), // §4.1.1.1
+            (b"250   \r\n", EhloError::MissingDomain), // spaces only
+            (b"250-mx\r\n250 SIZE", EhloError::Reply(ReplyError::Incomplete)), // RFC 5321 §4.2 CRLF ends a line
+            (b"250-mx\r\n250 SIZE\n", EhloError::Reply(ReplyError::BareLf)), // RFC 5321 §2.3.8
+            (b"250-mx\r\n251 SIZE\r\n", EhloError::Reply(ReplyError::CodeMismatch { expected: ReplyCode::OK, found: ReplyCode::USER_NOT_LOCAL })), // §4.2.1
+            (b"550-no\r\n250 SIZE\r\n", EhloError::Reply(ReplyError::CodeMismatch { expected: ReplyCode::MAILBOX_UNAVAILABLE, found: ReplyCode::OK })), // framing first
+            (b"250 mx\r\n250 mx\r\n", EhloError::Reply(ReplyError::TrailingBytes)), // one reply only
+        ];
+        for (input, error) in cases {
+            assert_eq!(caps(input), Err(*error), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn every_keyword_is_found() {
+        for keyword in Keyword::ALL {
+            let name = keyword.name();
+            assert_eq!(Keyword::lookup(name), Some(keyword));
+            assert_eq!(Keyword::lookup(&name.to_ascii_lowercase()), Some(keyword));
+            assert_eq!(Keyword::lookup(&name[1..]), None);
+            assert_eq!(Keyword::lookup(&format!("{name}X")), None);
+        }
+    }
+
+    #[test]
+    fn builder_validates() {
+        let mut caps = Capabilities::new("mx.example.org").unwrap();
+        assert_eq!(Capabilities::new(""), Err(BuildError::Argument));
+        assert_eq!(Capabilities::new("mx example"), Err(BuildError::Argument));
+        assert_eq!(
+            Capabilities::new("mx\r\n250 x"),
+            Err(BuildError::ControlCharacter)
+        );
+        assert_eq!(
+            caps.set_greeting("hi\r\n").err(),
+            Some(BuildError::ControlCharacter)
+        );
+        assert_eq!(caps.add_auth("PL AIN").err(), Some(BuildError::Argument));
+        assert_eq!(caps.add_auth("").err(), Some(BuildError::Argument));
+        assert_eq!(
+            caps.add_auth("X\0").err(),
+            Some(BuildError::ControlCharacter)
+        );
+        assert_eq!(
+            caps.add_other("X FOO", [""; 0]).err(),
+            Some(BuildError::Argument)
+        );
+        assert_eq!(
+            caps.add_other("-X", [""; 0]).err(),
+            Some(BuildError::Argument)
+        );
+        assert_eq!(
+            caps.add_other("size", ["1"]).err(),
+            Some(BuildError::Argument)
+        );
+        assert_eq!(
+            caps.add_other("X-A", ["a b"]).err(),
+            Some(BuildError::Argument)
+        );
+        assert_eq!(
+            caps.add_other("X-A", ["a\nb"]).err(),
+            Some(BuildError::ControlCharacter)
+        );
+        assert_eq!(
+            caps.set_mt_priority(Some(Some("A B"))).err(),
+            Some(BuildError::Argument)
+        );
+        assert_eq!(
+            caps,
+            Capabilities::new("mx.example.org").unwrap(),
+            "a refused value changes nothing"
+        );
+
+        caps.set_greeting("ESMTP ready").unwrap();
+        caps.add_auth("login")
+            .unwrap()
+            .add_auth("PLAIN")
+            .unwrap()
+            .add_auth("Login")
+            .unwrap();
+        caps.set_mt_priority(Some(Some("MIXER"))).unwrap();
+        caps.add_other("xclient", ["NAME", "ADDR"]).unwrap();
+        caps.pipelining = true;
+        caps.starttls = true;
+        caps.size = Some(None);
+        caps.deliver_by = Some(Some(60));
+        assert_eq!(caps.auth(), ["LOGIN", "PLAIN"]);
+        assert_eq!(
+            String::from_utf8(caps.to_reply().to_bytes()).unwrap(),
+            "250-mx.example.org ESMTP ready\r\n250-PIPELINING\r\n250-SIZE\r\n250-STARTTLS\r\n\
+             250-AUTH LOGIN PLAIN\r\n250-MT-PRIORITY MIXER\r\n250-DELIVERBY 60\r\n\
+             250 XCLIENT NAME ADDR\r\n"
+        );
+        caps.clear_auth();
+        assert!(!caps.has("auth"));
+    }
+
+    prop_compose! {
+        fn capabilities()(
+            domain in "[a-z][a-z0-9-]{0,10}(\\.[a-z]{2,5}){0,2}|\\[[0-9.]{7,15}\\]",
+            greeting in "[ -~\u{e9}]{0,30}",
+            flags in proptest::collection::vec(any::<bool>(), 14),
+            size in any::<Option<Option<u64>>>(),
+            deliver_by in any::<Option<Option<u64>>>(),
+            auth in proptest::collection::vec("[A-Za-z0-9_-]{1,20}", 0..6),
+            mt_priority in proptest::option::of(proptest::option::of("[!-~]{1,10}")),
+            other in proptest::collection::vec(
+                ("[xX]-[a-zA-Z0-9-]{1,8}", proptest::collection::vec("[!-~]{1,8}", 0..3)),
+                0..4,
+            ),
+        ) -> Capabilities {
+            let mut caps = Capabilities::new(domain).unwrap();
+            caps.set_greeting(greeting).unwrap();
+            [
+                caps.pipelining, caps.eight_bit_mime, caps.binary_mime, caps.chunking,
+                caps.smtputf8, caps.dsn, caps.starttls, caps.enhanced_status_codes,
+                caps.requiretls, caps.etrn, caps.vrfy, caps.expn, caps.help, _,
+            ] = flags.try_into().unwrap();
+            caps.size = size;
+            caps.deliver_by = deliver_by;
+            for mechanism in &auth {
+                caps.add_auth(mechanism).unwrap();
+            }
+            caps.set_mt_priority(mt_priority.as_ref().map(|p| p.as_deref())).unwrap();
+            for (keyword, params) in other {
+                caps.add_other(&keyword, params).unwrap();
+            }
+            caps
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn capabilities_round_trip(caps in capabilities()) {
+            let reply = caps.to_reply();
+            prop_assert_eq!(Capabilities::from_reply(&reply), Ok(caps.clone()));
+            // And through the wire, both ways.
+            let bytes = reply.to_bytes();
+            let decoded = Reply::parse(&bytes).unwrap();
+            prop_assert_eq!(Capabilities::from_reply(&decoded), Ok(caps.clone()));
+            prop_assert_eq!(Capabilities::parse(&bytes), Ok(caps));
+        }
+
+        #[test]
+        fn lookup_agrees_with_a_linear_search(
+            word in prop_oneof![
+                proptest::sample::select(Keyword::ALL.map(Keyword::name).to_vec())
+                    .prop_flat_map(|name| proptest::collection::vec(any::<bool>(), name.len())
+                        .prop_map(move |upper| name.chars().zip(upper)
+                            .map(|(c, u)| if u { c } else { c.to_ascii_lowercase() })
+                            .collect::<String>())),
+                "[A-Za-z0-9-]{0,20}",
+                "[SEAHDCPBRM8][A-Z0-9-]{2,10}",
+            ],
+        ) {
+            let linear = Keyword::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(&word));
+            prop_assert_eq!(Keyword::lookup(&word), linear);
+        }
+
+        #[test]
+        fn parse_agrees_with_reply_then_from_reply(
+            pieces in proptest::collection::vec(prop_oneof![
+                Just(b"250-".to_vec()), Just(b"250 ".to_vec()), Just(b"550 ".to_vec()),
+                Just(b"\r\n".to_vec()), Just(b"\n".to_vec()), Just(b" ".to_vec()),
+                Just(b"2.0.0 ".to_vec()), Just(b"AUTH=".to_vec()), Just(b"SIZE".to_vec()),
+                "[ -~]{0,12}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..4),
+            ], 0..30),
+        ) {
+            let _ = caps(&pieces.concat());
+        }
+
+        #[test]
+        fn any_reply_parses_or_errs_and_round_trips(
+            lines in proptest::collection::vec("[ -~]{0,30}", 1..8),
+        ) {
+            let reply = Reply::with_lines(250, None, lines).unwrap();
+            if let Ok(caps) = Capabilities::from_reply(&reply) {
+                prop_assert_eq!(Capabilities::from_reply(&caps.to_reply()), Ok(caps));
+            }
+        }
+    }
+}
