@@ -402,16 +402,17 @@ impl Client {
         match self.stage {
             Stage::Closed => {}
             Stage::Tls => self.fail(ClientError::TlsInjection, false),
-            _ => {
-                self.inbuf.extend_from_slice(bytes);
-                self.read_replies();
-            }
+            // Replies are read one at a time by `poll_output`, so that no event goes out
+            // stale (a BodyWanted followed by a 421 in the same read).
+            _ => self.inbuf.extend_from_slice(bytes),
         }
     }
 
     /// The server closed the connection.
     pub fn handle_eof(&mut self, now: Instant) {
         self.now = now;
+        // What the server said before closing still counts (a 221, or a final reply).
+        while self.stage != Stage::Closed && self.read_reply() {}
         match self.stage {
             Stage::Closed => {}
             // After QUIT, or with nothing outstanding, a close is the normal end.
@@ -550,14 +551,18 @@ impl Client {
 
     /// The next thing to do; call until [`ClientOutput::Wait`].
     pub fn poll_output(&mut self) -> ClientOutput {
-        if let Some(o) = self.queue.pop_front() {
-            return o;
-        }
-        if !self.outbuf.is_empty() {
-            return ClientOutput::Transmit(self.outbuf.split().freeze());
-        }
-        ClientOutput::Wait {
-            deadline: self.deadline(),
+        loop {
+            if let Some(o) = self.queue.pop_front() {
+                return o;
+            }
+            if !self.outbuf.is_empty() {
+                return ClientOutput::Transmit(self.outbuf.split().freeze());
+            }
+            if !self.read_reply() {
+                return ClientOutput::Wait {
+                    deadline: self.deadline(),
+                };
+            }
         }
     }
 
@@ -584,39 +589,39 @@ impl Client {
 
     // ---- replies ---------------------------------------------------------------------
 
-    fn read_replies(&mut self) {
-        while !matches!(self.stage, Stage::Closed | Stage::Tls) {
-            let (reply, used) = match self.decoder.decode(&self.inbuf) {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
-                Err(e) => return self.fail(ClientError::Reply(e), false),
-            };
-            let _ = self.inbuf.split_to(used);
-            if self.config.transcript {
-                let prefix = |i: usize| {
-                    if i + 1 == reply.lines().len() {
-                        ' '
-                    } else {
-                        '-'
-                    }
-                };
-                for (i, line) in reply.lines().iter().enumerate() {
-                    let enh = reply
-                        .enhanced()
-                        .map(|e| format!("{e} "))
-                        .unwrap_or_default();
-                    self.event(ClientEvent::Transcript(format!(
-                        "S: {}{}{enh}{line}",
-                        reply.code(),
-                        prefix(i)
-                    )));
-                }
-            }
-            let Some((expect, _)) = self.expected.pop_front() else {
-                return self.fail(ClientError::UnsolicitedReply(reply), false);
-            };
-            self.handle_reply(expect, reply);
+    /// Reads and handles one reply; false when none is complete.
+    fn read_reply(&mut self) -> bool {
+        if matches!(self.stage, Stage::Closed | Stage::Tls) || self.inbuf.is_empty() {
+            return false;
         }
+        let (reply, used) = match self.decoder.decode(&self.inbuf) {
+            Ok(Some(r)) => r,
+            Ok(None) => return false,
+            Err(e) => {
+                self.fail(ClientError::Reply(e), false);
+                return true;
+            }
+        };
+        let _ = self.inbuf.split_to(used);
+        if self.config.transcript {
+            let last = reply.lines().len() - 1;
+            for (i, line) in reply.lines().iter().enumerate() {
+                let sep = if i == last { ' ' } else { '-' };
+                let enh = reply
+                    .enhanced()
+                    .map(|e| format!("{e} "))
+                    .unwrap_or_default();
+                self.event(ClientEvent::Transcript(format!(
+                    "S: {}{sep}{enh}{line}",
+                    reply.code()
+                )));
+            }
+        }
+        match self.expected.pop_front() {
+            Some((expect, _)) => self.handle_reply(expect, reply),
+            None => self.fail(ClientError::UnsolicitedReply(reply), false),
+        }
+        true
     }
 
     fn handle_reply(&mut self, expect: Expect, reply: Reply) {
