@@ -209,3 +209,86 @@ fn host_refuses_a_session() {
     stop.shutdown();
     thread.join().unwrap();
 }
+
+/// `Verification::Insecure` accepts a certificate nobody vouches for; the default
+/// (webpki roots) does not.
+#[test]
+fn insecure_verification() {
+    let certs = Certs::new();
+    let server = Blocking.start(
+        Options {
+            tls: true,
+            ..Options::default()
+        },
+        &certs,
+    );
+    let addr = server.tls_addr().unwrap().to_string();
+    let conn = Connector::new(client_config(StartTls::Never))
+        .verification(&smtp_blocking::Verification::Insecure)
+        .unwrap()
+        .implicit_tls(true)
+        .connect(&addr)
+        .unwrap();
+    assert!(conn.is_tls());
+    conn.quit().unwrap();
+    let err = Connector::new(client_config(StartTls::Never))
+        .implicit_tls(true)
+        .connect(&addr)
+        .unwrap_err();
+    assert!(matches!(err, smtp_blocking::Error::Tls(_)), "{err:?}");
+    server.stop();
+}
+
+/// LMTP: one verdict per recipient after the message (RFC 2033 §4.2), each from
+/// `Handler::lmtp_delivery`.
+#[test]
+fn lmtp_per_recipient_delivery() {
+    use smtp_blocking::{Context, Decision, Handler};
+    use smtp_proto::ForwardPath;
+
+    struct Lmtp;
+    struct Delivery;
+    impl Host for Lmtp {
+        type Handler = Delivery;
+        fn connect(&self, _: &ConnectInfo) -> Result<Delivery, Reply> {
+            Ok(Delivery)
+        }
+    }
+    impl Handler for Delivery {
+        fn message_end(&mut self, _: &Context<'_>) -> Decision {
+            unreachable!("LMTP ends with lmtp_delivery")
+        }
+        fn lmtp_delivery(&mut self, _: &Context<'_>, to: &ForwardPath<'static>) -> Decision {
+            match to.mailbox().map(|m| m.local_part().to_owned()).as_deref() {
+                Some("full") => Decision::reject(452, (4, 2, 2), "Mailbox full"),
+                _ => Decision::Accept,
+            }
+        }
+    }
+    let mut config = behaviour::server_config(&Options::default());
+    config.lmtp = true;
+    let server = Server::builder(config, Lmtp)
+        .listener(TcpListener::bind("127.0.0.1:0").unwrap())
+        .build()
+        .unwrap();
+    let addr = server.local_addrs()[0].addr;
+    let stop = server.shutdown_handle();
+    let thread = std::thread::spawn(move || server.run());
+    let mut config = client_config(StartTls::Never);
+    config.lmtp = true;
+    let mut conn = Connector::new(config).connect(&addr.to_string()).unwrap();
+    let o = conn
+        .send(
+            envelope("a@example.org", &["bob@example.org", "full@example.org"]),
+            &b"hi\r\n"[..],
+        )
+        .unwrap();
+    assert_eq!(o.status, DeliveryStatus::Partial, "{o:?}");
+    assert_eq!(
+        o.recipients[1].status,
+        smtp_proto::client::RecipientStatus::Temporary
+    );
+    conn.quit().unwrap();
+    stop.shutdown();
+    thread.join().unwrap();
+}
