@@ -268,10 +268,13 @@ impl Control {
     /// Registers a session's socket so that a forced close can wake its reads.
     fn register(&self, id: u64, tcp: &TcpStream) {
         let Ok(clone) = tcp.try_clone() else { return };
+        // Under the lock: the shutdown sets the flag and walks the sockets holding it, so
+        // a socket is either walked or sees the flag here.
+        let mut state = self.lock();
         if self.force_closing() {
             let _ = clone.shutdown(Shutdown::Read);
         }
-        self.lock().sockets.insert(id, clone);
+        state.sockets.insert(id, clone);
     }
 }
 
