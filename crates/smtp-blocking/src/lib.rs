@@ -1,0 +1,46 @@
+//! `std::net` and rustls for the Sans-I/O [`smtp_proto`] machines: an SMTP server and
+//! client for synchronous programs, with no async runtime.
+//!
+//! This crate owns sockets, clocks, TLS and threads; the protocol lives in
+//! [`smtp_proto::server::Server`] and [`smtp_proto::client::Client`]. Each connection is a
+//! loop around the machine's `poll_output`: bytes it transmits are written, events go to
+//! the application, `StartTls` hands the raw `TcpStream` to rustls, and `Wait` reads
+//! (only when the machine asks) with a socket timeout taken from the machine's deadline,
+//! calling `handle_timeout` when it passes. The adapter never writes a byte the machine
+//! did not produce and holds no input of its own (no `BufReader`), so no plaintext can
+//! survive a STARTTLS.
+//!
+//! # Server
+//! - [`Host`]: asked about every new connection, returns a [`Handler`] for it.
+//! - [`Handler`]: policy (HELO, MAIL, RCPT, AUTH, VRFY/EXPN/ETRN) and delivery (message
+//!   start, body chunks, end, abort; LMTP per-recipient delivery), called on the
+//!   session's thread. The same methods as the tokio adapter's, without `async`.
+//! - [`Server`] and its [`Builder`]: plain (+STARTTLS) and implicit-TLS listeners, a
+//!   thread per connection up to a limit (`421 4.3.2` over it, said by the machine),
+//!   graceful shutdown through a [`ShutdownHandle`].
+//!
+//! # Client
+//! - [`Connector`]: connect timeout, implicit TLS or the STARTTLS policy of the
+//!   [`ClientConfig`](smtp_proto::client::ClientConfig), certificate
+//!   [`Verification`], AUTH from the configuration's credentials, a transcript hook.
+//! - [`Connection`]: many messages per connection, each body streamed from any
+//!   [`std::io::Read`], each with its per-recipient
+//!   [`MessageOutcome`](smtp_proto::client::MessageOutcome).
+//!
+//! # TLS
+//! [`tls`] builds rustls configurations with the `ring` provider: client ones from the
+//! webpki roots, a CA file, or an explicit insecure mode; server ones from PEM files.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod client;
+mod host;
+mod server;
+mod session;
+mod stream;
+pub mod tls;
+
+pub use client::{Connection, Connector, DEFAULT_BODY_CHUNK, Error, Transcript};
+pub use host::{ConnectInfo, Context, Decision, Handler, Host};
+pub use server::{BuildError, Builder, ListenerAddr, Server, ShutdownHandle};
+pub use tls::{TlsError, Verification};
