@@ -163,7 +163,6 @@ impl<H: Host> Builder<H> {
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 /// # drop(stop);
 /// server.run(async { let _ = stopped.await; }).await; // e.g. on SIGTERM
-
 /// # Ok(()) }
 /// ```
 pub struct Server<H> {
@@ -320,6 +319,11 @@ impl<H: Host> Shared<H> {
         };
         if permit.is_none() {
             info!(%peer, "too many connections");
+            // A refused client gets little patience: it only has to read one line.
+            let session = Session {
+                write_timeout: session.write_timeout.min(Duration::from_secs(10)),
+                ..session
+            };
             let text = format!("{} Service busy, try again later", self.config.hostname());
             machine.close_with(reply(421, (4, 3, 2), text));
             return session.run(stream, machine, &mut Refused).await;
