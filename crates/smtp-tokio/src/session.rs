@@ -319,7 +319,7 @@ impl Session {
             Event::Etrn(arg) => Some(handler.etrn(&ctx, arg).await),
             other => {
                 match other {
-                    Event::Connected => info!(peer = %self.peer, "connected"),
+                    Event::Connected => info!("connected"),
                     Event::TlsEstablished => info!("STARTTLS done"),
                     Event::ProtocolError(error) => info!(%error, "client error"),
                     Event::Timeout => info!("timeout"),
