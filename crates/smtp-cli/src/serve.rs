@@ -95,6 +95,9 @@ pub(crate) struct ServeArgs {
     /// Concurrent connections; over it, clients get 421 4.3.2.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     max_connections: usize,
+    /// On SIGINT/SIGTERM, how long open sessions may finish before they get 421 4.3.2.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    shutdown_timeout: u64,
     /// Serve LMTP (RFC 2033) instead of SMTP.
     #[arg(long)]
     lmtp: bool,
@@ -212,7 +215,9 @@ async fn serve(args: ServeArgs) -> u8 {
             .collect(),
         seq: AtomicU64::new(0),
     }));
-    let mut builder = Server::builder(config, host).max_connections(args.max_connections.max(1));
+    let mut builder = Server::builder(config, host)
+        .max_connections(args.max_connections.max(1))
+        .shutdown_timeout(Duration::from_secs(args.shutdown_timeout));
     if let Some(tls) = tls {
         builder = builder.tls(tls);
     }

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use smtp_proto::server::{PeerInfo, Server as Machine, ServerConfig};
+use smtp_proto::server::{PeerInfo, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -291,7 +291,7 @@ impl<H: Host> Shared<H> {
         let permit: Option<OwnedSemaphorePermit> = Arc::clone(&self.limit).try_acquire_owned().ok();
         let stream = if implicit_tls {
             let Some(acceptor) = &self.tls else { return };
-            let handshake = acceptor.accept(tcp);
+            let handshake = Box::pin(acceptor.accept(tcp));
             match tokio::time::timeout(self.config.timeouts.tls_handshake, handshake).await {
                 Ok(Ok(tls)) => {
                     log_tls(&tls);
@@ -308,8 +308,7 @@ impl<H: Host> Shared<H> {
             name: None,
             tls: implicit_tls,
         };
-        let mut machine = Machine::new(Arc::clone(&self.config), info, Instant::now());
-        let session = Session {
+        let mut session = Session {
             id,
             peer,
             local,
@@ -317,16 +316,14 @@ impl<H: Host> Shared<H> {
             force_close: self.force_close.clone(),
             write_timeout: self.write_timeout,
         };
+        let config = Arc::clone(&self.config);
         if permit.is_none() {
-            info!(%peer, "too many connections");
+            info!("too many connections");
             // A refused client gets little patience: it only has to read one line.
-            let session = Session {
-                write_timeout: session.write_timeout.min(Duration::from_secs(10)),
-                ..session
-            };
-            let text = format!("{} Service busy, try again later", self.config.hostname());
-            machine.close_with(reply(421, (4, 3, 2), text));
-            return session.run(stream, machine, &mut Refused).await;
+            session.write_timeout = session.write_timeout.min(Duration::from_secs(10));
+            let text = format!("{} Service busy, try again later", config.hostname());
+            let busy = Some(reply(421, (4, 3, 2), text));
+            return session.run(stream, config, info, busy, &mut Refused).await;
         }
         let connect = ConnectInfo {
             id,
@@ -335,11 +332,12 @@ impl<H: Host> Shared<H> {
             implicit_tls,
         };
         match self.host.connect(&connect) {
-            Ok(mut handler) => session.run(stream, machine, &mut handler).await,
+            Ok(mut handler) => session.run(stream, config, info, None, &mut handler).await,
             Err(r) => {
                 info!(reply = %r.to_string().trim_end(), "connection refused by host");
-                machine.close_with(r);
-                session.run(stream, machine, &mut Refused).await
+                session
+                    .run(stream, config, info, Some(r), &mut Refused)
+                    .await
             }
         }
         drop(permit);

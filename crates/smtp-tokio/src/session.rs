@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use smtp_proto::server::{Event, Output, Server};
+use smtp_proto::Reply;
+use smtp_proto::server::{Event, Output, PeerInfo, Server, ServerConfig};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
@@ -110,13 +112,22 @@ impl Session {
         }
     }
 
-    /// Drives the session until the machine says Close (or the connection breaks).
+    /// Drives a new session until the machine says Close (or the connection breaks).
+    /// With `refuse`, the machine is told to close with that reply before it greets
+    /// (connection limit, host refusal), so even then every byte is the machine's.
     pub(crate) async fn run<H: Handler>(
         &self,
         mut stream: Stream,
-        mut server: Server,
+        config: Arc<ServerConfig>,
+        peer: PeerInfo,
+        refuse: Option<Reply>,
         handler: &mut H,
     ) {
+        // The machine is built here, not passed in, so the task holds it only once.
+        let mut server = Server::new(config, peer, Instant::now());
+        if let Some(reply) = refuse {
+            server.close_with(reply);
+        }
         // The connection broke: the machine still gets to say goodbye to the handler
         // (MessageAborted), but nothing more is written.
         let mut broken = false;
@@ -140,8 +151,10 @@ impl Session {
                         server.handle_eof(Instant::now());
                     }
                 }
-                Output::Event(event) => self.dispatch(&mut server, handler, event).await,
-                Output::StartTls => match self.upgrade(&mut stream, &server).await {
+                // Boxed: handler futures and the TLS handshake are large and rare, and
+                // an idle session should not carry their space (see the crate docs).
+                Output::Event(event) => Box::pin(self.dispatch(&mut server, handler, event)).await,
+                Output::StartTls => match Box::pin(self.upgrade(&mut stream, &server)).await {
                     Ok(()) => server.handle_tls_established(Instant::now()),
                     Err(error) => {
                         info!(%error, "STARTTLS handshake failed");
