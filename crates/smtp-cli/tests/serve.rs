@@ -84,12 +84,16 @@ impl Serve {
         self.dir.path().join("maildir")
     }
 
-    /// The stored messages, oldest first.
+    /// The stored messages, oldest first (by the `Q<seq>` part of the Maildir name).
     fn stored(&self) -> Vec<Vec<u8>> {
-        files(&self.maildir().join("new"))
-            .iter()
-            .map(|p| std::fs::read(p).unwrap())
-            .collect()
+        let seq = |p: &PathBuf| -> u64 {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            let q = &name[name.find('Q').unwrap() + 1..];
+            q[..q.find('.').unwrap()].parse().unwrap()
+        };
+        let mut paths = files(&self.maildir().join("new"));
+        paths.sort_by_key(seq);
+        paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
     }
 
     fn stderr(&self) -> String {
