@@ -1,0 +1,345 @@
+//! Listeners, the accept loop, the connection limit and graceful shutdown.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use smtp_proto::server::{PeerInfo, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::host::{ConnectInfo, Host, Refused, reply};
+use crate::session::{Session, Stream, log_tls};
+
+/// Why a [`Server`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No listener was given.
+    #[error("no listener")]
+    NoListener,
+    /// An implicit-TLS listener was given without a TLS configuration.
+    #[error("implicit TLS listener without a TLS configuration")]
+    TlsRequired,
+    /// A listener's local address could not be read.
+    #[error("listener address: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A bound listener and what it serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerAddr {
+    /// The address, with the real port when bound to port 0.
+    pub addr: SocketAddr,
+    /// TLS from the first byte (RFC 8314, port 465 style) rather than plain text with
+    /// STARTTLS.
+    pub implicit_tls: bool,
+}
+
+/// Configures a [`Server`]. See [`Server::builder`].
+pub struct Builder<H> {
+    config: ServerConfig,
+    host: H,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    listeners: Vec<(TcpListener, bool)>,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+    write_timeout: Option<Duration>,
+}
+
+impl<H: Host> Builder<H> {
+    /// TLS for STARTTLS on plain listeners and for implicit-TLS listeners. With it, the
+    /// session configuration's `extensions.starttls` is turned on; without it, off.
+    pub fn tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// A plain listener (STARTTLS offered when [`Builder::tls`] is set).
+    pub fn listener(mut self, listener: TcpListener) -> Self {
+        self.listeners.push((listener, false));
+        self
+    }
+
+    /// An implicit-TLS listener (RFC 8314).
+    pub fn implicit_tls_listener(mut self, listener: TcpListener) -> Self {
+        self.listeners.push((listener, true));
+        self
+    }
+
+    /// Concurrent sessions at most; a client over the limit gets
+    /// `421 4.3.2 <hostname> Service busy, try again later` and is disconnected.
+    /// Default: 1000.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// After the shutdown signal, how long sessions may go on before they get
+    /// `421 4.3.2` and are closed. Default: 10 seconds.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long one write may block on a client that does not read. Default: the
+    /// session's command timeout.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = Some(timeout);
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<Server<H>, BuildError> {
+        if self.listeners.is_empty() {
+            return Err(BuildError::NoListener);
+        }
+        if self.tls.is_none() && self.listeners.iter().any(|(_, implicit)| *implicit) {
+            return Err(BuildError::TlsRequired);
+        }
+        let addrs = self
+            .listeners
+            .iter()
+            .map(|(l, implicit_tls)| {
+                Ok(ListenerAddr {
+                    addr: l.local_addr()?,
+                    implicit_tls: *implicit_tls,
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut config = self.config;
+        config.extensions.starttls = self.tls.is_some();
+        let write_timeout = self.write_timeout.unwrap_or(config.timeouts.command);
+        Ok(Server {
+            shared: Arc::new(Shared {
+                config: Arc::new(config),
+                host: self.host,
+                tls: self.tls.map(TlsAcceptor::from),
+                limit: Arc::new(Semaphore::new(self.max_connections)),
+                next_id: AtomicU64::new(1),
+                force_close: CancellationToken::new(),
+                write_timeout,
+            }),
+            listeners: self.listeners,
+            addrs,
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+}
+
+/// An SMTP (or LMTP) server on one or more listeners, running one
+/// [`smtp_proto::server::Server`] machine per connection.
+///
+/// ```no_run
+/// # async fn example() -> std::io::Result<()> {
+/// use smtp_tokio::{ConnectInfo, Context, Decision, Handler, Host, Server};
+/// use smtp_proto::{Reply, server::ServerConfig};
+///
+/// struct Sink;
+/// struct Session;
+/// impl Host for Sink {
+///     type Handler = Session;
+///     fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
+///         Ok(Session)
+///     }
+/// }
+/// impl Handler for Session {
+///     async fn message_end(&mut self, _: &Context<'_>) -> Decision {
+///         Decision::Accept // a real host stores the message first
+///     }
+/// }
+///
+/// let config = ServerConfig::new("mx.example.org").unwrap();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:2525").await?;
+/// let server = Server::builder(config, Sink).listener(listener).build().unwrap();
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// # drop(stop);
+/// server.run(async { let _ = stopped.await; }).await; // e.g. on SIGTERM
+/// # Ok(()) }
+/// ```
+pub struct Server<H> {
+    shared: Arc<Shared<H>>,
+    listeners: Vec<(TcpListener, bool)>,
+    addrs: Vec<ListenerAddr>,
+    shutdown_timeout: Duration,
+}
+
+struct Shared<H> {
+    config: Arc<ServerConfig>,
+    host: H,
+    tls: Option<TlsAcceptor>,
+    limit: Arc<Semaphore>,
+    next_id: AtomicU64,
+    force_close: CancellationToken,
+    write_timeout: Duration,
+}
+
+impl<H: Host> Server<H> {
+    /// Starts configuring a server: `config` is shared by every session, `host` is asked
+    /// about every connection.
+    pub fn builder(config: ServerConfig, host: H) -> Builder<H> {
+        Builder {
+            config,
+            host,
+            tls: None,
+            listeners: Vec::new(),
+            max_connections: 1000,
+            shutdown_timeout: Duration::from_secs(10),
+            write_timeout: None,
+        }
+    }
+
+    /// The listeners' addresses, in the order they were added.
+    pub fn local_addrs(&self) -> &[ListenerAddr] {
+        &self.addrs
+    }
+
+    /// The session configuration (with `extensions.starttls` set by the builder).
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
+    /// Accepts connections until `shutdown` completes, then stops accepting, lets the
+    /// sessions finish for the shutdown timeout, closes the rest with
+    /// `421 4.3.2 ... shutting down`, and returns once every session has ended.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            shared,
+            listeners,
+            shutdown_timeout,
+            ..
+        } = self;
+        let mut sessions = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let accept = poll_fn(|cx| {
+                for (listener, implicit) in &listeners {
+                    if let Poll::Ready(r) = listener.poll_accept(cx) {
+                        return Poll::Ready((r, *implicit));
+                    }
+                }
+                Poll::Pending
+            });
+            tokio::select! {
+                () = &mut shutdown => break,
+                (result, implicit_tls) = accept => match result {
+                    Ok((tcp, peer)) => {
+                        let shared = Arc::clone(&shared);
+                        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                        let span = info_span!("session", id, %peer);
+                        sessions.spawn(
+                            async move { shared.connection(tcp, peer, id, implicit_tls).await }
+                                .instrument(span),
+                        );
+                    }
+                    Err(error) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        }
+        drop(listeners);
+        info!(
+            sessions = sessions.len(),
+            "shutting down: no longer accepting"
+        );
+        let grace = tokio::time::sleep(shutdown_timeout);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = sessions.join_next() => if next.is_none() { break },
+                () = &mut grace => {
+                    info!(sessions = sessions.len(), "shutdown timeout: closing sessions");
+                    shared.force_close.cancel();
+                    break;
+                }
+            }
+        }
+        // Closing sessions only write their 421; a client that does not read is cut off
+        // by the write timeout, and anything left after that is aborted.
+        let last = tokio::time::timeout(shared.write_timeout + Duration::from_secs(1), async {
+            while sessions.join_next().await.is_some() {}
+        });
+        if last.await.is_err() {
+            sessions.abort_all();
+            while sessions.join_next().await.is_some() {}
+        }
+        info!("stopped");
+    }
+}
+
+impl<H: Host> Shared<H> {
+    async fn connection(&self, tcp: TcpStream, peer: SocketAddr, id: u64, implicit_tls: bool) {
+        let local = match tcp.local_addr() {
+            Ok(a) => a,
+            Err(error) => return debug!(%error, "connection lost"),
+        };
+        // Replies are small and already batched per pipelined group (RFC 2920 §3.2).
+        let _ = tcp.set_nodelay(true);
+        // Take the slot before the handshake, so a flood of handshakes counts too.
+        let permit: Option<OwnedSemaphorePermit> = Arc::clone(&self.limit).try_acquire_owned().ok();
+        let stream = if implicit_tls {
+            let Some(acceptor) = &self.tls else { return };
+            let handshake = Box::pin(acceptor.accept(tcp));
+            match tokio::time::timeout(self.config.timeouts.tls_handshake, handshake).await {
+                Ok(Ok(tls)) => {
+                    log_tls(&tls);
+                    Stream::Tls(Box::new(tls))
+                }
+                Ok(Err(error)) => return info!(%error, "TLS handshake failed"),
+                Err(_) => return info!("TLS handshake timed out"),
+            }
+        } else {
+            Stream::Plain(tcp)
+        };
+        let info = PeerInfo {
+            addr: Some(peer.ip()),
+            name: None,
+            tls: implicit_tls,
+        };
+        let mut session = Session {
+            id,
+            peer,
+            local,
+            tls: self.tls.clone(),
+            force_close: self.force_close.clone(),
+            write_timeout: self.write_timeout,
+        };
+        let config = Arc::clone(&self.config);
+        if permit.is_none() {
+            info!("too many connections");
+            // A refused client gets little patience: it only has to read one line.
+            session.write_timeout = session.write_timeout.min(Duration::from_secs(10));
+            let text = format!("{} Service busy, try again later", config.hostname());
+            let busy = Some(reply(421, (4, 3, 2), text));
+            return session.run(stream, config, info, busy, &mut Refused).await;
+        }
+        let connect = ConnectInfo {
+            id,
+            peer,
+            local,
+            implicit_tls,
+        };
+        match self.host.connect(&connect) {
+            Ok(mut handler) => session.run(stream, config, info, None, &mut handler).await,
+            Err(r) => {
+                info!(reply = %r.to_string().trim_end(), "connection refused by host");
+                session
+                    .run(stream, config, info, Some(r), &mut Refused)
+                    .await
+            }
+        }
+        drop(permit);
+    }
+}

@@ -1,0 +1,399 @@
+//! One connection: a loop around [`Server::poll_output`].
+//!
+//! Transmit → write; Event → ask the handler, then `accept`/`reject`; StartTls → hand the
+//! raw socket to rustls; Close → shut down; Wait → read (when asked), sleep until the
+//! deadline, or close on forced shutdown. Nothing here knows SMTP: every byte that goes
+//! out was produced by the machine.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use smtp_proto::Reply;
+use smtp_proto::server::{Event, Output, PeerInfo, Server, ServerConfig};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::host::{Context, Decision, Handler, reply};
+
+/// Bytes read from the socket per read call. The buffer lives on the stack only while a
+/// read completes, so an idle session holds none (see the crate documentation).
+pub(crate) const READ_CHUNK: usize = 8 * 1024;
+
+/// The socket, plain or upgraded.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only during the STARTTLS handshake.
+    Upgrading,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// What the adapter needs besides the machine and the handler.
+pub(crate) struct Session {
+    pub(crate) id: u64,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) tls: Option<TlsAcceptor>,
+    /// Cancelled when the server's shutdown grace period is over.
+    pub(crate) force_close: CancellationToken,
+    /// How long a write may block (a client that stops reading).
+    pub(crate) write_timeout: Duration,
+}
+
+/// Why the wait ended.
+enum Wake {
+    /// Bytes were read and already handed to the machine.
+    Input,
+    Eof,
+    Failed(io::Error),
+    Deadline,
+    Shutdown,
+}
+
+impl Session {
+    fn context<'a>(&self, server: &'a Server) -> Context<'a> {
+        Context {
+            id: self.id,
+            peer: self.peer,
+            local: self.local,
+            session: server,
+        }
+    }
+
+    /// Drives a new session until the machine says Close (or the connection breaks).
+    /// With `refuse`, the machine is told to close with that reply before it greets
+    /// (connection limit, host refusal), so even then every byte is the machine's.
+    pub(crate) async fn run<H: Handler>(
+        &self,
+        mut stream: Stream,
+        config: Arc<ServerConfig>,
+        peer: PeerInfo,
+        refuse: Option<Reply>,
+        handler: &mut H,
+    ) {
+        // The machine is built here, not passed in, so the task holds it only once.
+        let mut server = Server::new(config, peer, Instant::now());
+        if let Some(reply) = refuse {
+            server.close_with(reply);
+        }
+        // The connection broke: the machine still gets to say goodbye to the handler
+        // (MessageAborted), but nothing more is written.
+        let mut broken = false;
+        loop {
+            match server.poll_output() {
+                Output::Transmit(bytes) => {
+                    if broken {
+                        continue;
+                    }
+                    let write = async {
+                        stream.write_all(&bytes).await?;
+                        stream.flush().await
+                    };
+                    let result = match tokio::time::timeout(self.write_timeout, write).await {
+                        Ok(r) => r,
+                        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+                    };
+                    if let Err(error) = result {
+                        debug!(%error, "write failed");
+                        broken = true;
+                        server.handle_eof(Instant::now());
+                    }
+                }
+                // Boxed: handler futures and the TLS handshake are large and rare, and
+                // an idle session should not carry their space (see the crate docs).
+                Output::Event(event) => Box::pin(self.dispatch(&mut server, handler, event)).await,
+                Output::StartTls => match Box::pin(self.upgrade(&mut stream, &server)).await {
+                    Ok(()) => server.handle_tls_established(Instant::now()),
+                    Err(error) => {
+                        info!(%error, "STARTTLS handshake failed");
+                        broken = true;
+                        server.handle_eof(Instant::now());
+                    }
+                },
+                Output::Close => {
+                    if !broken {
+                        let _ = tokio::time::timeout(self.write_timeout, stream.shutdown()).await;
+                    }
+                    break;
+                }
+                Output::Wait { deadline, read } => {
+                    if broken {
+                        // After handle_eof the machine closes; waiting here would hang.
+                        break;
+                    }
+                    match self.wait(&mut stream, &mut server, deadline, read).await {
+                        Wake::Input => {}
+                        Wake::Eof => {
+                            debug!("client closed the connection");
+                            server.handle_eof(Instant::now());
+                        }
+                        Wake::Failed(error) => {
+                            debug!(%error, "read failed");
+                            broken = true;
+                            server.handle_eof(Instant::now());
+                        }
+                        Wake::Deadline => server.handle_timeout(Instant::now()),
+                        Wake::Shutdown => {
+                            let text = format!(
+                                "{} Service shutting down, closing transmission channel",
+                                server.config().hostname()
+                            );
+                            server.close_with(reply(421, (4, 3, 2), text));
+                        }
+                    }
+                }
+            }
+        }
+        info!("disconnected");
+    }
+
+    /// Waits for input (only when the machine asks for it), the deadline, or a forced
+    /// shutdown. Input is fed to the machine straight from a stack buffer: the adapter
+    /// keeps no bytes of its own, so nothing is left behind when STARTTLS swaps the
+    /// stream.
+    async fn wait(
+        &self,
+        stream: &mut Stream,
+        server: &mut Server,
+        deadline: Option<Instant>,
+        read: bool,
+    ) -> Wake {
+        let input = poll_fn(|cx| {
+            let mut buf = [0u8; READ_CHUNK];
+            let mut buf = ReadBuf::new(&mut buf);
+            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Wake::Failed(e)),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Wake::Eof),
+                Poll::Ready(Ok(())) => {
+                    server.handle_input(buf.filled(), Instant::now());
+                    Poll::Ready(Wake::Input)
+                }
+            }
+        });
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = self.force_close.cancelled() => Wake::Shutdown,
+            wake = input, if read => wake,
+            () = sleep => Wake::Deadline,
+        }
+    }
+
+    /// STARTTLS: the raw TCP stream goes to rustls as it is. The adapter holds no
+    /// buffered bytes (reads go straight into the machine, which refuses anything
+    /// pipelined after STARTTLS), so no plaintext can leak into the TLS session.
+    async fn upgrade(&self, stream: &mut Stream, server: &Server) -> io::Result<()> {
+        let Some(acceptor) = &self.tls else {
+            return Err(io::Error::other("STARTTLS without a TLS configuration"));
+        };
+        let Stream::Plain(tcp) = std::mem::replace(stream, Stream::Upgrading) else {
+            return Err(io::Error::other(
+                "STARTTLS on a stream that is not plain TCP",
+            ));
+        };
+        let handshake = acceptor.accept(tcp);
+        let tls = match server.deadline() {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), handshake)
+                .await
+                .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??,
+            None => handshake.await?,
+        };
+        log_tls(&tls);
+        *stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// Hands an event to the handler and its decision to the machine.
+    async fn dispatch<H: Handler>(&self, server: &mut Server, handler: &mut H, event: Event) {
+        let ctx = self.context(server);
+        let decision = match &event {
+            Event::Hello { verb, host } => {
+                let d = handler.hello(&ctx, *verb, host).await;
+                log_decision(&d, format_args!("{verb} {host}"));
+                Some(d)
+            }
+            Event::Mail { from, params } => {
+                let d = handler.mail(&ctx, from, params).await;
+                log_decision(&d, format_args!("MAIL FROM:{from}"));
+                Some(d)
+            }
+            Event::Rcpt { to, params } => {
+                let d = handler.rcpt(&ctx, to, params).await;
+                log_decision(&d, format_args!("RCPT TO:{to}"));
+                Some(d)
+            }
+            Event::MessageStart => {
+                debug!("message started");
+                handler.message_start(&ctx).await;
+                None
+            }
+            Event::Body(chunk) => {
+                handler.message_chunk(&ctx, chunk.clone()).await;
+                None
+            }
+            Event::MessageEnd => {
+                let d = handler.message_end(&ctx).await;
+                log_decision(&d, format_args!("message"));
+                Some(d)
+            }
+            Event::LmtpMessageEnd { recipients } => {
+                handler.lmtp_message_end(&ctx, *recipients).await;
+                None
+            }
+            Event::LmtpDelivery { to } => {
+                let d = handler.lmtp_delivery(&ctx, to).await;
+                log_decision(&d, format_args!("LMTP delivery to {to}"));
+                Some(d)
+            }
+            Event::MessageAborted { reason } => {
+                info!(?reason, "message aborted");
+                handler.message_aborted(&ctx, *reason).await;
+                None
+            }
+            Event::Auth {
+                mechanism,
+                credentials,
+            } => {
+                let d = handler.auth(&ctx, mechanism, credentials).await;
+                // The identity only: credentials never reach a log.
+                let user = credentials.identity().unwrap_or("");
+                log_decision(&d, format_args!("AUTH {mechanism} user={user:?}"));
+                Some(d)
+            }
+            Event::AuthChallengeNeeded { .. } => {
+                let challenge = cram_md5_challenge(server.config().hostname());
+                if let Err(error) = server.auth_challenge(&challenge) {
+                    warn!(%error, "CRAM-MD5 challenge refused");
+                    let r = reply(454, (4, 7, 0), "Temporary authentication failure");
+                    let _ = server.reject(r);
+                }
+                return;
+            }
+            Event::Vrfy(arg) => Some(handler.vrfy(&ctx, arg).await),
+            Event::Expn(arg) => Some(handler.expn(&ctx, arg).await),
+            Event::Etrn(arg) => Some(handler.etrn(&ctx, arg).await),
+            other => {
+                match other {
+                    Event::Connected => info!("connected"),
+                    Event::TlsEstablished => info!("STARTTLS done"),
+                    Event::ProtocolError(error) => info!(%error, "client error"),
+                    Event::Timeout => info!("timeout"),
+                    Event::Quit => debug!("QUIT"),
+                    _ => debug!(?other, "event"),
+                }
+                handler.event(&ctx, other);
+                None
+            }
+        };
+        if let Some(decision) = decision {
+            apply(server, decision);
+        }
+    }
+}
+
+/// Gives the handler's decision to the machine. A reply of the wrong class is a bug in
+/// the handler; the session answers `451 4.3.0` rather than stall.
+fn apply(server: &mut Server, decision: Decision) {
+    let result = match decision {
+        Decision::Accept => server.accept(),
+        Decision::AcceptWith(r) => server.accept_with(r),
+        Decision::Reject(r) => server.reject(r),
+    };
+    if let Err(error) = result {
+        warn!(%error, "handler decision refused by the session");
+        let _ = server.reject(reply(451, (4, 3, 0), "Error: local error in processing"));
+    }
+}
+
+fn log_decision(decision: &Decision, what: std::fmt::Arguments<'_>) {
+    match decision {
+        Decision::Accept => info!("{what}: accepted"),
+        Decision::AcceptWith(r) | Decision::Reject(r) => {
+            let text = r.to_string();
+            info!("{what}: {}", text.trim_end())
+        }
+    }
+}
+
+pub(crate) fn log_tls(tls: &TlsStream<TcpStream>) {
+    let conn = tls.get_ref().1;
+    info!(
+        version = ?conn.protocol_version(),
+        cipher = ?conn.negotiated_cipher_suite().map(|s| s.suite()),
+        "TLS established"
+    );
+}
+
+/// `<random.timestamp@hostname>` (RFC 2195 §2), fresh for every attempt.
+fn cram_md5_challenge(hostname: &str) -> String {
+    let random = getrandom::u64().unwrap_or_else(|_| {
+        // No OS randomness: fall back on the clock's nanoseconds, still unique per try.
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos().into())
+    });
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    smtp_proto::sasl::cram_md5_challenge(random, now, hostname)
+        .or_else(|_| smtp_proto::sasl::cram_md5_challenge(random, now, "localhost"))
+        .unwrap_or_else(|_| format!("<{random}.{now}@localhost>"))
+}
