@@ -28,8 +28,10 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod address;
+pub mod client;
 pub mod command;
 pub mod data;
+pub mod ehlo;
 pub mod error;
 pub mod line;
 pub mod params;
@@ -42,10 +44,12 @@ pub use address::{
     AddressLiteral, Domain, ForwardPath, GeneralLiteral, Host, Mailbox, ReversePath,
 };
 pub use command::{Command, CommandDecoder, Decoded, InitialResponse, ParseOptions, Text, Verb};
+pub use data::{BareLineEndings, DataDecoder, DataError, DotStuffer, LongLines};
+pub use ehlo::{Capabilities, EhloError};
 pub use error::{AddressError, BuildError, CommandError, ParamError};
 pub use line::{Line, LineFramer};
 pub use params::{
     BodyType, ByMode, DeliverBy, MailAuth, MailParams, Notify, Orcpt, Param, RcptParams, Ret, XText,
 };
-pub use reply::{EnhancedCode, Reply, ReplyCode};
+pub use reply::{EnhancedCode, Reply, ReplyCode, ReplyDecoder, ReplyError, ReplyLimits};
 pub use secret::Secret;

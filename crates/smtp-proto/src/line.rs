@@ -11,7 +11,7 @@ use memchr::{memchr, memchr2};
 use crate::error::CommandError;
 
 /// RFC 5321 §4.5.3.1.4: "The maximum total length of a command line including the
-/// command word and the <CRLF> is 512 octets." SMTP extensions may raise it (RFC 1869 §4.1.2:
+/// command word and the `<CRLF>` is 512 octets." SMTP extensions may raise it (RFC 1869 §4.1.2:
 /// each keyword's parameters may add to it).
 pub const MAX_COMMAND_LINE: usize = 512;
 

@@ -13,9 +13,10 @@
 //!   session closed), `X: eof` (the client hangs up), `X: timeout` (time passes beyond the
 //!   deadline), `X: open` (the session is still open).
 //!
-//! Each transcript runs three ways (h11 style): each client burst whole, byte by byte, and
-//! in 3-byte pieces, unless it says `! whole-only` (pipelining violations depend on what
-//! arrives together).
+//! Each transcript runs four ways (h11 style): each client burst whole, byte by byte, in
+//! 3-byte pieces (unless it says `! whole-only`: pipelining violations depend on what
+//! arrives together), and whole with trailing bytes (an unfinished `NOOP` after the last
+//! burst, which must change nothing).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -105,6 +106,9 @@ fn configure(config: &mut ServerConfig, key: &str, value: &str) -> bool {
 enum Feed {
     Whole,
     Bytes(usize),
+    /// Whole, and the last burst followed by the start of a command that never ends:
+    /// those trailing bytes must change nothing.
+    Trailing,
 }
 
 struct Harness {
@@ -170,7 +174,7 @@ impl Harness {
 
     fn feed(&mut self, bytes: &[u8], feed: Feed) {
         match feed {
-            Feed::Whole => {
+            Feed::Whole | Feed::Trailing => {
                 self.server.handle_input(bytes, self.now);
                 self.drain();
             }
@@ -195,7 +199,7 @@ fn run(file: &str, text: &str, feed: Feed) {
             whole_only |= configure(&mut config, k, v);
         }
     }
-    if whole_only && !matches!(feed, Feed::Whole) {
+    if whole_only && !matches!(feed, Feed::Whole | Feed::Trailing) {
         return;
     }
     let now = Instant::now();
@@ -293,6 +297,9 @@ fn run(file: &str, text: &str, feed: Feed) {
             panic!("{ctx}: cannot read {line:?}");
         }
     }
+    if matches!(feed, Feed::Trailing) {
+        pending_input.extend_from_slice(b"NOOP");
+    }
     if !pending_input.is_empty() {
         h.feed(&pending_input, feed);
     }
@@ -326,7 +333,7 @@ fn transcripts() {
     for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        for feed in [Feed::Whole, Feed::Bytes(1), Feed::Bytes(3)] {
+        for feed in [Feed::Whole, Feed::Bytes(1), Feed::Bytes(3), Feed::Trailing] {
             run(&name, &text, feed);
         }
     }
