@@ -1175,6 +1175,96 @@ pub fn scan_body(body: &[u8]) -> BodyInfo {
     scanner.finish()
 }
 
+/// Streaming CRLF normalisation for text bodies sent with BDAT (RFC 3030): what
+/// [`DotStuffer`] does for DATA, without the dot-stuffing. Only a `BODY=BINARYMIME` body may
+/// go out with bare CR or LF; a 7BIT or 8BITMIME body is text, whose lines end in CRLF
+/// (RFC 5321 §2.3.8), and a client that passed bare line endings on would hand the next hop
+/// a smuggling sequence. A CR at the end of one piece and an LF at the start of the next
+/// are one CRLF.
+///
+/// ```
+/// use smtp_proto::data::LineNormalizer;
+/// let mut n = LineNormalizer::new();
+/// let mut out = Vec::new();
+/// n.encode(b"a\nb\r", &mut out);
+/// n.encode(b"\nc", &mut out);
+/// n.finish(&mut out);
+/// assert_eq!(out, b"a\r\nb\r\nc\r\n");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct LineNormalizer {
+    /// The last piece ended in a CR whose partner has not been seen.
+    pending_cr: bool,
+    /// Something has been written.
+    started: bool,
+    /// What was written ends in CRLF.
+    at_line_end: bool,
+}
+
+impl LineNormalizer {
+    /// A normaliser at the start of a body.
+    #[must_use]
+    pub const fn new() -> Self {
+        LineNormalizer {
+            pending_cr: false,
+            started: false,
+            at_line_end: false,
+        }
+    }
+
+    /// Normalises one piece of the body into `out`.
+    pub fn encode<B: BufMut + ?Sized>(&mut self, input: &[u8], out: &mut B) {
+        let mut rest = input;
+        if self.pending_cr && !rest.is_empty() {
+            // CR then LF across pieces is one CRLF; CR then anything else is a bare CR.
+            self.pending_cr = false;
+            out.put_slice(b"\r\n");
+            if rest[0] == b'\n' {
+                rest = &rest[1..];
+            }
+            self.at_line_end = true;
+        }
+        while !rest.is_empty() {
+            self.started = true;
+            match memchr::memchr2(b'\r', b'\n', rest) {
+                None => {
+                    out.put_slice(rest);
+                    self.at_line_end = false;
+                    return;
+                }
+                Some(i) => {
+                    out.put_slice(&rest[..i]);
+                    if rest[i] == b'\n' {
+                        out.put_slice(b"\r\n");
+                        rest = &rest[i + 1..];
+                    } else {
+                        match rest.get(i + 1) {
+                            Some(b'\n') => rest = &rest[i + 2..],
+                            Some(_) => rest = &rest[i + 1..],
+                            None => {
+                                // Wait for the next piece to know.
+                                self.pending_cr = true;
+                                self.at_line_end = false;
+                                return;
+                            }
+                        }
+                        out.put_slice(b"\r\n");
+                    }
+                    self.at_line_end = true;
+                }
+            }
+        }
+    }
+
+    /// Ends the body: a pending CR becomes CRLF, and a body that does not end in CRLF gets
+    /// one (as [`DotStuffer::finish`] does). An empty body stays empty.
+    pub fn finish<B: BufMut + ?Sized>(self, out: &mut B) {
+        if self.pending_cr || (self.started && !self.at_line_end) {
+            out.put_slice(b"\r\n");
+        }
+    }
+}
+
 /// Turns every bare CR and bare LF into CRLF, leaving CRLF alone: the line endings
 /// [`DotStuffer`] sends and [`DataDecoder`] (in [`BareLineEndings::Normalize`] mode) hands
 /// back. For any message `x`, decoding the encoding of `x` gives `normalize_line_endings(x)`
@@ -1202,6 +1292,33 @@ pub fn normalize_line_endings(input: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The BDAT normaliser agrees with the DATA path: for any body cut anywhere, its
+        /// output is `normalize_line_endings(body)` plus a CRLF when that is not empty and
+        /// does not end in one.
+        #[test]
+        fn line_normalizer_matches_normalize(
+            body in proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'a'), any::<u8>()], 0..300),
+            cuts in proptest::collection::vec(0usize..300, 0..6),
+        ) {
+            let mut n = LineNormalizer::new();
+            let mut out = Vec::new();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(body.len())).collect();
+            cuts.sort_unstable();
+            let mut last = 0;
+            for c in cuts.into_iter().chain([body.len()]) {
+                n.encode(&body[last..c], &mut out);
+                last = c;
+            }
+            n.finish(&mut out);
+            let mut want = normalize_line_endings(&body);
+            if !want.is_empty() && !want.ends_with(b"\r\n") {
+                want.extend_from_slice(b"\r\n");
+            }
+            prop_assert_eq!(out, want);
+        }
+    }
 
     const R: BareLineEndings = BareLineEndings::Reject;
     const N: BareLineEndings = BareLineEndings::Normalize;

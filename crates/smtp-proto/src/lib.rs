@@ -44,7 +44,7 @@ pub use address::{
     AddressLiteral, Domain, ForwardPath, GeneralLiteral, Host, Mailbox, ReversePath,
 };
 pub use command::{Command, CommandDecoder, Decoded, InitialResponse, ParseOptions, Text, Verb};
-pub use data::{BareLineEndings, DataDecoder, DataError, DotStuffer, LongLines};
+pub use data::{BareLineEndings, DataDecoder, DataError, DotStuffer, LineNormalizer, LongLines};
 pub use ehlo::{Capabilities, EhloError};
 pub use error::{AddressError, BuildError, CommandError, ParamError};
 pub use line::{Line, LineFramer};

@@ -270,12 +270,26 @@ fn one_message_pipelined_with_bdat() {
     p.run();
     assert_eq!(p.outcomes.len(), 1);
     assert_eq!(p.outcomes[0].status, DeliveryStatus::Sent);
-    // BDAT sends the body as it is: no dot-stuffing, and line endings untouched.
+    // BDAT: no dot-stuffing, but a text body's bare line endings become CRLF (only
+    // BINARYMIME goes as it is).
     assert_eq!(
         p.stored,
-        vec![b"Subject: hi\r\n\r\n.leading dot\nbare lf\r\n".to_vec()]
+        vec![b"Subject: hi\r\n\r\n.leading dot\r\nbare lf\r\n".to_vec()]
     );
     assert!(p.closed.0 && p.closed.1);
+}
+
+#[test]
+fn binarymime_goes_as_it_is() {
+    let mut p = Pair::new(client_config(), server_config(), Policy::default());
+    let mut env = envelope("a@example.org", &["b@example.org"]);
+    env.body = BodyType::BinaryMime;
+    let body = b"\0\x01bare\nlf\rcr\r\n.\r\n\xff";
+    p.send(env, body);
+    p.client.quit();
+    p.run();
+    assert_eq!(p.outcomes[0].status, DeliveryStatus::Sent);
+    assert_eq!(p.stored, vec![body.to_vec()]);
 }
 
 #[test]
@@ -598,15 +612,11 @@ proptest! {
         p.client.quit();
         p.run();
         prop_assert_eq!(p.outcomes[0].status, DeliveryStatus::Sent);
-        let expected = if chunking && pipelining {
-            body.clone()
-        } else {
-            let mut n = normalize_line_endings(&body);
-            if !n.is_empty() && !n.ends_with(b"\r\n") {
-                n.extend_from_slice(b"\r\n");
-            }
-            n
-        };
+        // DATA and BDAT give the same text: normalised, ending in CRLF.
+        let mut expected = normalize_line_endings(&body);
+        if !expected.is_empty() && !expected.ends_with(b"\r\n") {
+            expected.extend_from_slice(b"\r\n");
+        }
         prop_assert_eq!(&p.stored[0], &expected);
     }
 }

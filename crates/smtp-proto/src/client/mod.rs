@@ -38,7 +38,7 @@ pub use config::{ClientConfig, ClientTimeouts, Envelope, Recipient, StartTls};
 
 use crate::address::ForwardPath;
 use crate::command::Command;
-use crate::data::{DotStuffer, EncodeError, LongLines};
+use crate::data::{DotStuffer, EncodeError, LineNormalizer, LongLines};
 use crate::ehlo::Capabilities;
 use crate::params::{BodyType, MailParams, RcptParams};
 use crate::reply::{Reply, ReplyDecoder, ReplyError};
@@ -272,8 +272,9 @@ enum Body {
     NotYet,
     /// DATA: the stuffer.
     Data(DotStuffer),
-    /// BDAT: the chunk held back, to send with LAST if it is the last.
-    Bdat(Option<Bytes>),
+    /// BDAT: the chunk held back, to send with LAST if it is the last, and the CRLF
+    /// normaliser for text bodies (`None` for BINARYMIME, which goes as it is).
+    Bdat(Option<Bytes>, Option<LineNormalizer>),
     /// The body is complete (or abandoned).
     Done,
 }
@@ -488,11 +489,19 @@ impl Client {
                 }
                 Ok(())
             }
-            Body::Bdat(held) => {
+            Body::Bdat(held, normalizer) => {
+                let chunk = match normalizer {
+                    Some(n) => {
+                        let mut text = BytesMut::with_capacity(chunk.len() + chunk.len() / 32);
+                        n.encode(chunk, &mut text);
+                        text.freeze()
+                    }
+                    None => Bytes::copy_from_slice(chunk),
+                };
                 if chunk.is_empty() {
                     return Ok(());
                 }
-                if let Some(prev) = held.replace(Bytes::copy_from_slice(chunk)) {
+                if let Some(prev) = held.replace(chunk) {
                     self.send_bdat(prev, false);
                 }
                 Ok(())
@@ -519,9 +528,12 @@ impl Client {
                 cur.final_sent = true;
                 Expect::Final
             }
-            Body::Bdat(held) => {
-                let last = held.unwrap_or_default();
-                self.send_bdat(last, true);
+            Body::Bdat(held, normalizer) => {
+                let mut last = BytesMut::from(held.unwrap_or_default().as_ref());
+                if let Some(n) = normalizer {
+                    n.finish(&mut last);
+                }
+                self.send_bdat(last.freeze(), true);
                 return Ok(());
             }
             Body::Done if cur.failed.is_some() && !cur.final_sent => {
@@ -993,7 +1005,8 @@ impl Client {
             return self.maybe_finish();
         }
         if cur.bdat {
-            cur.body = Body::Bdat(None);
+            let text = cur.env.body != BodyType::BinaryMime;
+            cur.body = Body::Bdat(None, text.then(LineNormalizer::new));
             let id = cur.id;
             self.event(ClientEvent::BodyWanted { id });
         } else if !cur.pipelined {
@@ -1102,7 +1115,7 @@ impl Client {
             return;
         }
         // A BDAT body being sent after a refusal: wait for end_body.
-        if cur.failed.is_some() && matches!(cur.body, Body::Bdat(_)) {
+        if cur.failed.is_some() && matches!(cur.body, Body::Bdat(..)) {
             return;
         }
         let lmtp = self.config.lmtp;
