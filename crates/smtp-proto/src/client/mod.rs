@@ -178,6 +178,33 @@ pub enum ClientError {
     Disconnected,
 }
 
+impl ClientError {
+    /// Whether retrying later cannot help: a 5xx greeting, EHLO or AUTH refusal, or no
+    /// usable AUTH mechanism. Everything else (4xx, 421, timeouts, lost connections, TLS
+    /// trouble, malformed replies) is worth a later try.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ClientError::Greeting(r) | ClientError::Ehlo(r) | ClientError::AuthFailed(r) => {
+                r.code().is_permanent()
+            }
+            ClientError::AuthUnavailable => true,
+            _ => false,
+        }
+    }
+
+    /// The server's reply that caused the failure, if one did.
+    pub fn reply(&self) -> Option<&Reply> {
+        match self {
+            ClientError::Greeting(r)
+            | ClientError::Ehlo(r)
+            | ClientError::AuthFailed(r)
+            | ClientError::ServiceClosing(r)
+            | ClientError::TlsRefused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
 /// A caller used the session wrongly.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
