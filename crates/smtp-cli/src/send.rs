@@ -9,16 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use smtp_proto::client::{
-    ClientConfig, ClientTimeouts, DeliveryStatus, Envelope, MessageOutcome, Recipient, RecipientStatus, StartTls,
+    ClientConfig, ClientTimeouts, DeliveryStatus, Envelope, MessageOutcome, Recipient,
+    RecipientStatus, StartTls,
 };
 use smtp_proto::data::BodyScanner;
 use smtp_proto::sasl::{ClientCredentials, Mechanism};
 use smtp_proto::{BodyType, ForwardPath, Mailbox, Reply, ReversePath};
 use smtp_tokio::{Connection, SendError, TlsOptions};
 use tokio::io::AsyncRead;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::serve::{EX_USAGE, Io};
 
@@ -126,7 +127,10 @@ pub(crate) fn main(args: SendArgs) -> u8 {
             return EX_USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("smtp send: {e}");
@@ -164,10 +168,15 @@ fn plan(args: &SendArgs) -> Result<Plan, String> {
             Some((u, p)) => (u.to_owned(), p.to_owned()),
             None => (
                 auth.clone(),
-                std::env::var("SMTP_PASSWORD").map_err(|_| "--auth USER needs SMTP_PASSWORD or USER:PASS")?,
+                std::env::var("SMTP_PASSWORD")
+                    .map_err(|_| "--auth USER needs SMTP_PASSWORD or USER:PASS")?,
             ),
         };
-        let mechanism = args.mechanism.as_deref().map(|m| Mechanism::parse(m).map_err(|e| e.to_string())).transpose()?;
+        let mechanism = args
+            .mechanism
+            .as_deref()
+            .map(|m| Mechanism::parse(m).map_err(|e| e.to_string()))
+            .transpose()?;
         config.credentials = Some(if mechanism == Some(Mechanism::XOAuth2) {
             ClientCredentials::token(user, pass)
         } else {
@@ -177,9 +186,11 @@ fn plan(args: &SendArgs) -> Result<Plan, String> {
     } else if args.mechanism.is_some() {
         return Err("--mechanism needs --auth".into());
     }
-    let host = host_of(&args.server).ok_or_else(|| format!("--server {}: expected HOST:PORT", args.server))?;
+    let host = host_of(&args.server)
+        .ok_or_else(|| format!("--server {}: expected HOST:PORT", args.server))?;
     let tls = if args.tls || args.starttls != StartTlsArg::Never {
-        let server_name = ServerName::try_from(host.to_owned()).map_err(|e| format!("--server: {e}"))?;
+        let server_name =
+            ServerName::try_from(host.to_owned()).map_err(|e| format!("--server: {e}"))?;
         Some(TlsOptions {
             config: Arc::new(tls_config(args)?),
             server_name,
@@ -202,7 +213,10 @@ fn host_of(server: &str) -> Option<&str> {
     if let Some(rest) = server.strip_prefix('[') {
         return rest.split_once(']').map(|(h, _)| h);
     }
-    server.rsplit_once(':').map(|(h, _)| h).filter(|h| !h.is_empty())
+    server
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .filter(|h| !h.is_empty())
 }
 
 fn tls_config(args: &SendArgs) -> Result<rustls::ClientConfig, String> {
@@ -219,9 +233,13 @@ fn tls_config(args: &SendArgs) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     match &args.ca_file {
         Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))? {
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+            {
                 let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -251,7 +269,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -260,7 +283,12 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -270,8 +298,13 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
 
 fn mailbox(s: &str, what: &str) -> Result<Mailbox<'static>, String> {
     let s = s.trim();
-    let s = s.strip_prefix('<').and_then(|s| s.strip_suffix('>')).unwrap_or(s);
-    Mailbox::parse(s).map(Mailbox::into_owned).map_err(|e| format!("{what} {s:?}: {e}"))
+    let s = s
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(s);
+    Mailbox::parse(s)
+        .map(Mailbox::into_owned)
+        .map_err(|e| format!("{what} {s:?}: {e}"))
 }
 
 fn envelope(args: &SendArgs) -> Result<Envelope, String> {
@@ -284,7 +317,11 @@ fn envelope(args: &SendArgs) -> Result<Envelope, String> {
     };
     let mut recipients = Vec::new();
     for to in &args.to {
-        let path = if to.trim().trim_matches(['<', '>']).eq_ignore_ascii_case("postmaster") {
+        let path = if to
+            .trim()
+            .trim_matches(['<', '>'])
+            .eq_ignore_ascii_case("postmaster")
+        {
             ForwardPath::Postmaster
         } else {
             ForwardPath::Mailbox(mailbox(to, "--to")?)
@@ -348,7 +385,10 @@ async fn send_one(plan: Plan, mut env: Envelope, args: &SendArgs) -> u8 {
     let result = match connect(&plan).await {
         Ok(mut conn) => {
             let outcome = conn.send(env, &mut body).await;
-            let (tls, auth) = (conn.is_tls(), conn.authenticated().map(|m| m.as_str().to_owned()));
+            let (tls, auth) = (
+                conn.is_tls(),
+                conn.authenticated().map(|m| m.as_str().to_owned()),
+            );
             if outcome.is_ok() {
                 let _ = conn.quit().await;
             }
@@ -364,11 +404,10 @@ async fn send_one(plan: Plan, mut env: Envelope, args: &SendArgs) -> u8 {
         Err(e) => {
             eprintln!("smtp send: {e}");
             if args.json {
-                let reply = match &e {
-                    SendError::Session(err) => session_reply(err),
-                    _ => None,
+                let (reply, permanent) = match &e {
+                    SendError::Session(err) => (err.reply().cloned(), err.is_permanent()),
+                    _ => (None, false),
                 };
-                let permanent = reply.as_ref().is_some_and(|r| r.code().is_permanent());
                 let status = if permanent { "permanent" } else { "temporary" };
                 let out = serde_json::json!({
                     "status": status,
@@ -382,21 +421,17 @@ async fn send_one(plan: Plan, mut env: Envelope, args: &SendArgs) -> u8 {
                     "auth": null,
                 });
                 println!("{out}");
-                return if permanent { EX_UNAVAILABLE } else { EX_TEMPFAIL };
+                return if permanent {
+                    EX_UNAVAILABLE
+                } else {
+                    EX_TEMPFAIL
+                };
             }
             match &e {
-                SendError::Session(err) if session_reply(err).is_some_and(|r| r.code().is_permanent()) => EX_UNAVAILABLE,
+                SendError::Session(err) if err.is_permanent() => EX_UNAVAILABLE,
                 _ => EX_TEMPFAIL,
             }
         }
-    }
-}
-
-fn session_reply(err: &smtp_proto::client::ClientError) -> Option<Reply> {
-    use smtp_proto::client::ClientError as E;
-    match err {
-        E::Greeting(r) | E::Ehlo(r) | E::AuthFailed(r) | E::ServiceClosing(r) | E::TlsRefused(r) => Some(r.clone()),
-        _ => None,
     }
 }
 
@@ -406,7 +441,14 @@ async fn connect(plan: &Plan) -> Result<Connection, SendError> {
     } else {
         None
     };
-    Connection::connect(plan.addr.as_str(), plan.config.clone(), plan.tls.clone(), plan.connect_timeout, transcript).await
+    Connection::connect(
+        plan.addr.as_str(),
+        plan.config.clone(),
+        plan.tls.clone(),
+        plan.connect_timeout,
+        transcript,
+    )
+    .await
 }
 
 fn address(path: &ForwardPath<'_>) -> String {
@@ -452,22 +494,40 @@ fn report(o: &MessageOutcome, tls: bool, auth: Option<&str>, json: bool) {
         return;
     }
     for r in &o.recipients {
-        let reply = r.reply.as_ref().map_or_else(|| "no reply".to_owned(), |x| x.to_string().replace("\r\n", " "));
+        let reply = r.reply.as_ref().map_or_else(
+            || "no reply".to_owned(),
+            |x| x.to_string().replace("\r\n", " "),
+        );
         println!("{}: {reply}", address(&r.to));
     }
     if let Some(refused) = o.refused {
         println!("refused locally: {refused}");
     }
-    let final_reply = o.reply.as_ref().map_or_else(String::new, |r| format!(" ({})", r.to_string().replace("\r\n", " ")));
+    let final_reply = o.reply.as_ref().map_or_else(String::new, |r| {
+        format!(" ({})", r.to_string().replace("\r\n", " "))
+    });
     println!("{}{final_reply}", status_word(o.status));
-    println!("tls: {}, auth: {}", if tls { "yes" } else { "no" }, auth.unwrap_or("none"));
+    println!(
+        "tls: {}, auth: {}",
+        if tls { "yes" } else { "no" },
+        auth.unwrap_or("none")
+    );
 }
 
 fn exit_status(o: &MessageOutcome) -> u8 {
     let permanent = o.status == DeliveryStatus::Permanent
-        || o.recipients.iter().any(|r| r.status == RecipientStatus::Permanent);
-    let temporary = matches!(o.status, DeliveryStatus::Temporary | DeliveryStatus::Unknown)
-        || o.recipients.iter().any(|r| matches!(r.status, RecipientStatus::Temporary | RecipientStatus::Unknown));
+        || o.recipients
+            .iter()
+            .any(|r| r.status == RecipientStatus::Permanent);
+    let temporary = matches!(
+        o.status,
+        DeliveryStatus::Temporary | DeliveryStatus::Unknown
+    ) || o.recipients.iter().any(|r| {
+        matches!(
+            r.status,
+            RecipientStatus::Temporary | RecipientStatus::Unknown
+        )
+    });
     if permanent {
         EX_UNAVAILABLE
     } else if temporary {
@@ -479,7 +539,9 @@ fn exit_status(o: &MessageOutcome) -> u8 {
 
 /// A generated message of about `size` octets, with CRLF lines of 76 characters.
 fn generated_message(size: usize) -> Vec<u8> {
-    let mut m = b"From: load@localhost\r\nTo: sink@localhost\r\nSubject: smtp send load test\r\n\r\n".to_vec();
+    let mut m =
+        b"From: load@localhost\r\nTo: sink@localhost\r\nSubject: smtp send load test\r\n\r\n"
+            .to_vec();
     let line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcd\r\n";
     while m.len() < size {
         m.extend_from_slice(line);
@@ -504,7 +566,9 @@ async fn load(plan: Plan, args: &SendArgs, count: u64) -> u8 {
         // Spread `count` over the connections exactly.
         let share = count / concurrency + u64::from(i < count % concurrency);
         let (plan, env, message) = (plan.clone(), env.clone(), message.clone());
-        tasks.push(tokio::spawn(async move { load_connection(plan, env, message, share).await }));
+        tasks.push(tokio::spawn(async move {
+            load_connection(plan, env, message, share).await
+        }));
     }
     let (mut sent, mut failed) = (0u64, 0u64);
     for t in tasks {
@@ -514,7 +578,10 @@ async fn load(plan: Plan, args: &SendArgs, count: u64) -> u8 {
     }
     failed += count - sent - failed;
     let secs = start.elapsed().as_secs_f64();
-    println!("sent {sent} messages in {secs:.2} s ({:.1} msg/s)", sent as f64 / secs.max(1e-9));
+    println!(
+        "sent {sent} messages in {secs:.2} s ({:.1} msg/s)",
+        sent as f64 / secs.max(1e-9)
+    );
     println!("{failed} failed");
     if failed == 0 { 0 } else { EX_TEMPFAIL }
 }
@@ -532,7 +599,12 @@ fn envelope_or_default(args: &SendArgs) -> Result<Envelope, String> {
 }
 
 /// One load connection: `share` messages, reconnecting after a failed session.
-async fn load_connection(plan: Plan, env: Envelope, message: Arc<Vec<u8>>, share: u64) -> (u64, u64) {
+async fn load_connection(
+    plan: Plan,
+    env: Envelope,
+    message: Arc<Vec<u8>>,
+    share: u64,
+) -> (u64, u64) {
     let (mut sent, mut failed) = (0u64, 0u64);
     let mut conn: Option<Connection> = None;
     while sent + failed < share {

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use smtp_proto::client::{Client, ClientConfig, ClientError, ClientEvent, ClientOutput, Envelope, MessageOutcome};
+use smtp_proto::client::{
+    Client, ClientConfig, ClientError, ClientEvent, ClientOutput, Envelope, MessageOutcome,
+};
 use smtp_proto::sasl::Mechanism;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, ToSocketAddrs};
@@ -67,7 +69,11 @@ enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -77,7 +83,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut TaskContext<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -121,7 +131,9 @@ pub struct Connection {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("client", &self.client).finish_non_exhaustive()
+        f.debug_struct("Connection")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,7 +158,10 @@ impl Connection {
         let stream = if implicit {
             let t = tls.as_ref().ok_or(SendError::Closed)?;
             let connector = TlsConnector::from(t.config.clone());
-            let s = connector.connect(t.server_name.clone(), tcp).await.map_err(SendError::Tls)?;
+            let s = connector
+                .connect(t.server_name.clone(), tcp)
+                .await
+                .map_err(SendError::Tls)?;
             Stream::Tls(Box::new(s))
         } else {
             Stream::Plain(tcp)
@@ -185,12 +200,23 @@ impl Connection {
         body: &mut (dyn AsyncRead + Unpin + Send),
     ) -> Result<MessageOutcome, SendError> {
         if self.closed {
-            return Err(self.failure.clone().map_or(SendError::Closed, SendError::Session));
+            return Err(self
+                .failure
+                .clone()
+                .map_or(SendError::Closed, SendError::Session));
         }
-        let id = self.client.send_mail(envelope).map_err(|_| SendError::Closed)?;
+        let id = self
+            .client
+            .send_mail(envelope)
+            .map_err(|_| SendError::Closed)?;
         self.ready = false;
-        self.drive(Some(body), |c| c.outcomes.iter().any(|o| o.id == id)).await?;
-        let i = self.outcomes.iter().position(|o| o.id == id).ok_or(SendError::Closed)?;
+        self.drive(Some(body), |c| c.outcomes.iter().any(|o| o.id == id))
+            .await?;
+        let i = self
+            .outcomes
+            .iter()
+            .position(|o| o.id == id)
+            .ok_or(SendError::Closed)?;
         Ok(self.outcomes.remove(i))
     }
 
@@ -204,14 +230,21 @@ impl Connection {
     }
 
     /// Runs the machine until `done` says so (or the session closes).
-    async fn drive(&mut self, mut body: Body<'_>, done: impl Fn(&Connection) -> bool) -> Result<(), SendError> {
+    async fn drive(
+        &mut self,
+        mut body: Body<'_>,
+        done: impl Fn(&Connection) -> bool,
+    ) -> Result<(), SendError> {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             if done(self) {
                 return Ok(());
             }
             if self.closed {
-                return Err(self.failure.clone().map_or(SendError::Closed, SendError::Session));
+                return Err(self
+                    .failure
+                    .clone()
+                    .map_or(SendError::Closed, SendError::Session));
             }
             let output = match self.stash.pop_front() {
                 Some(o) => o,
@@ -301,7 +334,10 @@ impl Connection {
             return Err(SendError::Closed);
         };
         let connector = TlsConnector::from(tls.config);
-        let s = connector.connect(tls.server_name, tcp).await.map_err(SendError::Tls)?;
+        let s = connector
+            .connect(tls.server_name, tcp)
+            .await
+            .map_err(SendError::Tls)?;
         self.stream = Stream::Tls(Box::new(s));
         self.client.handle_tls_established(Instant::now());
         Ok(())
