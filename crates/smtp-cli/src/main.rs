@@ -1,4 +1,4 @@
-//! `smtp`: a standalone SMTP server (`smtp serve`) and, soon, a client (`smtp send`),
+//! `smtp`: a standalone SMTP server (`smtp serve`) and a client (`smtp send`),
 //! built on `smtp-proto` and the `smtp-tokio` adapter.
 
 mod maildir;
@@ -22,8 +22,8 @@ struct Cli {
 enum Command {
     /// Run an SMTP (or LMTP) server that stores what it accepts in a Maildir.
     Serve(Box<serve::ServeArgs>),
-    /// Send a message (not yet implemented).
-    Send(send::SendArgs),
+    /// Send a message, or many (load mode), like swaks and smtp-source.
+    Send(Box<send::SendArgs>),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +37,6 @@ fn main() -> ExitCode {
     };
     ExitCode::from(match cli.command {
         Command::Serve(args) => serve::main(*args),
-        Command::Send(args) => send::main(args),
+        Command::Send(args) => send::main(*args),
     })
 }

@@ -1,18 +1,635 @@
-//! `smtp send`: the client. Not wired yet: it arrives with the client state machine.
+//! `smtp send`: a client like swaks, and a load generator like Postfix's smtp-source.
+//!
+//! Exit status (sysexits.h): 0 every recipient accepted; 75 (EX_TEMPFAIL) any temporary
+//! failure, a lost connection or a TLS failure; 69 (EX_UNAVAILABLE) a permanent failure of
+//! the message or of any recipient; 64 (EX_USAGE) bad arguments.
 
-use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Options of `smtp send` (accepted as they come until the client lands).
+use clap::{Args, ValueEnum};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use smtp_proto::client::{
+    ClientConfig, ClientTimeouts, DeliveryStatus, Envelope, MessageOutcome, Recipient,
+    RecipientStatus, StartTls,
+};
+use smtp_proto::data::BodyScanner;
+use smtp_proto::sasl::{ClientCredentials, Mechanism};
+use smtp_proto::{BodyType, ForwardPath, Mailbox, Reply, ReversePath};
+use smtp_tokio::{Connection, SendError, TlsOptions};
+use tokio::io::AsyncRead;
+
+use crate::serve::{EX_USAGE, Io};
+
+/// EX_UNAVAILABLE: a permanent failure.
+const EX_UNAVAILABLE: u8 = 69;
+/// EX_TEMPFAIL: try again later.
+const EX_TEMPFAIL: u8 = 75;
+
+/// STARTTLS policy on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StartTlsArg {
+    /// Fail unless the server offers STARTTLS and the handshake succeeds.
+    Required,
+    /// Use it when offered.
+    Opportunistic,
+    /// Never.
+    Never,
+}
+
+/// Options of `smtp send`.
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
-    /// Everything after `send`.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
+    /// The server, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:25")]
+    server: String,
+    /// The envelope sender; empty for the null reverse-path `<>`.
+    #[arg(long, default_value = "")]
+    from: String,
+    /// A recipient (repeatable).
+    #[arg(long = "to", value_name = "ADDR")]
+    to: Vec<String>,
+    /// The message (RFC 5322, as it should arrive); standard input when absent.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// The name to give in EHLO.
+    #[arg(long, default_value = "localhost")]
+    helo: String,
+    /// TLS from the first byte (port 465).
+    #[arg(long)]
+    tls: bool,
+    /// STARTTLS policy.
+    #[arg(long, value_enum, default_value_t = StartTlsArg::Opportunistic)]
+    starttls: StartTlsArg,
+    /// Trust this CA (PEM) instead of the web PKI roots.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// Accept any certificate (tests only).
+    #[arg(long)]
+    insecure: bool,
+    /// Credentials, USER:PASS, or USER with the password in SMTP_PASSWORD.
+    #[arg(long, value_name = "USER:PASS")]
+    auth: Option<String>,
+    /// The AUTH mechanism (otherwise the best both sides support).
+    #[arg(long, value_name = "MECH", value_parser = ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"], ignore_case = true)]
+    mechanism: Option<String>,
+    /// Allow PLAIN and LOGIN on a connection without TLS.
+    #[arg(long)]
+    allow_insecure_auth: bool,
+    /// Seconds for every timeout (connect and each reply); RFC 5321 defaults otherwise.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Speak LMTP.
+    #[arg(long)]
+    lmtp: bool,
+    /// The I/O adapter.
+    #[arg(long, value_enum, default_value_t = Io::Tokio)]
+    io: Io,
+    /// Print one JSON object with the result on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Print the protocol transcript on stderr (AUTH redacted).
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+    /// Load mode: send this many generated messages.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Load mode: over this many connections at once.
+    #[arg(long, value_name = "C", default_value_t = 1)]
+    concurrency: u64,
+    /// Load mode: size of each generated message in octets.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    size: usize,
+}
+
+/// Everything a connection needs, built once from the arguments.
+#[derive(Clone)]
+struct Plan {
+    addr: String,
+    config: Arc<ClientConfig>,
+    tls: Option<TlsOptions>,
+    connect_timeout: Duration,
+    verbose: bool,
 }
 
 /// Runs `smtp send`; returns the exit status.
 pub(crate) fn main(args: SendArgs) -> u8 {
-    let _ = args.args;
-    eprintln!("smtp send: not yet implemented");
-    crate::serve::EX_USAGE
+    if args.io == Io::Blocking {
+        eprintln!("smtp send: --io blocking is not available yet; use --io tokio");
+        return EX_USAGE;
+    }
+    let plan = match plan(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("smtp send: {e}");
+            return EX_USAGE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("smtp send: {e}");
+            return EX_TEMPFAIL;
+        }
+    };
+    if let Some(count) = args.count {
+        return runtime.block_on(load(plan, &args, count));
+    }
+    let envelope = match envelope(&args) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("smtp send: {e}");
+            return EX_USAGE;
+        }
+    };
+    runtime.block_on(send_one(plan, envelope, &args))
+}
+
+fn plan(args: &SendArgs) -> Result<Plan, String> {
+    let mut config = ClientConfig::new(&args.helo).map_err(|e| format!("--helo: {e}"))?;
+    config.lmtp = args.lmtp;
+    config.starttls = match args.starttls {
+        StartTlsArg::Required => StartTls::Required,
+        StartTlsArg::Opportunistic => StartTls::Opportunistic,
+        StartTlsArg::Never => StartTls::Never,
+    };
+    config.allow_cleartext_auth = args.allow_insecure_auth;
+    config.transcript = args.verbose;
+    if let Some(t) = args.timeout {
+        config.timeouts = ClientTimeouts::all(Duration::from_secs(t));
+    }
+    if let Some(auth) = &args.auth {
+        let (user, pass) = match auth.split_once(':') {
+            Some((u, p)) => (u.to_owned(), p.to_owned()),
+            None => (
+                auth.clone(),
+                std::env::var("SMTP_PASSWORD")
+                    .map_err(|_| "--auth USER needs SMTP_PASSWORD or USER:PASS")?,
+            ),
+        };
+        let mechanism = args
+            .mechanism
+            .as_deref()
+            .map(|m| Mechanism::parse(m).map_err(|e| e.to_string()))
+            .transpose()?;
+        config.credentials = Some(if mechanism == Some(Mechanism::XOAuth2) {
+            ClientCredentials::token(user, pass)
+        } else {
+            ClientCredentials::password(user, pass)
+        });
+        config.mechanism = mechanism;
+    } else if args.mechanism.is_some() {
+        return Err("--mechanism needs --auth".into());
+    }
+    let host = host_of(&args.server)
+        .ok_or_else(|| format!("--server {}: expected HOST:PORT", args.server))?;
+    let tls = if args.tls || args.starttls != StartTlsArg::Never {
+        let server_name =
+            ServerName::try_from(host.to_owned()).map_err(|e| format!("--server: {e}"))?;
+        Some(TlsOptions {
+            config: Arc::new(tls_config(args)?),
+            server_name,
+            implicit: args.tls,
+        })
+    } else {
+        None
+    };
+    Ok(Plan {
+        addr: args.server.clone(),
+        config: Arc::new(config),
+        tls,
+        connect_timeout: Duration::from_secs(args.timeout.unwrap_or(30)),
+        verbose: args.verbose,
+    })
+}
+
+/// `host` of `host:port` or `[v6]:port`.
+fn host_of(server: &str) -> Option<&str> {
+    if let Some(rest) = server.strip_prefix('[') {
+        return rest.split_once(']').map(|(h, _)| h);
+    }
+    server
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .filter(|h| !h.is_empty())
+}
+
+fn tls_config(args: &SendArgs) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    if args.insecure {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
+            .with_no_client_auth());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &args.ca_file {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+            {
+                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// `--insecure`: any certificate is accepted (signatures are still checked).
+#[derive(Debug)]
+struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn mailbox(s: &str, what: &str) -> Result<Mailbox<'static>, String> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(s);
+    Mailbox::parse(s)
+        .map(Mailbox::into_owned)
+        .map_err(|e| format!("{what} {s:?}: {e}"))
+}
+
+fn envelope(args: &SendArgs) -> Result<Envelope, String> {
+    if args.to.is_empty() {
+        return Err("at least one --to is needed".into());
+    }
+    let from = match args.from.trim() {
+        "" | "<>" => ReversePath::Null,
+        s => ReversePath::Mailbox(mailbox(s, "--from")?),
+    };
+    let mut recipients = Vec::new();
+    for to in &args.to {
+        let path = if to
+            .trim()
+            .trim_matches(['<', '>'])
+            .eq_ignore_ascii_case("postmaster")
+        {
+            ForwardPath::Postmaster
+        } else {
+            ForwardPath::Mailbox(mailbox(to, "--to")?)
+        };
+        recipients.push(Recipient::new(path));
+    }
+    Ok(Envelope::new(from, recipients))
+}
+
+/// Scans a file once to learn its size and what BODY= it needs.
+fn scan_file(path: &PathBuf) -> std::io::Result<(u64, BodyType)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut scanner = BodyScanner::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        scanner.update(&buf[..n]);
+    }
+    let kind = match scanner.finish().kind() {
+        smtp_proto::data::BodyKind::SevenBit => BodyType::SevenBit,
+        smtp_proto::data::BodyKind::EightBitMime => BodyType::EightBitMime,
+        smtp_proto::data::BodyKind::BinaryMime => BodyType::BinaryMime,
+    };
+    Ok((size, kind))
+}
+
+async fn send_one(plan: Plan, mut env: Envelope, args: &SendArgs) -> u8 {
+    let mut body: Box<dyn AsyncRead + Unpin + Send> = match &args.file {
+        Some(path) => {
+            match scan_file(path) {
+                Ok((size, kind)) => {
+                    env.size = Some(size);
+                    env.body = kind;
+                }
+                Err(e) => {
+                    eprintln!("smtp send: {}: {e}", path.display());
+                    return EX_USAGE;
+                }
+            }
+            match tokio::fs::File::open(path).await {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    eprintln!("smtp send: {}: {e}", path.display());
+                    return EX_USAGE;
+                }
+            }
+        }
+        None => {
+            // Unknown in advance: 8BITMIME is declared when offered (harmless for 7-bit).
+            env.body = BodyType::EightBitMime;
+            Box::new(tokio::io::stdin())
+        }
+    };
+    let recipients: Vec<String> = env.recipients.iter().map(|r| address(&r.to)).collect();
+    let result = match connect(&plan).await {
+        Ok(mut conn) => {
+            let outcome = conn.send(env, &mut body).await;
+            let (tls, auth) = (
+                conn.is_tls(),
+                conn.authenticated().map(|m| m.as_str().to_owned()),
+            );
+            if outcome.is_ok() {
+                let _ = conn.quit().await;
+            }
+            outcome.map(|o| (o, tls, auth))
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((outcome, tls, auth)) => {
+            report(&outcome, tls, auth.as_deref(), args.json);
+            exit_status(&outcome)
+        }
+        Err(e) => {
+            eprintln!("smtp send: {e}");
+            if args.json {
+                let (reply, permanent) = match &e {
+                    SendError::Session(err) => (err.reply().cloned(), err.is_permanent()),
+                    _ => (None, false),
+                };
+                let status = if permanent { "permanent" } else { "temporary" };
+                let out = serde_json::json!({
+                    "status": status,
+                    "recipients": recipients.iter().map(|a| serde_json::json!({
+                        "address": a, "code": reply.as_ref().map(|r| r.code().get()),
+                        "enhanced": reply.as_ref().and_then(|r| r.enhanced()).map(|e| e.to_string()),
+                        "text": reply.as_ref().map(Reply::text),
+                    })).collect::<Vec<_>>(),
+                    "reply": reply.as_ref().map(reply_json),
+                    "tls": false,
+                    "auth": null,
+                });
+                println!("{out}");
+                return if permanent {
+                    EX_UNAVAILABLE
+                } else {
+                    EX_TEMPFAIL
+                };
+            }
+            match &e {
+                SendError::Session(err) if err.is_permanent() => EX_UNAVAILABLE,
+                _ => EX_TEMPFAIL,
+            }
+        }
+    }
+}
+
+async fn connect(plan: &Plan) -> Result<Connection, SendError> {
+    let transcript: Option<smtp_tokio::Transcript> = if plan.verbose {
+        Some(Box::new(|line: &str| eprintln!("{line}")))
+    } else {
+        None
+    };
+    Connection::connect(
+        plan.addr.as_str(),
+        plan.config.clone(),
+        plan.tls.clone(),
+        plan.connect_timeout,
+        transcript,
+    )
+    .await
+}
+
+fn address(path: &ForwardPath<'_>) -> String {
+    match path {
+        ForwardPath::Postmaster => "Postmaster".into(),
+        ForwardPath::Mailbox(m) => m.to_string(),
+    }
+}
+
+fn reply_json(r: &Reply) -> serde_json::Value {
+    serde_json::json!({
+        "code": r.code().get(),
+        "enhanced": r.enhanced().map(|e| e.to_string()),
+        "text": r.text(),
+    })
+}
+
+fn status_word(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Sent => "sent",
+        DeliveryStatus::Partial => "partial",
+        // An unanswered final dot: not known to be delivered, so retry-worthy.
+        DeliveryStatus::Temporary | DeliveryStatus::Unknown => "temporary",
+        DeliveryStatus::Permanent => "permanent",
+    }
+}
+
+fn report(o: &MessageOutcome, tls: bool, auth: Option<&str>, json: bool) {
+    if json {
+        let out = serde_json::json!({
+            "status": status_word(o.status),
+            "recipients": o.recipients.iter().map(|r| serde_json::json!({
+                "address": address(&r.to),
+                "code": r.reply.as_ref().map(|x| x.code().get()),
+                "enhanced": r.reply.as_ref().and_then(|x| x.enhanced()).map(|e| e.to_string()),
+                "text": r.reply.as_ref().map(Reply::text),
+            })).collect::<Vec<_>>(),
+            "reply": o.reply.as_ref().map(reply_json),
+            "tls": tls,
+            "auth": auth,
+        });
+        println!("{out}");
+        return;
+    }
+    for r in &o.recipients {
+        let reply = r.reply.as_ref().map_or_else(
+            || "no reply".to_owned(),
+            |x| x.to_string().replace("\r\n", " "),
+        );
+        println!("{}: {reply}", address(&r.to));
+    }
+    if let Some(refused) = o.refused {
+        println!("refused locally: {refused}");
+    }
+    let final_reply = o.reply.as_ref().map_or_else(String::new, |r| {
+        format!(" ({})", r.to_string().replace("\r\n", " "))
+    });
+    println!("{}{final_reply}", status_word(o.status));
+    println!(
+        "tls: {}, auth: {}",
+        if tls { "yes" } else { "no" },
+        auth.unwrap_or("none")
+    );
+}
+
+fn exit_status(o: &MessageOutcome) -> u8 {
+    let permanent = o.status == DeliveryStatus::Permanent
+        || o.recipients
+            .iter()
+            .any(|r| r.status == RecipientStatus::Permanent);
+    let temporary = matches!(
+        o.status,
+        DeliveryStatus::Temporary | DeliveryStatus::Unknown
+    ) || o.recipients.iter().any(|r| {
+        matches!(
+            r.status,
+            RecipientStatus::Temporary | RecipientStatus::Unknown
+        )
+    });
+    if permanent {
+        EX_UNAVAILABLE
+    } else if temporary {
+        EX_TEMPFAIL
+    } else {
+        0
+    }
+}
+
+/// A generated message of about `size` octets, with CRLF lines of 76 characters.
+fn generated_message(size: usize) -> Vec<u8> {
+    let mut m =
+        b"From: load@localhost\r\nTo: sink@localhost\r\nSubject: smtp send load test\r\n\r\n"
+            .to_vec();
+    let line = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcd\r\n";
+    while m.len() < size {
+        m.extend_from_slice(line);
+    }
+    m
+}
+
+async fn load(plan: Plan, args: &SendArgs, count: u64) -> u8 {
+    let mut env = match envelope_or_default(args) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("smtp send: {e}");
+            return EX_USAGE;
+        }
+    };
+    let message = Arc::new(generated_message(args.size));
+    env.size = Some(message.len() as u64);
+    let concurrency = args.concurrency.clamp(1, count.max(1));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        // Spread `count` over the connections exactly.
+        let share = count / concurrency + u64::from(i < count % concurrency);
+        let (plan, env, message) = (plan.clone(), env.clone(), message.clone());
+        tasks.push(tokio::spawn(async move {
+            load_connection(plan, env, message, share).await
+        }));
+    }
+    let (mut sent, mut failed) = (0u64, 0u64);
+    for t in tasks {
+        let (s, f) = t.await.unwrap_or((0, 0));
+        sent += s;
+        failed += f;
+    }
+    failed += count - sent - failed;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "sent {sent} messages in {secs:.2} s ({:.1} msg/s)",
+        sent as f64 / secs.max(1e-9)
+    );
+    println!("{failed} failed");
+    if failed == 0 { 0 } else { EX_TEMPFAIL }
+}
+
+fn envelope_or_default(args: &SendArgs) -> Result<Envelope, String> {
+    if args.to.is_empty() {
+        let to = Recipient::new(ForwardPath::Mailbox(mailbox("sink@localhost", "--to")?));
+        let from = match args.from.trim() {
+            "" | "<>" => ReversePath::Null,
+            s => ReversePath::Mailbox(mailbox(s, "--from")?),
+        };
+        return Ok(Envelope::new(from, vec![to]));
+    }
+    envelope(args)
+}
+
+/// One load connection: `share` messages, reconnecting after a failed session.
+async fn load_connection(
+    plan: Plan,
+    env: Envelope,
+    message: Arc<Vec<u8>>,
+    share: u64,
+) -> (u64, u64) {
+    let (mut sent, mut failed) = (0u64, 0u64);
+    let mut conn: Option<Connection> = None;
+    while sent + failed < share {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match connect(&plan).await {
+                Ok(c) => conn.insert(c),
+                Err(_) => {
+                    failed += 1;
+                    continue;
+                }
+            },
+        };
+        let mut body: &[u8] = &message;
+        match c.send(env.clone(), &mut body).await {
+            Ok(o) if o.status == DeliveryStatus::Sent => sent += 1,
+            Ok(_) => failed += 1,
+            Err(_) => {
+                failed += 1;
+                conn = None;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        let _ = c.quit().await;
+    }
+    (sent, failed)
 }

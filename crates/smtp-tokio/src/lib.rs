@@ -1,4 +1,4 @@
-//! Tokio and rustls for the Sans-I/O [`smtp_proto`] server machine.
+//! Tokio and rustls for the Sans-I/O [`smtp_proto`] server and client machines.
 //!
 //! This crate owns sockets, clocks, TLS and tasks; the protocol lives in
 //! [`smtp_proto::server::Server`]. Each connection runs one machine in a loop around
@@ -18,6 +18,9 @@
 //!   connection limit (`421 4.3.2` over it), graceful shutdown, one `tracing` span per
 //!   session (id and peer address; credentials never logged).
 //!
+//! - [`Connection`]: the client; connects (plain, STARTTLS or implicit TLS), then sends
+//!   one message at a time with its body read from any `AsyncRead` in chunks.
+//!
 //! # Memory
 //! An idle session holds its machine (about 650 bytes), its socket and its task, and no
 //! read buffer: reads go through an 8 KiB stack buffer that exists only while a read
@@ -28,9 +31,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod client;
 mod host;
 mod server;
 mod session;
 
+pub use client::{Connection, SendError, TlsOptions, Transcript};
 pub use host::{ConnectInfo, Context, Decision, Handler, Host};
 pub use server::{BuildError, Builder, ListenerAddr, Server};

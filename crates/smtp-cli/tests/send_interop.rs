@@ -1,0 +1,465 @@
+//! `smtp send` against servers nobody here wrote: aiosmtpd (PyPI) and Postfix's
+//! smtp-sink (Debian `postfix`). Both must be installed (`.ci/run` installs them); a
+//! missing peer fails the test rather than skipping it.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SMTP: &str = env!("CARGO_BIN_EXE_smtp");
+
+/// A child process killed when the test ends.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "peer never listened on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn smtp_send(args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(SMTP)
+        .arg("send")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}): {stdout:?}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// A self-signed certificate for 127.0.0.1 / localhost, as PEM files.
+fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn aiosmtpd(dir: &Path) -> (Peer, u16, PathBuf, PathBuf) {
+    let port = free_port();
+    let spool = dir.join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let (cert, key) = certificate(dir);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/aiosmtpd_server.py"
+    );
+    let mut child = Command::new("python3")
+        .args([
+            script,
+            &port.to_string(),
+            spool.to_str().unwrap(),
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim(),
+        "ready",
+        "aiosmtpd did not start (is it installed?)"
+    );
+    wait_for_port(port);
+    (Peer(child), port, spool, cert)
+}
+
+fn smtp_sink(dir: &Path, extra: &[&str]) -> (Peer, u16, PathBuf) {
+    let port = free_port();
+    // smtp-sink drops to `nobody`, which must be able to write the dump.
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let dump = dir.join("sink.dump");
+    let child = Command::new("/usr/sbin/smtp-sink")
+        .args(extra)
+        .args(["-u", "nobody", "-D", dump.to_str().unwrap()])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("64")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("Postfix smtp-sink (apt-get install postfix)");
+    wait_for_port(port);
+    (Peer(child), port, dump)
+}
+
+const MESSAGE: &[u8] = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: interop\r\n\r\nHello from smtp send.\r\n.leading dot\r\n";
+
+#[test]
+fn aiosmtpd_delivered_starttls_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, spool, cert) = aiosmtpd(dir.path());
+    let server = format!("127.0.0.1:{port}");
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--to",
+            "c@example.org",
+            "--starttls",
+            "required",
+            "--ca-file",
+            cert.to_str().unwrap(),
+            "--auth",
+            "alice:s3cret",
+            "--json",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = json(&out);
+    assert_eq!(j["status"], "sent");
+    assert_eq!(j["tls"], true);
+    assert_eq!(j["auth"], "PLAIN");
+    assert_eq!(j["reply"]["code"], 250);
+    assert_eq!(j["recipients"].as_array().unwrap().len(), 2);
+    let stored = std::fs::read(spool.join("1.eml")).unwrap();
+    // aiosmtpd stores the message with its line endings as received, dot-unstuffed.
+    assert_eq!(stored, MESSAGE);
+    let env = std::fs::read_to_string(spool.join("1.env")).unwrap();
+    assert_eq!(
+        env,
+        "a@example.org\nb@example.org,c@example.org\ntls=True auth=True\n"
+    );
+}
+
+#[test]
+fn aiosmtpd_per_recipient_rejection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, spool, _) = aiosmtpd(dir.path());
+    let server = format!("127.0.0.1:{port}");
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--to",
+            "nobody@example.org",
+            "--starttls",
+            "never",
+            "--json",
+        ],
+        MESSAGE,
+    );
+    // A recipient refused permanently: 69, with the message delivered to the others.
+    assert_eq!(out.status.code(), Some(69));
+    let j = json(&out);
+    assert_eq!(j["status"], "partial");
+    assert_eq!(j["recipients"][1]["address"], "nobody@example.org");
+    assert_eq!(j["recipients"][1]["code"], 550);
+    assert_eq!(j["recipients"][1]["enhanced"], "5.1.1");
+    assert!(spool.join("1.eml").exists());
+}
+
+#[test]
+fn aiosmtpd_wrong_password_and_untrusted_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, _, cert) = aiosmtpd(dir.path());
+    let server = format!("127.0.0.1:{port}");
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--ca-file",
+            cert.to_str().unwrap(),
+            "--auth",
+            "alice:wrong",
+            "--json",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["reply"]["code"], 535);
+    // The web PKI does not trust the self-signed certificate: a TLS failure is 75.
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--starttls",
+            "required",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(out.status.code(), Some(75));
+}
+
+#[test]
+fn aiosmtpd_cleartext_auth_refused_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, spool, _) = aiosmtpd(dir.path());
+    let server = format!("127.0.0.1:{port}");
+    // aiosmtpd offers AUTH only after TLS; without TLS no mechanism may be used.
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--starttls",
+            "never",
+            "--auth",
+            "alice:s3cret",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(out.status.code(), Some(69));
+    assert!(!spool.join("1.eml").exists());
+}
+
+#[test]
+fn smtp_sink_delivered_and_verbose_transcript() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, dump) = smtp_sink(dir.path(), &[]);
+    let server = format!("127.0.0.1:{port}");
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--from",
+            "",
+            "--to",
+            "b@example.org",
+            "-v",
+            "--json",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["status"], "sent");
+    let transcript = String::from_utf8_lossy(&out.stderr);
+    assert!(transcript.contains("C: MAIL FROM:<>"), "{transcript}");
+    assert!(
+        transcript.lines().any(|l| l.starts_with("S: 220 ")),
+        "{transcript}"
+    );
+    let start = Instant::now();
+    loop {
+        let dumped = std::fs::read(&dump).unwrap_or_default();
+        if String::from_utf8_lossy(&dumped).contains("Hello from smtp send.") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "smtp-sink never dumped the message"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn smtp_sink_rejections() {
+    let dir = tempfile::tempdir().unwrap();
+    // -f RCPT: every RCPT gets a hard error.
+    let (_peer, port, _) = smtp_sink(dir.path(), &["-f", "RCPT"]);
+    let server = format!("127.0.0.1:{port}");
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--json",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(out.status.code(), Some(69));
+    let j = json(&out);
+    assert_eq!(j["status"], "permanent");
+    assert!(j["recipients"][0]["code"].as_u64().unwrap() >= 500);
+
+    // -r RCPT: a soft error, 75.
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, _) = smtp_sink(dir.path(), &["-r", "RCPT"]);
+    let server = format!("127.0.0.1:{port}");
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--json",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(out.status.code(), Some(75));
+    assert_eq!(json(&out)["status"], "temporary");
+}
+
+#[test]
+fn smtp_sink_auth_and_starttls_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, _) = smtp_sink(dir.path(), &[]);
+    let server = format!("127.0.0.1:{port}");
+    // smtp-sink offers AUTH and accepts any credentials; without TLS it takes an explicit
+    // --allow-insecure-auth.
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--auth",
+            "u:p",
+            "--allow-insecure-auth",
+            "--json",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(json(&out)["auth"].is_string());
+    // smtp-sink has no STARTTLS: required fails with 75.
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--from",
+            "a@example.org",
+            "--to",
+            "b@example.org",
+            "--starttls",
+            "required",
+            "--json",
+        ],
+        MESSAGE,
+    );
+    assert_eq!(out.status.code(), Some(75));
+    assert_eq!(json(&out)["status"], "temporary");
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    for args in [
+        &["--to", "not an address"][..],
+        &["--from", "a@b"][..],
+        &["--bogus"][..],
+        &["--to", "a@b.example", "--io", "nope"][..],
+    ] {
+        let out = smtp_send(args, b"");
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn load_mode_against_smtp_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, _) = smtp_sink(dir.path(), &[]);
+    let server = format!("127.0.0.1:{port}");
+    let out = smtp_send(
+        &[
+            "--server",
+            &server,
+            "--count",
+            "200",
+            "--concurrency",
+            "4",
+            "--size",
+            "2048",
+            "--starttls",
+            "never",
+        ],
+        b"",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first = stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with("sent 200 messages in ") && first.ends_with(" msg/s)"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().nth(1), Some("0 failed"));
+}
