@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use smtp_proto::server::{PeerInfo, Server as Machine, ServerConfig};
 use tracing::{debug, info, info_span, warn};
 
-use crate::host::{ConnectInfo, Host, Refused, reply};
+use crate::host::{ConnectInfo, Host, Refused};
 use crate::session::{ServerStream, Session};
 
 /// Why a [`Server`] could not be built.
@@ -532,8 +532,7 @@ impl<H: Host> Shared<H> {
             tls: implicit_tls,
         };
         let mut machine = Machine::new(Arc::clone(&self.config), info, Instant::now());
-        let text = format!("{} Error: too many connections", self.config.hostname());
-        machine.close_with(reply(421, (4, 3, 2), text));
+        machine.close_with(self.config.too_many_connections_reply());
         let session = self.session(id, peer, local, false);
         session.run(stream, machine, &mut Refused);
     }

@@ -122,11 +122,8 @@ impl Session {
 
     /// The shutdown grace period is over: the machine says 421 and closes.
     fn force_close(&self, server: &mut Server) {
-        let text = format!(
-            "{} Service shutting down, closing transmission channel",
-            server.config().hostname()
-        );
-        server.close_with(reply(421, (4, 3, 2), text));
+        let reply = server.config().shutdown_reply();
+        server.close_with(reply);
     }
 
     /// STARTTLS: the raw TCP stream goes to rustls as it is. The adapter holds no

@@ -483,7 +483,7 @@ fn max_connections_and_timeout() {
     let mut second = TcpStream::connect(addr).unwrap();
     assert_eq!(
         read_line(&mut second),
-        format!("421 4.3.2 {HOSTNAME} Service busy, try again later\r\n")
+        format!("421 4.3.2 {HOSTNAME} Error: too many connections\r\n")
     );
     assert_eq!(read_line(&mut second), "");
     // The idle first session times out after a second.

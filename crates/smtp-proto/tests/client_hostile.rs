@@ -484,3 +484,52 @@ proptest! {
         prop_assert_eq!(s.outcomes().len(), 2);
     }
 }
+
+#[test]
+fn tls_handshake_has_a_deadline() {
+    let mut s = Script::new(StartTls::Required);
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(b"250-mx\r\n250 STARTTLS\r\n");
+    s.server(b"220 2.0.0 go ahead\r\n");
+    assert!(s.starttls);
+    let deadline = match s.client.poll_output() {
+        ClientOutput::Wait { deadline } => deadline.expect("a handshake deadline"),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(deadline - s.now, Duration::from_secs(60));
+    s.client.handle_timeout(deadline);
+    s.drain();
+    assert_eq!(s.failure(), Some(&ClientError::Timeout));
+}
+
+#[test]
+fn abort_body_sends_no_final_dot() {
+    let mut s = Script::new(StartTls::Never);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(EHLO);
+    s.sent.clear();
+    // Answer DATA, but this time the host's body source fails: drive by hand.
+    s.client
+        .handle_input(b"250 ok\r\n250 ok\r\n354 go\r\n", s.now);
+    loop {
+        match s.client.poll_output() {
+            ClientOutput::Event(ClientEvent::BodyWanted { .. }) => {
+                s.client.send_body(b"partial line").unwrap();
+                s.client.abort_body().unwrap();
+            }
+            ClientOutput::Transmit(b) => s.sent.extend_from_slice(&b),
+            ClientOutput::Event(e) => s.events.push(e),
+            ClientOutput::Close => s.closed = true,
+            ClientOutput::StartTls => unreachable!(),
+            ClientOutput::Wait { .. } => break,
+        }
+    }
+    assert!(s.closed);
+    assert!(!String::from_utf8_lossy(&s.sent).contains("\r\n.\r\n"));
+    let o = s.outcomes()[0];
+    assert_eq!(o.status, DeliveryStatus::Temporary);
+    assert_eq!(o.refused, Some(smtp_proto::client::LocalRefusal::Aborted));
+}

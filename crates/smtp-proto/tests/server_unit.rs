@@ -148,3 +148,55 @@ fn greeting_refused_by_host() {
     assert_eq!(out, b"554 5.7.1 mx.example.org No SMTP service here\r\n");
     assert!(closed);
 }
+
+fn drain(server: &mut Server) -> (String, bool) {
+    let mut out = Vec::new();
+    let mut closed = false;
+    loop {
+        match server.poll_output() {
+            Output::Transmit(b) => out.extend_from_slice(&b),
+            Output::Event(e) if e.needs_decision() => server.accept().unwrap(),
+            Output::Close => closed = true,
+            Output::Wait { .. } => break,
+            _ => {}
+        }
+    }
+    (String::from_utf8(out).unwrap(), closed)
+}
+
+#[test]
+fn graceful_shutdown_waits_for_the_transaction() {
+    // RFC 5321 §3.8: 421 at a command boundary, not in the middle of a message.
+    let now = Instant::now();
+    let config = Arc::new(ServerConfig::new("mx.example.org").unwrap());
+    let mut server = Server::new(config.clone(), PeerInfo::default(), now);
+    drive(&mut server, b"", now);
+    drive(&mut server, b"HELO c.example\r\n", now);
+    drive(&mut server, b"MAIL FROM:<a@example.org>\r\n", now);
+    server.shutdown(config.shutdown_reply());
+    assert_eq!(
+        drain(&mut server),
+        (String::new(), false),
+        "a transaction is open"
+    );
+    drive(&mut server, b"RCPT TO:<b@example.org>\r\n", now);
+    drive(&mut server, b"DATA\r\n", now);
+    server.handle_input(b"hi\r\n.\r\n", now);
+    let (out, closed) = drain(&mut server);
+    assert_eq!(
+        out,
+        "250 2.0.0 Ok: queued\r\n421 4.3.2 mx.example.org Service shutting down, closing transmission channel\r\n"
+    );
+    assert!(closed);
+
+    // Idle: at once.
+    let mut server = Server::new(config.clone(), PeerInfo::default(), now);
+    drive(&mut server, b"", now);
+    server.shutdown(config.shutdown_reply());
+    let (out, closed) = drain(&mut server);
+    assert!(out.starts_with("421 4.3.2 mx.example.org Service shutting down") && closed);
+    assert_eq!(
+        config.too_many_connections_reply().to_bytes(),
+        b"421 4.3.2 mx.example.org Error: too many connections\r\n"
+    );
+}

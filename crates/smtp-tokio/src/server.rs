@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::host::{ConnectInfo, Host, Refused, reply};
+use crate::host::{ConnectInfo, Host, Refused};
 use crate::session::{Session, Stream, log_tls};
 
 /// Why a [`Server`] could not be built.
@@ -76,7 +76,7 @@ impl<H: Host> Builder<H> {
     }
 
     /// Concurrent sessions at most; a client over the limit gets
-    /// `421 4.3.2 <hostname> Service busy, try again later` and is disconnected.
+    /// `421 4.3.2 <hostname> Error: too many connections` and is disconnected.
     /// Default: 1000.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
@@ -321,8 +321,7 @@ impl<H: Host> Shared<H> {
             info!("too many connections");
             // A refused client gets little patience: it only has to read one line.
             session.write_timeout = session.write_timeout.min(Duration::from_secs(10));
-            let text = format!("{} Service busy, try again later", config.hostname());
-            let busy = Some(reply(421, (4, 3, 2), text));
+            let busy = Some(config.too_many_connections_reply());
             return session.run(stream, config, info, busy, &mut Refused).await;
         }
         let connect = ConnectInfo {

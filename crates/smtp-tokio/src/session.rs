@@ -186,11 +186,8 @@ impl Session {
                         }
                         Wake::Deadline => server.handle_timeout(Instant::now()),
                         Wake::Shutdown => {
-                            let text = format!(
-                                "{} Service shutting down, closing transmission channel",
-                                server.config().hostname()
-                            );
-                            server.close_with(reply(421, (4, 3, 2), text));
+                            let reply = server.config().shutdown_reply();
+                            server.close_with(reply);
                         }
                     }
                 }

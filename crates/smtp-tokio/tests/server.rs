@@ -365,7 +365,7 @@ async fn connection_limit_gets_421() {
     let mut second = connect(server.addr()).await;
     assert_eq!(
         second.reply().await,
-        "421 4.3.2 mx.test.example Service busy, try again later\r\n"
+        "421 4.3.2 mx.test.example Error: too many connections\r\n"
     );
     assert_eq!(second.reply().await, "", "closed");
     // The slot comes back when the first session ends.

@@ -37,6 +37,8 @@ pub struct ClientTimeouts {
     pub data_block: Duration,
     /// DATA termination (the reply to the final dot): 10 minutes (§4.5.3.2.6).
     pub data_end: Duration,
+    /// The TLS handshake after the `220` to STARTTLS, run by the adapter: 1 minute.
+    pub tls_handshake: Duration,
 }
 
 impl Default for ClientTimeouts {
@@ -50,6 +52,7 @@ impl Default for ClientTimeouts {
             data_init: min(2),
             data_block: min(3),
             data_end: min(10),
+            tls_handshake: min(1),
         }
     }
 }
@@ -65,6 +68,7 @@ impl ClientTimeouts {
             data_init: t,
             data_block: t,
             data_end: t,
+            tls_handshake: t,
         }
     }
 }

@@ -112,6 +112,9 @@ pub enum LocalRefusal {
     /// The envelope has no recipients.
     #[error("no recipients")]
     NoRecipients,
+    /// The caller abandoned the body ([`Client::abort_body`]), e.g. its source failed.
+    #[error("message body abandoned")]
+    Aborted,
 }
 
 /// The result of one message.
@@ -363,6 +366,8 @@ pub struct Client {
     quit_requested: bool,
     ready_announced: bool,
     now: Instant,
+    /// When the STARTTLS handshake started.
+    tls_since: Option<Instant>,
 }
 
 impl Client {
@@ -392,7 +397,13 @@ impl Client {
             quit_requested: false,
             ready_announced: false,
             now,
+            tls_since: None,
         }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
     }
 
     // ---- getters ---------------------------------------------------------------------
@@ -578,6 +589,31 @@ impl Client {
         Ok(())
     }
 
+    /// Abandons the body being sent (its source failed): the message fails as temporary
+    /// and the session closes without the final dot, so the server discards what it
+    /// received (RFC 5321 §4.1.1.4); the other queued messages fail as temporary too.
+    pub fn abort_body(&mut self) -> Result<(), UsageError> {
+        let wanted = self
+            .current
+            .as_ref()
+            .is_some_and(|c| !matches!(c.body, Body::NotYet) && !c.final_sent);
+        if !wanted {
+            return Err(UsageError::NoBodyWanted);
+        }
+        let Some(cur) = self.current.take() else {
+            return Err(UsageError::NoBodyWanted);
+        };
+        let outcome = outcome_for(
+            cur,
+            DeliveryStatus::Temporary,
+            None,
+            Some(LocalRefusal::Aborted),
+        );
+        self.event(ClientEvent::MessageDone(outcome));
+        self.fail(ClientError::Disconnected, false);
+        Ok(())
+    }
+
     /// Ends the session with QUIT once the queued messages are done.
     pub fn quit(&mut self) {
         self.quit_requested = true;
@@ -607,6 +643,11 @@ impl Client {
 
     /// When the reply waited for times out.
     pub fn deadline(&self) -> Option<Instant> {
+        if self.stage == Stage::Tls {
+            return self
+                .tls_since
+                .map(|t| t + self.config.timeouts.tls_handshake);
+        }
         let (expect, since) = self.expected.front()?;
         let t = &self.config.timeouts;
         let timeout = match expect {
@@ -718,6 +759,7 @@ impl Client {
                         return self.fail(ClientError::TlsInjection, false);
                     }
                     self.stage = Stage::Tls;
+                    self.tls_since = Some(self.now);
                     self.queue_transmit();
                     self.queue.push_back(ClientOutput::StartTls);
                 } else if self.config.starttls == StartTls::Required {

@@ -226,4 +226,26 @@ impl ServerConfig {
     pub fn greeting(&self) -> &str {
         &self.greeting
     }
+
+    /// `421 4.3.2 <hostname> Error: too many connections`: what an adapter sends (through
+    /// [`Server::close_with`](super::Server::close_with)) to a connection over its limit,
+    /// so that every adapter says the same (RFC 5321 §3.8, RFC 3463 X.3.2 "system not
+    /// accepting network messages").
+    pub fn too_many_connections_reply(&self) -> crate::Reply {
+        let text = format!("{} Error: too many connections", self.hostname);
+        crate::Reply::new(421, Some(crate::EnhancedCode::of(4, 3, 2)), text).unwrap_or_else(|_| {
+            crate::Reply::fixed(421, Some((4, 3, 2)), "Error: too many connections")
+        })
+    }
+
+    /// `421 4.3.2 <hostname> Service shutting down, closing transmission channel`: the reply
+    /// for [`Server::shutdown`](super::Server::shutdown) (RFC 5321 §3.8).
+    pub fn shutdown_reply(&self) -> crate::Reply {
+        let text = format!(
+            "{} Service shutting down, closing transmission channel",
+            self.hostname
+        );
+        crate::Reply::new(421, Some(crate::EnhancedCode::of(4, 3, 2)), text)
+            .unwrap_or_else(|_| crate::Reply::fixed(421, Some((4, 3, 2)), "Service shutting down"))
+    }
 }

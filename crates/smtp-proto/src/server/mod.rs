@@ -190,6 +190,8 @@ pub struct Server {
     closing: bool,
     /// The reply for a BDAT chunk being discarded outside any transaction.
     pending_bdat_reply: Option<Reply>,
+    /// [`Server::shutdown`] was called: close with this at the next command boundary.
+    shutdown: Option<Reply>,
 }
 
 /// Commands after which a client must wait for the reply (RFC 2920 §3.1; RFC 3207 §4 for
@@ -224,6 +226,7 @@ impl Server {
             last_activity: now,
             closing: false,
             pending_bdat_reply: None,
+            shutdown: None,
         }
     }
 
@@ -464,6 +467,17 @@ impl Server {
         self.close();
     }
 
+    /// Closes gracefully (RFC 5321 §3.8): at once if no mail transaction is open,
+    /// otherwise after the reply that ends the current one (its final reply, a refusal of
+    /// MAIL, or RSET), always at a command boundary and with `reply` (usually
+    /// [`ServerConfig::shutdown_reply`]). An adapter that cannot wait longer calls
+    /// [`Server::close_with`] at the end of its grace period.
+    pub fn shutdown(&mut self, reply: Reply) {
+        if !matches!(self.phase, Phase::Closed) {
+            self.shutdown = Some(reply);
+        }
+    }
+
     // ---- output ----------------------------------------------------------------------
 
     /// The next thing to do. Call until it returns [`Output::Wait`] after every input and
@@ -519,6 +533,13 @@ impl Server {
                 );
                 self.phase = Phase::Command;
                 self.event(Event::Connected);
+                true
+            }
+            Phase::Command if self.shutdown.is_some() && self.txn.is_none() => {
+                if let Some(r) = self.shutdown.take() {
+                    self.send(r);
+                    self.close();
+                }
                 true
             }
             Phase::Command => self.read_command(),
