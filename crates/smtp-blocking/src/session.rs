@@ -233,14 +233,8 @@ impl Session {
 /// Gives the handler's decision to the machine. A reply of the wrong class is a bug in
 /// the handler; the session answers `451 4.3.0` rather than stall.
 fn apply(server: &mut Server, decision: Decision) {
-    let result = match decision {
-        Decision::Accept => server.accept(),
-        Decision::AcceptWith(r) => server.accept_with(r),
-        Decision::Reject(r) => server.reject(r),
-    };
-    if let Err(error) = result {
+    if let Err(error) = server.decide(decision) {
         warn!(%error, "handler decision refused by the session");
-        let _ = server.reject(reply(451, (4, 3, 0), "Error: local error in processing"));
     }
 }
 

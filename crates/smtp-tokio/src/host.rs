@@ -12,31 +12,7 @@ use smtp_proto::{
     Verb,
 };
 
-/// The host's answer to a question the session asked (HELO, MAIL, RCPT, the end of a
-/// message, AUTH, VRFY, ...). The adapter turns it into
-/// [`Server::accept`], [`Server::accept_with`] or [`Server::reject`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Go on with the protocol's default positive reply.
-    Accept,
-    /// Go on with this positive (2xx) reply, e.g. `250 2.0.0 Ok: queued as ABC`.
-    AcceptWith(Reply),
-    /// Refuse with this 4xx or 5xx reply.
-    Reject(Reply),
-}
-
-impl Decision {
-    /// A refusal built from parts; falls back to a bare code when `text` holds CR, LF or
-    /// NUL.
-    pub fn reject(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Decision {
-        Decision::Reject(reply(code, enhanced, text))
-    }
-
-    /// Whether the session goes on.
-    pub fn is_accept(&self) -> bool {
-        !matches!(self, Decision::Reject(_))
-    }
-}
+pub use smtp_proto::server::Decision;
 
 /// Builds a reply from parts; text with CR, LF or NUL is replaced, so this never fails.
 pub(crate) fn reply(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {

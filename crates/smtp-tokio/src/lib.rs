@@ -35,6 +35,7 @@ mod client;
 mod host;
 mod server;
 mod session;
+mod stream;
 
 pub use client::{Connection, SendError, TlsOptions, Transcript};
 pub use host::{ConnectInfo, Context, Decision, Handler, Host};

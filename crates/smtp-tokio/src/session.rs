@@ -9,16 +9,19 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smtp_proto::Reply;
 use smtp_proto::server::{Event, Output, PeerInfo, Server, ServerConfig};
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
+
+/// The server side's socket.
+pub(crate) type Stream = crate::stream::Stream<TlsStream<TcpStream>>;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -27,58 +30,6 @@ use crate::host::{Context, Decision, Handler, reply};
 /// Bytes read from the socket per read call. The buffer lives on the stack only while a
 /// read completes, so an idle session holds none (see the crate documentation).
 pub(crate) const READ_CHUNK: usize = 8 * 1024;
-
-/// The socket, plain or upgraded.
-pub(crate) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only during the STARTTLS handshake.
-    Upgrading,
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Upgrading => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-}
 
 /// What the adapter needs besides the machine and the handler.
 pub(crate) struct Session {
@@ -349,14 +300,8 @@ impl Session {
 /// Gives the handler's decision to the machine. A reply of the wrong class is a bug in
 /// the handler; the session answers `451 4.3.0` rather than stall.
 fn apply(server: &mut Server, decision: Decision) {
-    let result = match decision {
-        Decision::Accept => server.accept(),
-        Decision::AcceptWith(r) => server.accept_with(r),
-        Decision::Reject(r) => server.reject(r),
-    };
-    if let Err(error) = result {
+    if let Err(error) = server.decide(decision) {
         warn!(%error, "handler decision refused by the session");
-        let _ = server.reject(reply(451, (4, 3, 0), "Error: local error in processing"));
     }
 }
 

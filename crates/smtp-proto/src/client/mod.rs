@@ -330,6 +330,27 @@ struct Current {
     long_lines: u64,
 }
 
+impl Current {
+    /// A message about to start (or that never will: its body is then never asked for).
+    fn new(id: u64, env: Envelope, pipelined: bool, bdat: bool) -> Current {
+        Current {
+            id,
+            rcpt: vec![None; env.recipients.len()],
+            env,
+            pipelined,
+            bdat,
+            mail_ok: false,
+            accepted: Vec::new(),
+            body: Body::NotYet,
+            failed: None,
+            final_sent: false,
+            final_reply: None,
+            lmtp: Vec::new(),
+            long_lines: 0,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
     /// Greeting, EHLO, STARTTLS, AUTH.
@@ -975,21 +996,7 @@ impl Client {
             Expect::Mail,
         );
         let n = env.recipients.len();
-        self.current = Some(Current {
-            id,
-            env,
-            pipelined,
-            bdat,
-            mail_ok: false,
-            rcpt: vec![None; n],
-            accepted: Vec::new(),
-            body: Body::NotYet,
-            failed: None,
-            final_sent: false,
-            final_reply: None,
-            lmtp: Vec::new(),
-            long_lines: 0,
-        });
+        self.current = Some(Current::new(id, env, pipelined, bdat));
         if pipelined {
             // RFC 2920 §3.1: MAIL, every RCPT and DATA in one group.
             for i in 0..n {
@@ -1211,21 +1218,7 @@ impl Client {
     }
 
     fn report_refused(&mut self, id: u64, env: Envelope, refusal: LocalRefusal) {
-        let cur = Current {
-            id,
-            rcpt: vec![None; env.recipients.len()],
-            env,
-            pipelined: false,
-            bdat: false,
-            mail_ok: false,
-            accepted: Vec::new(),
-            body: Body::Done,
-            failed: None,
-            final_sent: false,
-            final_reply: None,
-            lmtp: Vec::new(),
-            long_lines: 0,
-        };
+        let cur = Current::new(id, env, false, false);
         let outcome = outcome_for(cur, DeliveryStatus::Permanent, None, Some(refusal));
         self.event(ClientEvent::MessageDone(outcome));
     }
@@ -1340,21 +1333,7 @@ impl Client {
             self.event(ClientEvent::MessageDone(outcome));
         }
         while let Some((id, env)) = self.pending.pop_front() {
-            let cur = Current {
-                id,
-                rcpt: vec![None; env.recipients.len()],
-                env,
-                pipelined: false,
-                bdat: false,
-                mail_ok: false,
-                accepted: Vec::new(),
-                body: Body::Done,
-                failed: None,
-                final_sent: false,
-                final_reply: None,
-                lmtp: Vec::new(),
-                long_lines: 0,
-            };
+            let cur = Current::new(id, env, false, false);
             let status = if permanent {
                 DeliveryStatus::Permanent
             } else {

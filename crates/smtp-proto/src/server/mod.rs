@@ -410,9 +410,24 @@ impl Server {
 
     // ---- decisions -------------------------------------------------------------------
 
+    /// Applies a host's [`Decision`]. A reply of the wrong class is a bug in the host; the
+    /// session then answers `451 4.3.0` rather than stall, and the error is returned for
+    /// the host to log.
+    pub fn decide(&mut self, decision: Decision) -> Result<(), HostError> {
+        let result = match decision {
+            Decision::Accept => self.accept(),
+            Decision::AcceptWith(r) => self.accept_with(r),
+            Decision::Reject(r) => self.reject(r),
+        };
+        if let Err(HostError::WrongReplyClass) = result {
+            let _ = self.reject(reply(451, (4, 3, 0), "Error: local error in processing"));
+        }
+        result
+    }
+
     /// Goes on with the default positive reply for the pending decision.
     pub fn accept(&mut self) -> Result<(), HostError> {
-        self.decide(Decision::Accept(None))
+        self.verdict(Verdict::Accept(None))
     }
 
     /// Goes on with the host's own positive (2xx) reply, e.g. `250 2.0.0 Ok: queued as
@@ -421,7 +436,7 @@ impl Server {
         if !reply.code().is_positive() {
             return Err(HostError::WrongReplyClass);
         }
-        self.decide(Decision::Accept(Some(reply)))
+        self.verdict(Verdict::Accept(Some(reply)))
     }
 
     /// Refuses with a 4xx or 5xx reply.
@@ -430,7 +445,7 @@ impl Server {
         if !(code.is_transient() || code.is_permanent()) {
             return Err(HostError::WrongReplyClass);
         }
-        self.decide(Decision::Reject(reply))
+        self.verdict(Verdict::Reject(reply))
     }
 
     /// Supplies the challenge [`Event::AuthChallengeNeeded`] asked for:
@@ -740,15 +755,7 @@ impl Server {
             ),
             ("BY", params.by.is_some() && !ext.deliver_by),
         ];
-        if let Some((name, _)) = unsupported.iter().find(|(_, bad)| *bad) {
-            return self.unsupported_param(name);
-        }
-        if let Some(p) = params.other.iter().find(|p| {
-            !ext.extra_params
-                .iter()
-                .any(|e| e.eq_ignore_ascii_case(p.keyword()))
-        }) {
-            let name = p.keyword().to_ascii_uppercase();
+        if let Some(name) = first_unsupported(&unsupported, &params.other, ext) {
             return self.unsupported_param(&name);
         }
         // RFC 1870 §6.2: a declared size over the limit is refused at once.
@@ -779,15 +786,7 @@ impl Server {
             ("NOTIFY", params.notify.is_some() && !ext.dsn),
             ("ORCPT", params.orcpt.is_some() && !ext.dsn),
         ];
-        if let Some((name, _)) = unsupported.iter().find(|(_, bad)| *bad) {
-            return self.unsupported_param(name);
-        }
-        if let Some(p) = params.other.iter().find(|p| {
-            !ext.extra_params
-                .iter()
-                .any(|e| e.eq_ignore_ascii_case(p.keyword()))
-        }) {
-            let name = p.keyword().to_ascii_uppercase();
+        if let Some(name) = first_unsupported(&unsupported, &params.other, ext) {
             return self.unsupported_param(&name);
         }
         txn.rcpt_attempts += 1;
@@ -1218,13 +1217,13 @@ impl Server {
 
     // ---- decisions -------------------------------------------------------------------
 
-    fn decide(&mut self, decision: Decision) -> Result<(), HostError> {
+    fn verdict(&mut self, decision: Verdict) -> Result<(), HostError> {
         let Phase::Decide(pending) = std::mem::replace(&mut self.phase, Phase::Command) else {
             return Err(HostError::NoDecisionPending);
         };
         let (accepted, custom) = match decision {
-            Decision::Accept(r) => (true, r),
-            Decision::Reject(r) => (false, Some(r)),
+            Verdict::Accept(r) => (true, r),
+            Verdict::Reject(r) => (false, Some(r)),
         };
         match pending {
             Pending::Hello { verb, host } => {
@@ -1528,7 +1527,34 @@ fn data_reply(error: DataError) -> Reply {
     reply(code, (e.0, e.1.into(), e.2.into()), text)
 }
 
-enum Decision {
+/// A host's answer to a question the session asked (HELO, MAIL, RCPT, the end of a
+/// message, AUTH, VRFY, ...), for [`Server::decide`]: adapters pass their handlers'
+/// answers through it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on with the protocol's default positive reply.
+    Accept,
+    /// Go on with this positive (2xx) reply, e.g. `250 2.0.0 Ok: queued as ABC`.
+    AcceptWith(Reply),
+    /// Refuse with this 4xx or 5xx reply.
+    Reject(Reply),
+}
+
+impl Decision {
+    /// A refusal built from parts; text holding CR, LF or NUL becomes `Error`, so this
+    /// never fails.
+    pub fn reject(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Decision {
+        Decision::Reject(reply(code, enhanced, text.into()))
+    }
+
+    /// Whether the session goes on.
+    pub fn is_accept(&self) -> bool {
+        !matches!(self, Decision::Reject(_))
+    }
+}
+
+/// What [`Server::decide`] does inside: a default or a custom reply.
+enum Verdict {
     Accept(Option<Reply>),
     Reject(Reply),
 }
@@ -1542,6 +1568,26 @@ fn reply(
     let text = text.into();
     let e = EnhancedCode::of(enhanced.0, enhanced.1, enhanced.2);
     Reply::new(code, Some(e), text).unwrap_or_else(|_| Reply::fixed(code, Some(enhanced), "Error"))
+}
+
+/// RFC 5321 §4.1.1.11: the first parameter of an extension not offered (`typed` pairs a
+/// keyword with "sent but not offered"), or unknown to the host's `extra_params`.
+fn first_unsupported(
+    typed: &[(&str, bool)],
+    other: &[crate::Param<'_>],
+    ext: &Extensions,
+) -> Option<String> {
+    if let Some((name, _)) = typed.iter().find(|(_, bad)| *bad) {
+        return Some((*name).to_owned());
+    }
+    other
+        .iter()
+        .find(|p| {
+            !ext.extra_params
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(p.keyword()))
+        })
+        .map(|p| p.keyword().to_ascii_uppercase())
 }
 
 fn addr_literal(addr: IpAddr) -> String {
