@@ -1199,6 +1199,10 @@ pub struct LineNormalizer {
     started: bool,
     /// What was written ends in CRLF.
     at_line_end: bool,
+    /// Octets of the current line so far.
+    line_len: usize,
+    /// Lines longer than 998 octets seen (RFC 5321 §4.5.3.1.6).
+    long_lines: u64,
 }
 
 impl LineNormalizer {
@@ -1209,7 +1213,29 @@ impl LineNormalizer {
             pending_cr: false,
             started: false,
             at_line_end: false,
+            line_len: 0,
+            long_lines: 0,
         }
+    }
+
+    /// Lines longer than 998 octets (without CRLF) seen so far: RFC 5321 §4.5.3.1.6
+    /// holds for 7BIT and 8BITMIME bodies whether they go with DATA or BDAT.
+    #[must_use]
+    pub const fn long_lines(&self) -> u64 {
+        self.long_lines
+    }
+
+    fn text(&mut self, n: usize) {
+        let before = self.line_len;
+        self.line_len += n;
+        if before <= MAX_LINE_LEN - 2 && self.line_len > MAX_LINE_LEN - 2 {
+            self.long_lines += 1;
+        }
+    }
+
+    fn line_end(&mut self) {
+        self.line_len = 0;
+        self.at_line_end = true;
     }
 
     /// Normalises one piece of the body into `out`.
@@ -1222,18 +1248,20 @@ impl LineNormalizer {
             if rest[0] == b'\n' {
                 rest = &rest[1..];
             }
-            self.at_line_end = true;
+            self.line_end();
         }
         while !rest.is_empty() {
             self.started = true;
             match memchr::memchr2(b'\r', b'\n', rest) {
                 None => {
                     out.put_slice(rest);
+                    self.text(rest.len());
                     self.at_line_end = false;
                     return;
                 }
                 Some(i) => {
                     out.put_slice(&rest[..i]);
+                    self.text(i);
                     if rest[i] == b'\n' {
                         out.put_slice(b"\r\n");
                         rest = &rest[i + 1..];
@@ -1250,7 +1278,7 @@ impl LineNormalizer {
                         }
                         out.put_slice(b"\r\n");
                     }
-                    self.at_line_end = true;
+                    self.line_end();
                 }
             }
         }
@@ -1293,6 +1321,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn line_normalizer_counts_long_lines_across_pieces() {
+        // RFC 5321 §4.5.3.1.6: 998 octets without CRLF is the most a text line may hold.
+        for (line, long) in [(998usize, 0u64), (999, 1)] {
+            let mut body = vec![b'x'; line];
+            body.extend_from_slice(b"\r\nshort\n");
+            body.extend(std::iter::repeat_n(b'y', line));
+            for piece in [1, 7, 500, body.len()] {
+                let mut n = LineNormalizer::new();
+                let mut out = Vec::new();
+                for chunk in body.chunks(piece) {
+                    n.encode(chunk, &mut out);
+                }
+                assert_eq!(n.long_lines(), 2 * long, "line {line}, piece {piece}");
+            }
+        }
+    }
+
     proptest! {
         /// The BDAT normaliser agrees with the DATA path: for any body cut anywhere, its
         /// output is `normalize_line_endings(body)` plus a CRLF when that is not empty and
@@ -1311,7 +1357,13 @@ mod tests {
                 n.encode(&body[last..c], &mut out);
                 last = c;
             }
+            let long = n.long_lines();
             n.finish(&mut out);
+            let expected_long = normalize_line_endings(&body)
+                .split(|&b| b == b'\n')
+                .filter(|l| l.strip_suffix(b"\r").unwrap_or(l).len() > 998)
+                .count() as u64;
+            prop_assert_eq!(long, expected_long);
             let mut want = normalize_line_endings(&body);
             if !want.is_empty() && !want.ends_with(b"\r\n") {
                 want.extend_from_slice(b"\r\n");

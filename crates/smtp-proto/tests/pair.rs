@@ -620,3 +620,40 @@ proptest! {
         prop_assert_eq!(&p.stored[0], &expected);
     }
 }
+
+#[test]
+fn long_lines_refused_for_bdat_text_too() {
+    // RFC 3030 keeps the line rules of 7BIT and 8BITMIME bodies: only BINARYMIME is free.
+    let mut p = Pair::new(client_config(), server_config(), Policy::default());
+    let mut body = vec![b'x'; 1200];
+    body.extend_from_slice(b"\r\n");
+    p.send(envelope("a@example.org", &["b@example.org"]), b"");
+    p.bodies.clear();
+    let mut error = None;
+    for _ in 0..200 {
+        match p.client.poll_output() {
+            ClientOutput::Transmit(b) => p.server.handle_input(&b, p.now),
+            ClientOutput::Event(ClientEvent::BodyWanted { .. }) => {
+                error = p.client.send_body(&body).err()
+            }
+            ClientOutput::Event(ClientEvent::MessageDone(o)) => p.outcomes.push(o),
+            ClientOutput::Event(_) => {}
+            ClientOutput::Close => break,
+            ClientOutput::StartTls => unreachable!(),
+            ClientOutput::Wait { .. } => loop {
+                match p.server.poll_output() {
+                    Output::Transmit(b) => p.client.handle_input(&b, p.now),
+                    Output::Event(e) => p.server_event(e),
+                    Output::Wait { .. } | Output::Close => break,
+                    Output::StartTls => unreachable!(),
+                }
+            },
+        }
+    }
+    assert!(error.is_some());
+    assert_eq!(
+        p.outcomes[0].refused,
+        Some(smtp_proto::client::LocalRefusal::LineTooLong)
+    );
+    assert!(p.stored.is_empty());
+}

@@ -553,6 +553,14 @@ impl Client {
                     Some(n) => {
                         let mut text = BytesMut::with_capacity(chunk.len() + chunk.len() / 32);
                         n.encode(chunk, &mut text);
+                        if n.long_lines() > 0 {
+                            if long_lines == LongLines::Reject {
+                                // Nothing of it went out with LAST: the server discards it.
+                                self.abandon_body(LocalRefusal::LineTooLong);
+                                return Err(UsageError::Body(EncodeError::LineTooLong));
+                            }
+                            cur.long_lines = n.long_lines();
+                        }
                         text.freeze()
                     }
                     None => Bytes::copy_from_slice(chunk),
