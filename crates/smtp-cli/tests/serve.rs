@@ -533,6 +533,28 @@ fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
     );
 }
 
+fn sigint_shuts_down_gracefully(io: &str) {
+    let mut server = Serve::start(io, &["--no-tls"]);
+    let mut child = server.child.take().unwrap();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{io}: still running after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let log = server.stderr();
+    assert!(log.contains("SIGINT: shutting down"), "{log}");
+}
+
 #[test]
 fn usage_and_config_errors_are_the_same_on_both_adapters() {
     let smtp = env!("CARGO_BIN_EXE_smtp");
@@ -655,4 +677,5 @@ on_both!(
     lettre_sends_to_smtp_serve,
     max_connections_and_timeout,
     sigterm_mid_data_leaves_nothing_behind,
+    sigint_shuts_down_gracefully,
 );
