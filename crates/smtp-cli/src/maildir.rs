@@ -1,13 +1,18 @@
 //! Maildir storage (<https://cr.yp.to/proto/maildir.html>): write into `tmp/`, fsync,
 //! rename into `new/`, fsync `new/`; only then is the message stored.
+//!
+//! Plain `std::fs` calls, so the same writer serves both adapters: the blocking host
+//! calls it on its session thread, the tokio host moves the calls that reach the disk
+//! onto tokio's blocking pool ([`Delivery::buffers`] tells which writes do not).
 
-use std::io;
+use std::fs::File;
+use std::io::{self, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::fs::File;
-use tokio::io::{AsyncWriteExt, BufWriter};
+/// Bytes gathered in memory before a write reaches the file.
+const BUFFER: usize = 64 * 1024;
 
 /// A Maildir: `tmp/`, `new/` and `cur/` under one directory.
 #[derive(Debug)]
@@ -51,27 +56,27 @@ impl Maildir {
     }
 
     /// Starts a message in `tmp/` with `head` (the prepended header lines) written first.
-    pub(crate) async fn begin(&self, head: &[u8]) -> io::Result<Delivery> {
+    /// Blocking: creates the file.
+    pub(crate) fn begin(&self, head: &[u8]) -> io::Result<Delivery> {
         let name = self.unique_name();
         let tmp_path = self.tmp.join(&name);
-        let file = tokio::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&tmp_path)
-            .await?;
+            .open(&tmp_path)?;
         let mut delivery = Delivery {
-            file: Some(BufWriter::with_capacity(64 * 1024, file)),
+            file: Some(BufWriter::with_capacity(BUFFER, file)),
             tmp_path,
             new_dir: self.new.clone(),
             name,
         };
-        delivery.write(head).await?;
+        delivery.write(head)?;
         Ok(delivery)
     }
 }
 
 /// A message being written into `tmp/`. Dropped without [`Delivery::commit`], its file
-/// is removed.
+/// is removed (a blocking call).
 #[derive(Debug)]
 pub(crate) struct Delivery {
     file: Option<BufWriter<File>>,
@@ -81,36 +86,40 @@ pub(crate) struct Delivery {
 }
 
 impl Delivery {
-    /// Appends bytes.
-    pub(crate) async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Whether writing `len` more bytes only copies them into the buffer, without a
+    /// system call.
+    pub(crate) fn buffers(&self, len: usize) -> bool {
+        // `BufWriter::write_all` copies when the bytes fit in the spare capacity.
+        self.file
+            .as_ref()
+            .is_some_and(|f| len < f.capacity() - f.buffer().len())
+    }
+
+    /// Appends bytes; blocking unless [`Delivery::buffers`] says otherwise.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.file {
-            Some(f) => f.write_all(bytes).await,
+            Some(f) => f.write_all(bytes),
             None => Err(io::Error::other("delivery already finished")),
         }
     }
 
     /// Flushes and fsyncs the file, renames it into `new/` and fsyncs `new/`. Returns
-    /// the file name.
-    pub(crate) async fn commit(mut self) -> io::Result<String> {
-        let Some(mut file) = self.file.take() else {
+    /// the file name. Blocking.
+    pub(crate) fn commit(mut self) -> io::Result<String> {
+        let Some(file) = self.file.take() else {
             return Err(io::Error::other("delivery already finished"));
         };
-        let result = async {
-            file.flush().await?;
-            let file = file.into_inner();
-            file.sync_all().await?;
+        let result = (|| {
+            let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+            file.sync_all()?;
             drop(file);
-            tokio::fs::rename(&self.tmp_path, self.new_dir.join(&self.name)).await?;
-            let dir = self.new_dir.clone();
-            tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
-                .await
-                .map_err(io::Error::other)?
-        }
-        .await;
+            std::fs::rename(&self.tmp_path, self.new_dir.join(&self.name))?;
+            File::open(&self.new_dir)?.sync_all()
+        })();
         match result {
             Ok(()) => Ok(std::mem::take(&mut self.name)),
             Err(e) => {
-                let _ = tokio::fs::remove_file(&self.tmp_path).await;
+                let _ = std::fs::remove_file(&self.tmp_path);
                 Err(e)
             }
         }
@@ -175,17 +184,19 @@ mod tests {
         assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 +0000");
     }
 
-    #[tokio::test]
-    async fn commit_moves_into_new_and_drop_cleans_tmp() {
+    #[test]
+    fn commit_moves_into_new_and_drop_cleans_tmp() {
         let dir = tempfile::tempdir().unwrap();
         let md = Maildir::open(dir.path(), "host/x:y").unwrap();
-        let mut d = md.begin(b"Return-Path: <>\r\n").await.unwrap();
-        d.write(b"body\r\n").await.unwrap();
-        let name = d.commit().await.unwrap();
+        let mut d = md.begin(b"Return-Path: <>\r\n").unwrap();
+        assert!(d.buffers(6));
+        assert!(!d.buffers(BUFFER));
+        d.write(b"body\r\n").unwrap();
+        let name = d.commit().unwrap();
         assert!(name.ends_with(".host\\057x\\072y"), "{name}");
         let stored = std::fs::read(dir.path().join("new").join(&name)).unwrap();
         assert_eq!(stored, b"Return-Path: <>\r\nbody\r\n");
-        let d = md.begin(b"x").await.unwrap();
+        let d = md.begin(b"x").unwrap();
         drop(d);
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),

@@ -1,14 +1,40 @@
 //! `smtp`: a standalone SMTP server (`smtp serve`) and a client (`smtp send`),
-//! built on `smtp-proto` and the `smtp-tokio` adapter.
+//! built on `smtp-proto` and either adapter: `smtp-tokio` or `smtp-blocking` (`--io`).
+//!
+//! Both commands keep what is not I/O in shared, synchronous code (options, policy,
+//! storage, TLS configuration, output, exit codes); only the driving of connections
+//! differs between `--io tokio` and `--io blocking`.
 
+mod delivery;
 mod maildir;
 mod passwords;
+mod policy;
 mod send;
 mod serve;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// EX_USAGE (sysexits.h): bad arguments.
+pub(crate) const EX_USAGE: u8 = 64;
+/// EX_UNAVAILABLE: a permanent failure.
+pub(crate) const EX_UNAVAILABLE: u8 = 69;
+/// EX_SOFTWARE: the server failed at run time.
+pub(crate) const EX_SOFTWARE: u8 = 70;
+/// EX_TEMPFAIL: try again later.
+pub(crate) const EX_TEMPFAIL: u8 = 75;
+/// EX_CONFIG: a file given on the command line could not be used.
+pub(crate) const EX_CONFIG: u8 = 78;
+
+/// Which I/O adapter runs the connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Io {
+    /// The tokio adapter (`smtp-tokio`).
+    Tokio,
+    /// The blocking adapter (`smtp-blocking`): `std::net`, a thread per connection.
+    Blocking,
+}
 
 /// SMTP server and client.
 #[derive(Debug, Parser)]
@@ -32,7 +58,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // --help and --version are not errors; usage errors are EX_USAGE.
-            return ExitCode::from(if e.use_stderr() { serve::EX_USAGE } else { 0 });
+            return ExitCode::from(if e.use_stderr() { EX_USAGE } else { 0 });
         }
     };
     ExitCode::from(match cli.command {

@@ -1,6 +1,9 @@
 //! `smtp send` against servers nobody here wrote: aiosmtpd (PyPI) and Postfix's
 //! smtp-sink (Debian `postfix`). Both must be installed (`.ci/run` installs them); a
 //! missing peer fails the test rather than skipping it.
+//!
+//! Every scenario runs on both adapters: `tokio_io::NAME` with `--io tokio`,
+//! `blocking_io::NAME` with `--io blocking`.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -39,10 +42,11 @@ fn wait_for_port(port: u16) {
     }
 }
 
-fn smtp_send(args: &[&str], stdin: &[u8]) -> Output {
+/// Runs `smtp send --io IO ARGS` with `stdin`.
+fn smtp_send(io: &str, args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write;
     let mut child = Command::new(SMTP)
-        .arg("send")
+        .args(["send", "--io", io])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -127,12 +131,12 @@ fn smtp_sink(dir: &Path, extra: &[&str]) -> (Peer, u16, PathBuf) {
 
 const MESSAGE: &[u8] = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: interop\r\n\r\nHello from smtp send.\r\n.leading dot\r\n";
 
-#[test]
-fn aiosmtpd_delivered_starttls_auth() {
+fn aiosmtpd_delivered_starttls_auth(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (_peer, port, spool, cert) = aiosmtpd(dir.path());
     let server = format!("127.0.0.1:{port}");
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -174,12 +178,12 @@ fn aiosmtpd_delivered_starttls_auth() {
     );
 }
 
-#[test]
-fn aiosmtpd_per_recipient_rejection() {
+fn aiosmtpd_per_recipient_rejection(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (_peer, port, spool, _) = aiosmtpd(dir.path());
     let server = format!("127.0.0.1:{port}");
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -205,12 +209,12 @@ fn aiosmtpd_per_recipient_rejection() {
     assert!(spool.join("1.eml").exists());
 }
 
-#[test]
-fn aiosmtpd_wrong_password_and_untrusted_certificate() {
+fn aiosmtpd_wrong_password_and_untrusted_certificate(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (_peer, port, _, cert) = aiosmtpd(dir.path());
     let server = format!("127.0.0.1:{port}");
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -235,6 +239,7 @@ fn aiosmtpd_wrong_password_and_untrusted_certificate() {
     assert_eq!(json(&out)["reply"]["code"], 535);
     // The web PKI does not trust the self-signed certificate: a TLS failure is 75.
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -250,13 +255,13 @@ fn aiosmtpd_wrong_password_and_untrusted_certificate() {
     assert_eq!(out.status.code(), Some(75));
 }
 
-#[test]
-fn aiosmtpd_cleartext_auth_refused_locally() {
+fn aiosmtpd_cleartext_auth_refused_locally(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (_peer, port, spool, _) = aiosmtpd(dir.path());
     let server = format!("127.0.0.1:{port}");
     // aiosmtpd offers AUTH only after TLS; without TLS no mechanism may be used.
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -275,12 +280,12 @@ fn aiosmtpd_cleartext_auth_refused_locally() {
     assert!(!spool.join("1.eml").exists());
 }
 
-#[test]
-fn smtp_sink_delivered_and_verbose_transcript() {
+fn smtp_sink_delivered_and_verbose_transcript(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (_peer, port, dump) = smtp_sink(dir.path(), &[]);
     let server = format!("127.0.0.1:{port}");
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -320,13 +325,13 @@ fn smtp_sink_delivered_and_verbose_transcript() {
     }
 }
 
-#[test]
-fn smtp_sink_rejections() {
+fn smtp_sink_rejections(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     // -f RCPT: every RCPT gets a hard error.
     let (_peer, port, _) = smtp_sink(dir.path(), &["-f", "RCPT"]);
     let server = format!("127.0.0.1:{port}");
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -348,6 +353,7 @@ fn smtp_sink_rejections() {
     let (_peer, port, _) = smtp_sink(dir.path(), &["-r", "RCPT"]);
     let server = format!("127.0.0.1:{port}");
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -363,14 +369,14 @@ fn smtp_sink_rejections() {
     assert_eq!(json(&out)["status"], "temporary");
 }
 
-#[test]
-fn smtp_sink_auth_and_starttls_required() {
+fn smtp_sink_auth_and_starttls_required(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (_peer, port, _) = smtp_sink(dir.path(), &[]);
     let server = format!("127.0.0.1:{port}");
     // smtp-sink offers AUTH and accepts any credentials; without TLS it takes an explicit
     // --allow-insecure-auth.
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -394,6 +400,7 @@ fn smtp_sink_auth_and_starttls_required() {
     assert!(json(&out)["auth"].is_string());
     // smtp-sink has no STARTTLS: required fails with 75.
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -411,15 +418,14 @@ fn smtp_sink_auth_and_starttls_required() {
     assert_eq!(json(&out)["status"], "temporary");
 }
 
-#[test]
-fn usage_errors_exit_64() {
+fn usage_errors_exit_64(io: &str) {
     for args in [
         &["--to", "not an address"][..],
         &["--from", "a@b"][..],
         &["--bogus"][..],
         &["--to", "a@b.example", "--io", "nope"][..],
     ] {
-        let out = smtp_send(args, b"");
+        let out = smtp_send(io, args, b"");
         assert_eq!(
             out.status.code(),
             Some(64),
@@ -429,12 +435,12 @@ fn usage_errors_exit_64() {
     }
 }
 
-#[test]
-fn load_mode_against_smtp_sink() {
+fn load_mode_against_smtp_sink(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let (_peer, port, _) = smtp_sink(dir.path(), &[]);
     let server = format!("127.0.0.1:{port}");
     let out = smtp_send(
+        io,
         &[
             "--server",
             &server,
@@ -463,3 +469,70 @@ fn load_mode_against_smtp_sink() {
     );
     assert_eq!(stdout.lines().nth(1), Some("0 failed"));
 }
+
+#[test]
+fn same_output_exit_code_and_transcript_on_both_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, _) = smtp_sink(dir.path(), &["-r", "RCPT"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (_ok_peer, ok_port, _) = smtp_sink(dir.path(), &[]);
+    let closed = free_port();
+    let (soft, ok, closed) = (
+        format!("127.0.0.1:{port}"),
+        format!("127.0.0.1:{ok_port}"),
+        format!("127.0.0.1:{closed}"),
+    );
+    let from_to = ["--from", "a@example.org", "--to", "b@example.org"];
+    let cases: [Vec<&str>; 6] = [
+        vec!["--server", &ok, "-v", "--to", "c@example.org"],
+        vec![
+            "--server",
+            &ok,
+            "--json",
+            "--auth",
+            "u:p",
+            "--allow-insecure-auth",
+        ],
+        vec!["--server", &soft, "-v"],
+        vec!["--server", &soft, "--json"],
+        vec!["--server", &ok, "--starttls", "required", "--json", "-v"],
+        vec!["--server", &closed, "--json"],
+    ];
+    for case in cases {
+        let args: Vec<&str> = from_to.iter().copied().chain(case).collect();
+        let [tokio, blocking] = ["tokio", "blocking"].map(|io| smtp_send(io, &args, MESSAGE));
+        let show = |o: &Output| {
+            format!(
+                "exit {:?}\n{}{}",
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        };
+        assert_eq!(show(&tokio), show(&blocking), "{args:?}");
+    }
+}
+
+/// One `#[test]` per scenario and adapter.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod tokio_io {
+            $(#[test] fn $name() { super::$name("tokio") })*
+        }
+        mod blocking_io {
+            $(#[test] fn $name() { super::$name("blocking") })*
+        }
+    };
+}
+
+on_both!(
+    aiosmtpd_delivered_starttls_auth,
+    aiosmtpd_per_recipient_rejection,
+    aiosmtpd_wrong_password_and_untrusted_certificate,
+    aiosmtpd_cleartext_auth_refused_locally,
+    smtp_sink_delivered_and_verbose_transcript,
+    smtp_sink_rejections,
+    smtp_sink_auth_and_starttls_required,
+    usage_errors_exit_64,
+    load_mode_against_smtp_sink,
+);

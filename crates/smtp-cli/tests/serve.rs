@@ -2,6 +2,9 @@
 //! Python's smtplib, swaks, lettre and a raw socket. Each test starts its own server and
 //! stops it with SIGTERM. python3 and swaks are required: a missing one fails the test
 //! (CI installs them in `.ci/run`).
+//!
+//! Every scenario runs on both adapters: `tokio_io::NAME` with `--io tokio`,
+//! `blocking_io::NAME` with `--io blocking`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,9 +25,9 @@ struct Serve {
 }
 
 impl Serve {
-    /// Starts `smtp serve` on a free port with a Maildir and an auth file in a temporary
-    /// directory (`{auth}` in `args` stands for the auth file's path).
-    fn start(args: &[&str]) -> Serve {
+    /// Starts `smtp serve --io IO` on a free port with a Maildir and an auth file in a
+    /// temporary directory (`{auth}` in `args` stands for the auth file's path).
+    fn start(io: &str, args: &[&str]) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let auth = dir.path().join("users");
         std::fs::write(&auth, USERS).unwrap();
@@ -33,7 +36,7 @@ impl Serve {
             .map(|a| a.replace("{auth}", auth.to_str().unwrap()))
             .collect();
         let mut child = Command::new(env!("CARGO_BIN_EXE_smtp"))
-            .arg("serve")
+            .args(["serve", "--io", io])
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -229,9 +232,8 @@ fn check_stored(file: &[u8], from: &str, to: &[&str], with: &str, body: &[u8]) {
 
 // ---- Python smtplib ----------------------------------------------------------------
 
-#[test]
-fn python_plain_8bit_multiple_recipients_byte_for_byte() {
-    let server = Serve::start(&[]);
+fn python_plain_8bit_multiple_recipients_byte_for_byte(io: &str) {
+    let server = Serve::start(io, &[]);
     python(&["plain", &server.port().to_string()]);
     let stored = server.stored();
     assert_eq!(stored.len(), 1);
@@ -249,9 +251,8 @@ fn python_plain_8bit_multiple_recipients_byte_for_byte() {
     assert!(server.stop().success());
 }
 
-#[test]
-fn python_starttls() {
-    let server = Serve::start(&[]);
+fn python_starttls(io: &str) {
+    let server = Serve::start(io, &[]);
     python(&["starttls", &server.port().to_string()]);
     let stored = server.stored();
     check_stored(
@@ -264,9 +265,8 @@ fn python_starttls() {
     assert!(server.stop().success());
 }
 
-#[test]
-fn python_auth_plain_login_cram_md5() {
-    let server = Serve::start(&["--auth-file", "{auth}"]);
+fn python_auth_plain_login_cram_md5(io: &str) {
+    let server = Serve::start(io, &["--auth-file", "{auth}"]);
     let port = server.port().to_string();
     python(&["plain_auth_needs_tls", &port]);
     python(&["auth", &port, "PLAIN", "tim", "tanstaaf", "tls"]);
@@ -301,9 +301,11 @@ fn python_auth_plain_login_cram_md5() {
     assert!(server.stop().success());
 }
 
-#[test]
-fn python_auth_insecure_allowed() {
-    let server = Serve::start(&["--auth-file", "{auth}", "--allow-insecure-auth", "--no-tls"]);
+fn python_auth_insecure_allowed(io: &str) {
+    let server = Serve::start(
+        io,
+        &["--auth-file", "{auth}", "--allow-insecure-auth", "--no-tls"],
+    );
     python(&[
         "auth",
         &server.port().to_string(),
@@ -322,27 +324,27 @@ fn python_auth_insecure_allowed() {
     assert!(server.stop().success());
 }
 
-#[test]
-fn python_relay_policy() {
-    let server = Serve::start(&["--auth-file", "{auth}", "--local-domain", "Example.ORG"]);
+fn python_relay_policy(io: &str) {
+    let server = Serve::start(
+        io,
+        &["--auth-file", "{auth}", "--local-domain", "Example.ORG"],
+    );
     python(&["relay", &server.port().to_string(), "tim", "tanstaaf"]);
     assert_eq!(server.stored().len(), 1);
     assert!(server.stop().success());
 }
 
-#[test]
-fn python_require_tls_and_require_auth() {
-    let server = Serve::start(&["--require-tls"]);
+fn python_require_tls_and_require_auth(io: &str) {
+    let server = Serve::start(io, &["--require-tls"]);
     python(&["require", &server.port().to_string(), "STARTTLS"]);
     assert!(server.stop().success());
-    let server = Serve::start(&["--auth-file", "{auth}", "--require-auth"]);
+    let server = Serve::start(io, &["--auth-file", "{auth}", "--require-auth"]);
     python(&["require", &server.port().to_string(), "AUTH"]);
     assert!(server.stop().success());
 }
 
-#[test]
-fn python_lmtp() {
-    let server = Serve::start(&["--lmtp"]);
+fn python_lmtp(io: &str) {
+    let server = Serve::start(io, &["--lmtp"]);
     python(&["lmtp", &server.port().to_string()]);
     check_stored(
         &server.stored()[0],
@@ -354,9 +356,8 @@ fn python_lmtp() {
     assert!(server.stop().success());
 }
 
-#[test]
-fn python_max_size() {
-    let server = Serve::start(&["--max-size", "1000"]);
+fn python_max_size(io: &str) {
+    let server = Serve::start(io, &["--max-size", "1000"]);
     python(&["too_big", &server.port().to_string()]);
     assert!(server.stored().is_empty());
     assert!(server.stop().success());
@@ -364,9 +365,8 @@ fn python_max_size() {
 
 // ---- swaks -----------------------------------------------------------------------------
 
-#[test]
-fn swaks_starttls_auth_and_pipelining() {
-    let server = Serve::start(&["--auth-file", "{auth}"]);
+fn swaks_starttls_auth_and_pipelining(io: &str) {
+    let server = Serve::start(io, &["--auth-file", "{auth}"]);
     let port = server.port();
     let t = swaks(port, &["--to", "bob@example.org", "--tls"]);
     assert!(t.contains("<-  220 2.0.0 Ready to start TLS"), "{t}");
@@ -411,9 +411,8 @@ fn swaks_starttls_auth_and_pipelining() {
     assert!(server.stop().success());
 }
 
-#[test]
-fn swaks_implicit_tls() {
-    let server = Serve::start(&["--implicit-tls", "127.0.0.1:0"]);
+fn swaks_implicit_tls(io: &str) {
+    let server = Serve::start(io, &["--implicit-tls", "127.0.0.1:0"]);
     let (addr, implicit) = server.addrs[1];
     assert!(implicit);
     let t = swaks(addr.port(), &["--to", "bob@example.org", "--tlsc"]);
@@ -424,11 +423,13 @@ fn swaks_implicit_tls() {
 
 // ---- lettre ------------------------------------------------------------------------------
 
-#[test]
-fn lettre_sends_to_smtp_serve() {
+fn lettre_sends_to_smtp_serve(io: &str) {
     use lettre::transport::smtp::authentication::{Credentials, Mechanism};
     use lettre::{Message, SmtpTransport, Transport};
-    let server = Serve::start(&["--auth-file", "{auth}", "--allow-insecure-auth", "--no-tls"]);
+    let server = Serve::start(
+        io,
+        &["--auth-file", "{auth}", "--allow-insecure-auth", "--no-tls"],
+    );
     let email = Message::builder()
         .from("Alice <alice@example.org>".parse().unwrap())
         .to("Bob <bob@example.org>".parse().unwrap())
@@ -474,9 +475,8 @@ fn read_line(s: &mut TcpStream) -> String {
     String::from_utf8(out).unwrap()
 }
 
-#[test]
-fn max_connections_and_timeout() {
-    let server = Serve::start(&["--max-connections", "1", "--timeout", "1"]);
+fn max_connections_and_timeout(io: &str) {
+    let server = Serve::start(io, &["--max-connections", "1", "--timeout", "1"]);
     let addr = server.addrs[0].0;
     let mut first = TcpStream::connect(addr).unwrap();
     assert_eq!(read_line(&mut first), format!("220 {HOSTNAME} ESMTP\r\n"));
@@ -494,9 +494,8 @@ fn max_connections_and_timeout() {
     assert!(server.stop().success());
 }
 
-#[test]
-fn sigterm_mid_data_leaves_nothing_behind() {
-    let server = Serve::start(&["--shutdown-timeout", "1"]);
+fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
+    let server = Serve::start(io, &["--shutdown-timeout", "1"]);
     let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
     read_line(&mut c);
     for cmd in [
@@ -534,25 +533,149 @@ fn sigterm_mid_data_leaves_nothing_behind() {
     );
 }
 
-#[test]
-fn usage_errors_exit_64() {
-    let smtp = env!("CARGO_BIN_EXE_smtp");
-    let out = Command::new(smtp)
-        .args(["serve", "--io", "blocking", "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("blocking adapter is not available"));
-    let out = Command::new(smtp)
-        .args(["serve", "--no-such-flag"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let out = Command::new(smtp)
-        .args(["serve", "--no-tls", "--require-tls"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let out = Command::new(smtp).arg("--help").output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
+fn sigint_shuts_down_gracefully(io: &str) {
+    let mut server = Serve::start(io, &["--no-tls"]);
+    let mut child = server.child.take().unwrap();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{io}: still running after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let log = server.stderr();
+    assert!(log.contains("SIGINT: shutting down"), "{log}");
 }
+
+#[test]
+fn usage_and_config_errors_are_the_same_on_both_adapters() {
+    let smtp = env!("CARGO_BIN_EXE_smtp");
+    let run = |args: &[&str]| Command::new(smtp).args(args).output().unwrap();
+    for args in [
+        &["serve", "--io", "nope"][..],
+        &["serve", "--no-such-flag"][..],
+        &["serve", "--no-tls", "--require-tls"][..],
+    ] {
+        assert_eq!(run(args).status.code(), Some(64), "{args:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    for io in ["tokio", "blocking"] {
+        let out = run(&["serve", "--io", io, "--hostname", "not a name", "--no-tls"]);
+        assert_eq!(out.status.code(), Some(64), "{io}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("smtp serve: --hostname not a name: ")
+        );
+        let maildir = maildir.to_str().unwrap();
+        let out = run(&[
+            "serve",
+            "--io",
+            io,
+            "--no-tls",
+            "--maildir",
+            maildir,
+            "--listen",
+            &busy,
+        ]);
+        assert_eq!(out.status.code(), Some(78), "{io}: an address in use");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("smtp serve: cannot listen on {busy}: ")),
+            "{io}: {stderr}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+}
+
+/// A stored file with its queue id and date (which vary per message) replaced.
+fn without_id_and_date(file: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(file);
+    let id = text.find(" id ").expect("a queue id") + 4;
+    let id_end = id
+        + text[id..]
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap();
+    let date = id_end + text[id_end..].find(";\r\n\t").expect("a date") + 4;
+    let date_end = date + text[date..].find("\r\n").unwrap();
+    [
+        &file[..id],
+        b"ID",
+        &file[id_end..date],
+        b"DATE",
+        &file[date_end..],
+    ]
+    .concat()
+}
+
+#[test]
+fn stored_files_are_the_same_on_both_adapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.eml");
+    let mut big_message = b"Subject: big\r\n\r\n".to_vec();
+    for i in 0..5000 {
+        big_message.extend_from_slice(format!(".{i:05} café {}\r\n", "x".repeat(60)).as_bytes());
+    }
+    std::fs::write(&big, &big_message).unwrap();
+    let mut stored = Vec::new();
+    for io in ["tokio", "blocking"] {
+        let server = Serve::start(io, &["--auth-file", "{auth}"]);
+        let port = server.port().to_string();
+        python(&["plain", &port]);
+        python(&["auth", &port, "LOGIN", "tim", "tanstaaf", "tls"]);
+        let files: Vec<Vec<u8>> = server
+            .stored()
+            .iter()
+            .map(|f| without_id_and_date(f))
+            .collect();
+        assert_eq!(files.len(), 2);
+        stored.push(files);
+        assert!(server.stop().success());
+    }
+    assert!(stored[0][0].ends_with(MESSAGE));
+    assert!(
+        stored[0] == stored[1],
+        "tokio:\n{}\nblocking:\n{}",
+        String::from_utf8_lossy(&stored[0].concat()),
+        String::from_utf8_lossy(&stored[1].concat())
+    );
+}
+
+/// One `#[test]` per scenario and adapter.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod tokio_io {
+            $(#[test] fn $name() { super::$name("tokio") })*
+        }
+        mod blocking_io {
+            $(#[test] fn $name() { super::$name("blocking") })*
+        }
+    };
+}
+
+on_both!(
+    python_plain_8bit_multiple_recipients_byte_for_byte,
+    python_starttls,
+    python_auth_plain_login_cram_md5,
+    python_auth_insecure_allowed,
+    python_relay_policy,
+    python_require_tls_and_require_auth,
+    python_lmtp,
+    python_max_size,
+    swaks_starttls_auth_and_pipelining,
+    swaks_implicit_tls,
+    lettre_sends_to_smtp_serve,
+    max_connections_and_timeout,
+    sigterm_mid_data_leaves_nothing_behind,
+    sigint_shuts_down_gracefully,
+);

@@ -3,30 +3,33 @@
 //! Exit status (sysexits.h): 0 every recipient accepted; 75 (EX_TEMPFAIL) any temporary
 //! failure, a lost connection or a TLS failure; 69 (EX_UNAVAILABLE) a permanent failure of
 //! the message or of any recipient; 64 (EX_USAGE) bad arguments.
+//!
+//! Everything but the connections is here, shared by both `--io` values: the options,
+//! the session and TLS configurations ([`Plan`]), the envelope and body, the output (human
+//! or JSON), exit codes, and the load mode's arithmetic. [`tokio_client`] and
+//! [`blocking_client`] only drive connections: one message ([`Sent`] or [`Failure`]), or
+//! the load mode's connections ([`Tally`]).
 
+mod blocking_client;
+mod tokio_client;
+
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use smtp_proto::client::{
-    ClientConfig, ClientTimeouts, DeliveryStatus, Envelope, MessageOutcome, Recipient,
+    ClientConfig, ClientError, ClientTimeouts, DeliveryStatus, Envelope, MessageOutcome, Recipient,
     RecipientStatus, StartTls,
 };
 use smtp_proto::data::BodyScanner;
 use smtp_proto::sasl::{ClientCredentials, Mechanism};
 use smtp_proto::{BodyType, ForwardPath, Mailbox, Reply, ReversePath};
-use smtp_tokio::{Connection, SendError, TlsOptions};
-use tokio::io::AsyncRead;
 
-use crate::serve::{EX_USAGE, Io};
-
-/// EX_UNAVAILABLE: a permanent failure.
-const EX_UNAVAILABLE: u8 = 69;
-/// EX_TEMPFAIL: try again later.
-const EX_TEMPFAIL: u8 = 75;
+use crate::{EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE, Io};
 
 /// STARTTLS policy on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -84,7 +87,8 @@ pub(crate) struct SendArgs {
     /// Speak LMTP.
     #[arg(long)]
     lmtp: bool,
-    /// The I/O adapter.
+    /// The I/O adapter: tokio tasks, or blocking sockets (a thread per connection in load
+    /// mode).
     #[arg(long, value_enum, default_value_t = Io::Tokio)]
     io: Io,
     /// Print one JSON object with the result on stdout.
@@ -106,20 +110,27 @@ pub(crate) struct SendArgs {
 
 /// Everything a connection needs, built once from the arguments.
 #[derive(Clone)]
-struct Plan {
+pub(super) struct Plan {
+    /// `HOST:PORT` as given.
     addr: String,
+    /// The host part: the TLS server name.
+    host: String,
     config: Arc<ClientConfig>,
-    tls: Option<TlsOptions>,
+    /// Present whenever TLS may be used (implicit, or STARTTLS not `never`).
+    tls: Option<Arc<rustls::ClientConfig>>,
+    implicit_tls: bool,
     connect_timeout: Duration,
+    /// `-v`: every connection prints its transcript on stderr.
     verbose: bool,
+}
+
+/// `-v`: one transcript line (`C: ...`/`S: ...`, AUTH redacted) on stderr.
+fn transcript_line(line: &str) {
+    eprintln!("{line}");
 }
 
 /// Runs `smtp send`; returns the exit status.
 pub(crate) fn main(args: SendArgs) -> u8 {
-    if args.io == Io::Blocking {
-        eprintln!("smtp send: --io blocking is not available yet; use --io tokio");
-        return EX_USAGE;
-    }
     let plan = match plan(&args) {
         Ok(p) => p,
         Err(e) => {
@@ -127,27 +138,35 @@ pub(crate) fn main(args: SendArgs) -> u8 {
             return EX_USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("smtp send: {e}");
-            return EX_TEMPFAIL;
-        }
-    };
     if let Some(count) = args.count {
-        return runtime.block_on(load(plan, &args, count));
+        return load(&plan, &args, count);
     }
-    let envelope = match envelope(&args) {
+    let mut env = match envelope(&args) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("smtp send: {e}");
             return EX_USAGE;
         }
     };
-    runtime.block_on(send_one(plan, envelope, &args))
+    let body = match open_body(&args, &mut env) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("smtp send: {e}");
+            return EX_USAGE;
+        }
+    };
+    let recipients: Vec<String> = env.recipients.iter().map(|r| address(&r.to)).collect();
+    let result = match args.io {
+        Io::Tokio => tokio_client::send(&plan, env, body),
+        Io::Blocking => blocking_client::send(&plan, env, body),
+    };
+    match result {
+        Ok(sent) => {
+            report(&sent.outcome, sent.tls, sent.auth.as_deref(), args.json);
+            exit_status(&sent.outcome)
+        }
+        Err(failure) => report_failure(&failure, &recipients, args.json),
+    }
 }
 
 fn plan(args: &SendArgs) -> Result<Plan, String> {
@@ -189,20 +208,17 @@ fn plan(args: &SendArgs) -> Result<Plan, String> {
     let host = host_of(&args.server)
         .ok_or_else(|| format!("--server {}: expected HOST:PORT", args.server))?;
     let tls = if args.tls || args.starttls != StartTlsArg::Never {
-        let server_name =
-            ServerName::try_from(host.to_owned()).map_err(|e| format!("--server: {e}"))?;
-        Some(TlsOptions {
-            config: Arc::new(tls_config(args)?),
-            server_name,
-            implicit: args.tls,
-        })
+        ServerName::try_from(host.to_owned()).map_err(|e| format!("--server: {e}"))?;
+        Some(Arc::new(tls_config(args)?))
     } else {
         None
     };
     Ok(Plan {
         addr: args.server.clone(),
+        host: host.to_owned(),
         config: Arc::new(config),
         tls,
+        implicit_tls: args.tls,
         connect_timeout: Duration::from_secs(args.timeout.unwrap_or(30)),
         verbose: args.verbose,
     })
@@ -354,101 +370,93 @@ fn scan_file(path: &PathBuf) -> std::io::Result<(u64, BodyType)> {
     Ok((size, kind))
 }
 
-async fn send_one(plan: Plan, mut env: Envelope, args: &SendArgs) -> u8 {
-    let mut body: Box<dyn AsyncRead + Unpin + Send> = match &args.file {
-        Some(path) => {
-            match scan_file(path) {
-                Ok((size, kind)) => {
-                    env.size = Some(size);
-                    env.body = kind;
-                }
-                Err(e) => {
-                    eprintln!("smtp send: {}: {e}", path.display());
-                    return EX_USAGE;
-                }
-            }
-            match tokio::fs::File::open(path).await {
-                Ok(f) => Box::new(f),
-                Err(e) => {
-                    eprintln!("smtp send: {}: {e}", path.display());
-                    return EX_USAGE;
-                }
-            }
-        }
-        None => {
-            // Unknown in advance: 8BITMIME is declared when offered (harmless for 7-bit).
-            env.body = BodyType::EightBitMime;
-            Box::new(tokio::io::stdin())
-        }
+/// Where the message comes from: a file (already scanned), or standard input.
+pub(super) enum Body {
+    File(std::fs::File),
+    Stdin,
+}
+
+/// Opens the body and completes the envelope with what is known of it: a file's size
+/// and the BODY= it needs; for standard input, 8BITMIME (declared when offered, harmless
+/// for 7-bit).
+fn open_body(args: &SendArgs, env: &mut Envelope) -> Result<Body, String> {
+    let Some(path) = &args.file else {
+        env.body = BodyType::EightBitMime;
+        return Ok(Body::Stdin);
     };
-    let recipients: Vec<String> = env.recipients.iter().map(|r| address(&r.to)).collect();
-    let result = match connect(&plan).await {
-        Ok(mut conn) => {
-            let outcome = conn.send(env, &mut body).await;
-            let (tls, auth) = (
-                conn.is_tls(),
-                conn.authenticated().map(|m| m.as_str().to_owned()),
-            );
-            if outcome.is_ok() {
-                let _ = conn.quit().await;
-            }
-            outcome.map(|o| (o, tls, auth))
-        }
-        Err(e) => Err(e),
-    };
-    match result {
-        Ok((outcome, tls, auth)) => {
-            report(&outcome, tls, auth.as_deref(), args.json);
-            exit_status(&outcome)
-        }
-        Err(e) => {
-            eprintln!("smtp send: {e}");
-            if args.json {
-                let (reply, permanent) = match &e {
-                    SendError::Session(err) => (err.reply().cloned(), err.is_permanent()),
-                    _ => (None, false),
-                };
-                let status = if permanent { "permanent" } else { "temporary" };
-                let out = serde_json::json!({
-                    "status": status,
-                    "recipients": recipients.iter().map(|a| serde_json::json!({
-                        "address": a, "code": reply.as_ref().map(|r| r.code().get()),
-                        "enhanced": reply.as_ref().and_then(|r| r.enhanced()).map(|e| e.to_string()),
-                        "text": reply.as_ref().map(Reply::text),
-                    })).collect::<Vec<_>>(),
-                    "reply": reply.as_ref().map(reply_json),
-                    "tls": false,
-                    "auth": null,
-                });
-                println!("{out}");
-                return if permanent {
-                    EX_UNAVAILABLE
-                } else {
-                    EX_TEMPFAIL
-                };
-            }
-            match &e {
-                SendError::Session(err) if err.is_permanent() => EX_UNAVAILABLE,
-                _ => EX_TEMPFAIL,
-            }
+    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    let (size, kind) = scan_file(path).map_err(failed)?;
+    env.size = Some(size);
+    env.body = kind;
+    std::fs::File::open(path).map(Body::File).map_err(failed)
+}
+
+/// A message the server answered.
+pub(super) struct Sent {
+    pub(super) outcome: MessageOutcome,
+    pub(super) tls: bool,
+    /// The AUTH mechanism used.
+    pub(super) auth: Option<String>,
+}
+
+/// Why a message got no outcome, in the same words whichever adapter.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// No connection: the name did not resolve, the server refused, or time ran out.
+    Connect(String),
+    /// The TLS handshake failed (certificate, protocol).
+    Tls(String),
+    /// The connection broke, or the runtime could not start.
+    Io(String),
+    /// Reading the message failed.
+    Body(String),
+    /// The session failed (greeting, EHLO, STARTTLS, AUTH, 421, timeout...).
+    Session(ClientError),
+    /// The session closed.
+    Closed,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "cannot connect: {e}"),
+            Failure::Tls(e) => write!(f, "TLS: {e}"),
+            Failure::Io(e) => write!(f, "connection: {e}"),
+            Failure::Body(e) => write!(f, "reading the message: {e}"),
+            Failure::Session(e) => write!(f, "{e}"),
+            Failure::Closed => f.write_str("the session is closed"),
         }
     }
 }
 
-async fn connect(plan: &Plan) -> Result<Connection, SendError> {
-    let transcript: Option<smtp_tokio::Transcript> = if plan.verbose {
-        Some(Box::new(|line: &str| eprintln!("{line}")))
-    } else {
-        None
+/// A message without an outcome: the reason on stderr, with `--json` one object on
+/// stdout that gives every recipient the session's last reply; the exit status.
+fn report_failure(failure: &Failure, recipients: &[String], json: bool) -> u8 {
+    eprintln!("smtp send: {failure}");
+    let (reply, permanent) = match failure {
+        Failure::Session(err) => (err.reply().cloned(), err.is_permanent()),
+        _ => (None, false),
     };
-    Connection::connect(
-        plan.addr.as_str(),
-        plan.config.clone(),
-        plan.tls.clone(),
-        plan.connect_timeout,
-        transcript,
-    )
-    .await
+    if json {
+        let status = if permanent { "permanent" } else { "temporary" };
+        let out = serde_json::json!({
+            "status": status,
+            "recipients": recipients.iter().map(|a| serde_json::json!({
+                "address": a, "code": reply.as_ref().map(|r| r.code().get()),
+                "enhanced": reply.as_ref().and_then(|r| r.enhanced()).map(|e| e.to_string()),
+                "text": reply.as_ref().map(Reply::text),
+            })).collect::<Vec<_>>(),
+            "reply": reply.as_ref().map(reply_json),
+            "tls": false,
+            "auth": null,
+        });
+        println!("{out}");
+    }
+    if permanent {
+        EX_UNAVAILABLE
+    } else {
+        EX_TEMPFAIL
+    }
 }
 
 fn address(path: &ForwardPath<'_>) -> String {
@@ -549,8 +557,25 @@ fn generated_message(size: usize) -> Vec<u8> {
     m
 }
 
-async fn load(plan: Plan, args: &SendArgs, count: u64) -> u8 {
-    let mut env = match envelope_or_default(args) {
+/// What the load mode's connections share.
+pub(super) struct LoadJob {
+    envelope: Envelope,
+    message: Arc<Vec<u8>>,
+    /// Messages per connection, one entry per connection.
+    shares: Vec<u64>,
+}
+
+/// How the load went.
+pub(super) struct Tally {
+    sent: u64,
+    failed: u64,
+    elapsed: Duration,
+}
+
+/// Load mode: `count` generated messages over `--concurrency` connections. Prints
+/// `sent N messages in S s (R msg/s)` and the failure count.
+fn load(plan: &Plan, args: &SendArgs, count: u64) -> u8 {
+    let mut envelope = match envelope_or_default(args) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("smtp send: {e}");
@@ -558,26 +583,34 @@ async fn load(plan: Plan, args: &SendArgs, count: u64) -> u8 {
         }
     };
     let message = Arc::new(generated_message(args.size));
-    env.size = Some(message.len() as u64);
+    envelope.size = Some(message.len() as u64);
     let concurrency = args.concurrency.clamp(1, count.max(1));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..concurrency {
-        // Spread `count` over the connections exactly.
-        let share = count / concurrency + u64::from(i < count % concurrency);
-        let (plan, env, message) = (plan.clone(), env.clone(), message.clone());
-        tasks.push(tokio::spawn(async move {
-            load_connection(plan, env, message, share).await
-        }));
-    }
-    let (mut sent, mut failed) = (0u64, 0u64);
-    for t in tasks {
-        let (s, f) = t.await.unwrap_or((0, 0));
-        sent += s;
-        failed += f;
-    }
+    // Spread `count` over the connections exactly.
+    let shares = (0..concurrency)
+        .map(|i| count / concurrency + u64::from(i < count % concurrency))
+        .collect();
+    let job = LoadJob {
+        envelope,
+        message,
+        shares,
+    };
+    let tally = match args.io {
+        Io::Tokio => tokio_client::load(plan, &job),
+        Io::Blocking => blocking_client::load(plan, &job),
+    };
+    let Tally {
+        sent,
+        mut failed,
+        elapsed,
+    } = match tally {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("smtp send: {e}");
+            return EX_TEMPFAIL;
+        }
+    };
     failed += count - sent - failed;
-    let secs = start.elapsed().as_secs_f64();
+    let secs = elapsed.as_secs_f64();
     println!(
         "sent {sent} messages in {secs:.2} s ({:.1} msg/s)",
         sent as f64 / secs.max(1e-9)
@@ -596,40 +629,4 @@ fn envelope_or_default(args: &SendArgs) -> Result<Envelope, String> {
         return Ok(Envelope::new(from, vec![to]));
     }
     envelope(args)
-}
-
-/// One load connection: `share` messages, reconnecting after a failed session.
-async fn load_connection(
-    plan: Plan,
-    env: Envelope,
-    message: Arc<Vec<u8>>,
-    share: u64,
-) -> (u64, u64) {
-    let (mut sent, mut failed) = (0u64, 0u64);
-    let mut conn: Option<Connection> = None;
-    while sent + failed < share {
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match connect(&plan).await {
-                Ok(c) => conn.insert(c),
-                Err(_) => {
-                    failed += 1;
-                    continue;
-                }
-            },
-        };
-        let mut body: &[u8] = &message;
-        match c.send(env.clone(), &mut body).await {
-            Ok(o) if o.status == DeliveryStatus::Sent => sent += 1,
-            Ok(_) => failed += 1,
-            Err(_) => {
-                failed += 1;
-                conn = None;
-            }
-        }
-    }
-    if let Some(c) = conn {
-        let _ = c.quit().await;
-    }
-    (sent, failed)
 }

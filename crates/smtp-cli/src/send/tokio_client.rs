@@ -1,0 +1,143 @@
+//! `smtp send --io tokio`: connections on `smtp_tokio::Connection`, the load mode's as
+//! tasks on a multi-threaded runtime.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::pki_types::ServerName;
+use smtp_proto::client::{DeliveryStatus, Envelope};
+use smtp_tokio::{Connection, SendError, TlsOptions};
+use tokio::io::AsyncRead;
+
+use super::{Body, Failure, LoadJob, Plan, Sent, Tally, transcript_line};
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Io(format!("cannot start the runtime: {e}")))
+}
+
+/// Sends one message, then QUIT.
+pub(super) fn send(plan: &Plan, envelope: Envelope, body: Body) -> Result<Sent, Failure> {
+    runtime()?.block_on(async {
+        let mut body: Box<dyn AsyncRead + Unpin + Send> = match body {
+            Body::File(f) => Box::new(tokio::fs::File::from_std(f)),
+            Body::Stdin => Box::new(tokio::io::stdin()),
+        };
+        let mut conn = connect(plan).await.map_err(connect_failure)?;
+        let outcome = conn.send(envelope, &mut body).await.map_err(failure)?;
+        let sent = Sent {
+            outcome,
+            tls: conn.is_tls(),
+            auth: conn.authenticated().map(|m| m.as_str().to_owned()),
+        };
+        let _ = conn.quit().await;
+        Ok(sent)
+    })
+}
+
+async fn connect(plan: &Plan) -> Result<Connection, SendError> {
+    let tls = match &plan.tls {
+        Some(config) => Some(TlsOptions {
+            config: Arc::clone(config),
+            server_name: ServerName::try_from(plan.host.clone())
+                .map_err(|e| SendError::Tls(std::io::Error::other(e)))?,
+            implicit: plan.implicit_tls,
+        }),
+        None => None,
+    };
+    let transcript: Option<smtp_tokio::Transcript> = if plan.verbose {
+        Some(Box::new(transcript_line))
+    } else {
+        None
+    };
+    Connection::connect(
+        plan.addr.as_str(),
+        Arc::clone(&plan.config),
+        tls,
+        plan.connect_timeout,
+        transcript,
+    )
+    .await
+}
+
+/// An I/O error before the session started is a failure to connect.
+fn connect_failure(e: SendError) -> Failure {
+    match e {
+        SendError::Io(e) => Failure::Connect(e.to_string()),
+        SendError::ConnectTimeout => Failure::Connect("timed out".into()),
+        e => failure(e),
+    }
+}
+
+fn failure(e: SendError) -> Failure {
+    match e {
+        SendError::Io(e) => Failure::Io(e.to_string()),
+        SendError::ConnectTimeout => Failure::Connect("timed out".into()),
+        SendError::Tls(e) => Failure::Tls(e.to_string()),
+        SendError::Session(e) => Failure::Session(e),
+        SendError::Closed => Failure::Closed,
+        e => Failure::Io(e.to_string()),
+    }
+}
+
+/// The load mode: one task per connection.
+pub(super) fn load(plan: &Plan, job: &LoadJob) -> Result<Tally, Failure> {
+    let runtime = runtime()?;
+    let _guard = runtime.enter();
+    let start = Instant::now();
+    let tasks: Vec<_> = job
+        .shares
+        .iter()
+        .map(|&share| {
+            let (plan, envelope, message) =
+                (plan.clone(), job.envelope.clone(), Arc::clone(&job.message));
+            tokio::spawn(async move { load_connection(&plan, envelope, &message, share).await })
+        })
+        .collect();
+    runtime.block_on(async {
+        let (mut sent, mut failed) = (0, 0);
+        for t in tasks {
+            let (s, f) = t.await.unwrap_or((0, 0));
+            sent += s;
+            failed += f;
+        }
+        Ok(Tally {
+            sent,
+            failed,
+            elapsed: start.elapsed(),
+        })
+    })
+}
+
+/// One load connection: `share` messages, reconnecting after a failed session.
+async fn load_connection(plan: &Plan, env: Envelope, message: &[u8], share: u64) -> (u64, u64) {
+    let (mut sent, mut failed) = (0u64, 0u64);
+    let mut conn: Option<Connection> = None;
+    while sent + failed < share {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match connect(plan).await {
+                Ok(c) => conn.insert(c),
+                Err(_) => {
+                    failed += 1;
+                    continue;
+                }
+            },
+        };
+        let mut body: &[u8] = message;
+        match c.send(env.clone(), &mut body).await {
+            Ok(o) if o.status == DeliveryStatus::Sent => sent += 1,
+            Ok(_) => failed += 1,
+            Err(_) => {
+                failed += 1;
+                conn = None;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        let _ = c.quit().await;
+    }
+    (sent, failed)
+}

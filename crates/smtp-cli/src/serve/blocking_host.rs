@@ -1,0 +1,132 @@
+//! `smtp serve --io blocking`: the shared handler logic on the `smtp-blocking` adapter,
+//! a thread per connection. Storage calls block the session's own thread, which is what
+//! it is for.
+//!
+//! SIGINT and SIGTERM are caught by a thread of their own (`signal-hook`), which asks
+//! the server to shut down through its `ShutdownHandle`.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use smtp_blocking::{ConnectInfo, Context, Decision, Handler, Host, Server, ShutdownHandle};
+use smtp_proto::sasl::{Credentials, Mechanism};
+use smtp_proto::server::AbortReason;
+use smtp_proto::{ForwardPath, RcptParams, Reply};
+use tracing::info;
+
+use super::session::{Session, Shared};
+use super::{Setup, announce, bind_error, build_error, signal_error};
+
+/// Runs the server until SIGINT or SIGTERM; returns the exit status.
+pub(super) fn run(setup: Setup) -> u8 {
+    let mut builder = Server::builder(setup.config, BlockingHost(setup.shared))
+        .max_connections(setup.max_connections)
+        .shutdown_timeout(setup.shutdown_timeout);
+    if let Some(tls) = setup.tls {
+        builder = builder.tls(tls);
+    }
+    for (addr, implicit) in &setup.listeners {
+        let listener = match TcpListener::bind(addr.as_str()) {
+            Ok(l) => l,
+            Err(e) => return bind_error(addr, &e),
+        };
+        builder = if *implicit {
+            builder.implicit_tls_listener(listener)
+        } else {
+            builder.listener(listener)
+        };
+    }
+    let server = match builder.build() {
+        Ok(s) => s,
+        Err(e) => return build_error(&e),
+    };
+    // As with tokio: the handlers are in place before the listening lines.
+    if let Err(e) = on_signal(server.shutdown_handle()) {
+        return signal_error(&e);
+    }
+    let addrs = server
+        .local_addrs()
+        .iter()
+        .map(|l| (l.addr, l.implicit_tls));
+    announce(&setup.hostname, addrs);
+    server.run();
+    0
+}
+
+/// Starts the thread that turns SIGINT and SIGTERM into a graceful shutdown. It keeps
+/// the handlers installed for the life of the process, so a second signal does not kill
+/// the server in the middle of its shutdown (tokio's signal handling does the same).
+fn on_signal(stop: ShutdownHandle) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("smtp-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let name = if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                if !stop.is_shutting_down() {
+                    info!("{name}: shutting down");
+                }
+                stop.shutdown();
+            }
+        })?;
+    Ok(())
+}
+
+struct BlockingHost(Arc<Shared>);
+
+impl Host for BlockingHost {
+    type Handler = BlockingSession;
+    fn connect(&self, _: &ConnectInfo) -> Result<BlockingSession, Reply> {
+        Ok(BlockingSession(Session::new(Arc::clone(&self.0))))
+    }
+}
+
+/// One session's handler: the shared logic, called in place.
+struct BlockingSession(Session);
+
+impl Handler for BlockingSession {
+    fn rcpt(
+        &mut self,
+        ctx: &Context<'_>,
+        to: &ForwardPath<'static>,
+        _: &RcptParams<'static>,
+    ) -> Decision {
+        self.0.rcpt(ctx.session, to)
+    }
+
+    fn message_start(&mut self, ctx: &Context<'_>) {
+        let new = self.0.prepare(ctx.session);
+        self.0.open(new);
+    }
+
+    fn message_chunk(&mut self, _: &Context<'_>, chunk: Bytes) {
+        self.0.chunk(&chunk);
+    }
+
+    fn message_end(&mut self, _: &Context<'_>) -> Decision {
+        self.0.end()
+    }
+
+    fn message_aborted(&mut self, _: &Context<'_>, _: AbortReason) {
+        self.0.aborted();
+    }
+
+    fn lmtp_message_end(&mut self, _: &Context<'_>, _: usize) {
+        self.0.lmtp_end();
+    }
+
+    fn lmtp_delivery(&mut self, _: &Context<'_>, _: &ForwardPath<'static>) -> Decision {
+        self.0.lmtp_delivery()
+    }
+
+    fn auth(&mut self, _: &Context<'_>, _: &Mechanism, credentials: &Credentials) -> Decision {
+        self.0.auth(credentials)
+    }
+}

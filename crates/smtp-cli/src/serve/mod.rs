@@ -1,0 +1,291 @@
+//! `smtp serve`: a standalone SMTP (or LMTP) server that stores what it accepts in a
+//! Maildir.
+//!
+//! Everything but the I/O is here and in the modules it uses: the options, the session
+//! configuration, the TLS configuration, the `listening on` lines, and (in [`session`],
+//! [`crate::policy`], [`crate::delivery`]) the handler logic. [`tokio_host`] and
+//! [`blocking_host`] bind it to `--io tokio` and `--io blocking`.
+
+mod blocking_host;
+mod session;
+mod tokio_host;
+
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use smtp_proto::server::ServerConfig;
+
+use crate::delivery::Store;
+use crate::maildir::Maildir;
+use crate::passwords::PasswordFile;
+use crate::policy::Policy;
+use crate::{EX_CONFIG, EX_SOFTWARE, EX_USAGE, Io};
+use session::Shared;
+
+/// Options of `smtp serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Plain listener with STARTTLS (repeatable; port 0 picks a free port).
+    /// Default: 127.0.0.1:2525 when no listener is given.
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<String>,
+    /// Implicit-TLS listener, port 465 style (repeatable).
+    #[arg(long = "implicit-tls", value_name = "ADDR")]
+    implicit_tls: Vec<String>,
+    /// This server's name in the greeting, EHLO and Received headers.
+    /// Default: the system host name.
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// Where accepted messages are stored.
+    #[arg(long, value_name = "DIR", default_value = "./maildir")]
+    maildir: PathBuf,
+    /// Accept messages and drop them (for benchmarks).
+    #[arg(long)]
+    discard: bool,
+    /// TLS certificate chain (PEM). Without it, a self-signed certificate is generated.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// No TLS at all: no STARTTLS, no implicit TLS.
+    #[arg(long, conflicts_with_all = ["tls_cert", "require_tls", "implicit_tls"])]
+    no_tls: bool,
+    /// MAIL before STARTTLS gets 530 5.7.0.
+    #[arg(long)]
+    require_tls: bool,
+    /// Users for AUTH PLAIN, LOGIN and CRAM-MD5: `user:password` lines (`{SHA256}` and
+    /// `{SSHA256}` hashed passwords work for PLAIN and LOGIN only).
+    #[arg(long, value_name = "FILE")]
+    auth_file: Option<PathBuf>,
+    /// Offer PLAIN and LOGIN without TLS.
+    #[arg(long, requires = "auth_file")]
+    allow_insecure_auth: bool,
+    /// MAIL before AUTH gets 530 5.7.0.
+    #[arg(long, requires = "auth_file")]
+    require_auth: bool,
+    /// A domain this server receives mail for (repeatable). With none, every recipient
+    /// is accepted; with some, others only from authenticated clients.
+    #[arg(long = "local-domain", value_name = "DOMAIN")]
+    local_domains: Vec<String>,
+    /// Largest message in octets (advertised in SIZE; 0: no limit).
+    #[arg(long, value_name = "BYTES", default_value_t = 26_214_400)]
+    max_size: u64,
+    /// Recipients per message.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    max_recipients: usize,
+    /// Idle command timeout in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    timeout: u64,
+    /// Concurrent connections; over it, clients get 421 4.3.2.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    max_connections: usize,
+    /// On SIGINT/SIGTERM, how long open sessions may finish before they get 421 4.3.2.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    shutdown_timeout: u64,
+    /// Serve LMTP (RFC 2033) instead of SMTP.
+    #[arg(long)]
+    lmtp: bool,
+    /// The I/O adapter: tokio tasks, or a thread per connection.
+    #[arg(long, value_enum, default_value_t = Io::Tokio)]
+    io: Io,
+    /// Log filter for stderr: error, warn, info, debug, trace, or tracing directives.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+/// What both adapters run: the session configuration, the shared handler state, TLS,
+/// the listener addresses and the server's limits.
+struct Setup {
+    hostname: String,
+    config: ServerConfig,
+    shared: Arc<Shared>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// Addresses to bind, and whether each is implicit TLS.
+    listeners: Vec<(String, bool)>,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+}
+
+/// Runs `smtp serve`; returns the exit status.
+pub(crate) fn main(args: ServeArgs) -> u8 {
+    init_logging(&args.log_level);
+    let setup = match setup(&args) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match args.io {
+        Io::Tokio => tokio_host::run(setup),
+        Io::Blocking => blocking_host::run(setup),
+    }
+}
+
+fn init_logging(level: &str) {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+/// The system host name if it is a valid domain, else `localhost`.
+fn default_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|h| ServerConfig::new(h).is_ok())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Everything from the options, before any listener is bound; `Err` is the exit status
+/// (the reason is printed).
+fn setup(args: &ServeArgs) -> Result<Setup, u8> {
+    let hostname = args.hostname.clone().unwrap_or_else(default_hostname);
+    let mut config = match ServerConfig::new(&hostname) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("smtp serve: --hostname {hostname}: {e}");
+            return Err(EX_USAGE);
+        }
+    };
+    config.lmtp = args.lmtp;
+    config.limits.max_message_size = (args.max_size > 0).then_some(args.max_size);
+    config.limits.max_recipients = args.max_recipients.max(1);
+    config.timeouts.command = Duration::from_secs(args.timeout.max(1));
+    config.require_tls = args.require_tls;
+    config.require_auth = args.require_auth;
+    config.auth_requires_tls = !args.allow_insecure_auth;
+
+    let users = match &args.auth_file {
+        Some(path) => match PasswordFile::load(path) {
+            Ok(users) => {
+                config.extensions.auth = vec!["PLAIN".into(), "LOGIN".into(), "CRAM-MD5".into()];
+                users
+            }
+            Err(e) => {
+                eprintln!("smtp serve: --auth-file {}: {e}", path.display());
+                return Err(EX_CONFIG);
+            }
+        },
+        None => PasswordFile::default(),
+    };
+    let maildir = if args.discard {
+        None
+    } else {
+        match Maildir::open(&args.maildir, &hostname) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                eprintln!("smtp serve: --maildir {}: {e}", args.maildir.display());
+                return Err(EX_CONFIG);
+            }
+        }
+    };
+    let tls = if args.no_tls {
+        None
+    } else {
+        match tls_config(&hostname, args.tls_cert.as_ref().zip(args.tls_key.as_ref())) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("smtp serve: TLS: {e}");
+                return Err(EX_CONFIG);
+            }
+        }
+    };
+    let plain = if args.listen.is_empty() && args.implicit_tls.is_empty() {
+        vec!["127.0.0.1:2525".to_owned()]
+    } else {
+        args.listen.clone()
+    };
+    let listeners = plain
+        .into_iter()
+        .map(|a| (a, false))
+        .chain(args.implicit_tls.iter().map(|a| (a.clone(), true)))
+        .collect();
+    Ok(Setup {
+        hostname,
+        config,
+        shared: Arc::new(Shared {
+            policy: Policy::new(users, &args.local_domains),
+            store: Store::new(maildir),
+        }),
+        tls,
+        listeners,
+        max_connections: args.max_connections.max(1),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+    })
+}
+
+/// Binds a listener, or says why not (the exit status is EX_CONFIG).
+fn bind_error(addr: &str, e: &io::Error) -> u8 {
+    eprintln!("smtp serve: cannot listen on {addr}: {e}");
+    EX_CONFIG
+}
+
+/// The server could not be built from its listeners.
+fn build_error(e: &dyn std::fmt::Display) -> u8 {
+    eprintln!("smtp serve: {e}");
+    EX_USAGE
+}
+
+/// Signal handlers could not be installed.
+fn signal_error(e: &io::Error) -> u8 {
+    eprintln!("smtp serve: cannot install signal handlers: {e}");
+    EX_SOFTWARE
+}
+
+/// Prints one `listening on <addr>` line per listener (` (implicit tls)` after an
+/// implicit-TLS one) and flushes: whoever started the server reads these.
+fn announce(hostname: &str, listeners: impl IntoIterator<Item = (SocketAddr, bool)>) {
+    let mut out = io::stdout().lock();
+    for (addr, implicit_tls) in listeners {
+        let suffix = if implicit_tls { " (implicit tls)" } else { "" };
+        let _ = writeln!(out, "listening on {addr}{suffix}");
+    }
+    let _ = out.flush();
+    drop(out);
+    tracing::info!(%hostname, "serving");
+}
+
+/// The TLS configuration: the given certificate and key, or a self-signed certificate
+/// for `hostname`.
+fn tls_config(
+    hostname: &str,
+    files: Option<(&PathBuf, &PathBuf)>,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let (chain, key) = match files {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            (chain, key)
+        }
+        None => {
+            let name = hostname.trim_start_matches('[').trim_end_matches(']');
+            let name = name.strip_prefix("IPv6:").unwrap_or(name);
+            let cert = rcgen::generate_simple_self_signed(vec![name.to_owned()])
+                .map_err(|e| format!("self-signed certificate: {e}"))?;
+            let key = PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der());
+            (vec![cert.cert.der().clone()], PrivateKeyDer::Pkcs8(key))
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(config))
+}

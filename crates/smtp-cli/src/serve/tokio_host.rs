@@ -1,0 +1,181 @@
+//! `smtp serve --io tokio`: the shared handler logic on the `smtp-tokio` adapter.
+//!
+//! Policy decisions run in place. Calls that reach the disk (opening the file, a write
+//! that overflows its buffer, the fsyncs and renames of the end of data, removing an
+//! aborted file) run on tokio's blocking pool, so the reactor threads never wait on the
+//! file system; `--discard` never leaves them.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use smtp_proto::sasl::{Credentials, Mechanism};
+use smtp_proto::server::AbortReason;
+use smtp_proto::{ForwardPath, RcptParams, Reply};
+use smtp_tokio::{ConnectInfo, Context, Decision, Handler, Host, Server};
+use tokio::net::TcpListener;
+use tracing::info;
+
+use super::session::{Session, Shared};
+use super::{EX_SOFTWARE, Setup, announce, bind_error, build_error, signal_error};
+
+/// Runs the server until SIGINT or SIGTERM; returns the exit status.
+pub(super) fn run(setup: Setup) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("smtp serve: cannot start the runtime: {e}");
+            return EX_SOFTWARE;
+        }
+    };
+    runtime.block_on(serve(setup))
+}
+
+async fn serve(setup: Setup) -> u8 {
+    let mut builder = Server::builder(setup.config, TokioHost(setup.shared))
+        .max_connections(setup.max_connections)
+        .shutdown_timeout(setup.shutdown_timeout);
+    if let Some(tls) = setup.tls {
+        builder = builder.tls(tls);
+    }
+    for (addr, implicit) in &setup.listeners {
+        let listener = match TcpListener::bind(addr.as_str()).await {
+            Ok(l) => l,
+            Err(e) => return bind_error(addr, &e),
+        };
+        builder = if *implicit {
+            builder.implicit_tls_listener(listener)
+        } else {
+            builder.listener(listener)
+        };
+    }
+    let server = match builder.build() {
+        Ok(s) => s,
+        Err(e) => return build_error(&e),
+    };
+    // Signal handlers go in before the listening lines, so that whoever reads them can
+    // send SIGTERM at once and get a graceful shutdown.
+    let shutdown = match shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => return signal_error(&e),
+    };
+    let addrs = server
+        .local_addrs()
+        .iter()
+        .map(|l| (l.addr, l.implicit_tls));
+    announce(&setup.hostname, addrs);
+    server.run(shutdown).await;
+    0
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => info!("SIGINT: shutting down"),
+            _ = term.recv() => info!("SIGTERM: shutting down"),
+        }
+    })
+}
+
+struct TokioHost(Arc<Shared>);
+
+impl Host for TokioHost {
+    type Handler = TokioSession;
+    fn connect(&self, _: &ConnectInfo) -> Result<TokioSession, Reply> {
+        Ok(TokioSession(Some(Session::new(Arc::clone(&self.0)))))
+    }
+}
+
+/// One session's handler. The session is lent to the blocking pool for the calls that
+/// reach the disk, hence the `Option` (always `Some` between calls).
+struct TokioSession(Option<Session>);
+
+impl TokioSession {
+    fn session(&mut self) -> &mut Session {
+        self.0
+            .as_mut()
+            .expect("the session is back from the blocking pool")
+    }
+
+    /// Runs `f` on the session: on the blocking pool when `blocks`, in place otherwise.
+    /// Logs from the pool keep the session's span.
+    async fn with<R: Send + 'static>(
+        &mut self,
+        blocks: bool,
+        f: impl FnOnce(&mut Session) -> R + Send + 'static,
+    ) -> R {
+        if !blocks {
+            return f(self.session());
+        }
+        let mut session = self.0.take().expect("the session is here");
+        let span = tracing::Span::current();
+        let (session, r) = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let r = f(&mut session);
+            (session, r)
+        })
+        .await
+        .unwrap_or_else(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("storage task: {e}"),
+        });
+        self.0 = Some(session);
+        r
+    }
+}
+
+impl Handler for TokioSession {
+    async fn rcpt(
+        &mut self,
+        ctx: &Context<'_>,
+        to: &ForwardPath<'static>,
+        _: &RcptParams<'static>,
+    ) -> Decision {
+        self.session().rcpt(ctx.session, to)
+    }
+
+    async fn message_start(&mut self, ctx: &Context<'_>) {
+        let new = self.session().prepare(ctx.session);
+        self.with(new.open_blocks(), move |s| s.open(new)).await;
+    }
+
+    async fn message_chunk(&mut self, _: &Context<'_>, chunk: Bytes) {
+        let blocks = self.session().chunk_blocks(chunk.len());
+        self.with(blocks, move |s| s.chunk(&chunk)).await;
+    }
+
+    async fn message_end(&mut self, _: &Context<'_>) -> Decision {
+        let blocks = self.session().end_blocks();
+        self.with(blocks, Session::end).await
+    }
+
+    async fn message_aborted(&mut self, _: &Context<'_>, _: AbortReason) {
+        let blocks = self.session().end_blocks();
+        self.with(blocks, Session::aborted).await;
+    }
+
+    async fn lmtp_message_end(&mut self, _: &Context<'_>, _: usize) {
+        let blocks = self.session().end_blocks();
+        self.with(blocks, Session::lmtp_end).await;
+    }
+
+    async fn lmtp_delivery(&mut self, _: &Context<'_>, _: &ForwardPath<'static>) -> Decision {
+        self.session().lmtp_delivery()
+    }
+
+    async fn auth(
+        &mut self,
+        _: &Context<'_>,
+        _: &Mechanism,
+        credentials: &Credentials,
+    ) -> Decision {
+        self.session().auth(credentials)
+    }
+}
