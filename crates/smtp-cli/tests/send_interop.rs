@@ -23,22 +23,42 @@ impl Drop for Peer {
     }
 }
 
+/// A port nothing listens on, never handed out twice in this test process (tests run in
+/// parallel). Another socket can still take it before the peer binds it: the callers
+/// check that their peer is alive and listening, and start it again on a new port if not.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut used = USED.lock().unwrap();
+        if !used.contains(&port) {
+            used.push(port);
+            return port;
+        }
+    }
 }
 
-fn wait_for_port(port: u16) {
+/// Whether `child` is up: still running, and accepting on `port`.
+fn listening(child: &mut Child, port: u16) -> bool {
     let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // Still ours a moment later (not a process that lost the bind and exited).
+            std::thread::sleep(Duration::from_millis(20));
+            return child.try_wait().unwrap().is_none();
+        }
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "peer never listened on {port}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -78,7 +98,6 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn aiosmtpd(dir: &Path) -> (Peer, u16, PathBuf, PathBuf) {
-    let port = free_port();
     let spool = dir.join("spool");
     std::fs::create_dir_all(&spool).unwrap();
     let (cert, key) = certificate(dir);
@@ -86,47 +105,54 @@ fn aiosmtpd(dir: &Path) -> (Peer, u16, PathBuf, PathBuf) {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/aiosmtpd_server.py"
     );
-    let mut child = Command::new("python3")
-        .args([
-            script,
-            &port.to_string(),
-            spool.to_str().unwrap(),
-            cert.to_str().unwrap(),
-            key.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 with aiosmtpd (pip install aiosmtpd)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(
-        line.trim(),
-        "ready",
-        "aiosmtpd did not start (is it installed?)"
-    );
-    wait_for_port(port);
-    (Peer(child), port, spool, cert)
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new("python3")
+            .args([
+                script,
+                &port.to_string(),
+                spool.to_str().unwrap(),
+                cert.to_str().unwrap(),
+                key.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+        let mut line = String::new();
+        let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+        // No "ready": the bind failed (port taken meanwhile); a missing aiosmtpd fails
+        // every attempt and the panic below says so.
+        if line.trim() == "ready" && listening(&mut child, port) {
+            return (Peer(child), port, spool, cert);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("aiosmtpd did not start (is it installed? pip install aiosmtpd)");
 }
 
 fn smtp_sink(dir: &Path, extra: &[&str]) -> (Peer, u16, PathBuf) {
-    let port = free_port();
     // smtp-sink drops to `nobody`, which must be able to write the dump.
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let dump = dir.join("sink.dump");
-    let child = Command::new("/usr/sbin/smtp-sink")
-        .args(extra)
-        .args(["-u", "nobody", "-D", dump.to_str().unwrap()])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("64")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("Postfix smtp-sink (apt-get install postfix)");
-    wait_for_port(port);
-    (Peer(child), port, dump)
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new("/usr/sbin/smtp-sink")
+            .args(extra)
+            .args(["-u", "nobody", "-D", dump.to_str().unwrap()])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("64")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("Postfix smtp-sink (apt-get install postfix)");
+        if listening(&mut child, port) {
+            return (Peer(child), port, dump);
+        }
+        let _ = child.wait();
+    }
+    panic!("smtp-sink did not start");
 }
 
 const MESSAGE: &[u8] = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: interop\r\n\r\nHello from smtp send.\r\n.leading dot\r\n";
