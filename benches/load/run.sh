@@ -376,8 +376,8 @@ Machine: $(nproc) CPUs (\`nproc\`), ${CPU_MODEL:-unknown CPU}, ${MEM_GIB} GiB, L
 rustc $(rustc --version | awk '{print $2}'), release build; Postfix $POSTFIX_V (smtp-sink,
 smtp-source), aiosmtpd $AIO_V on $(python3 --version). Everything runs on 127.0.0.1 on this
 one machine, so load generator and server share its CPUs. The 1-minute load average was
-$LOAD_START when the runs began and $LOAD_END when they ended (anything above 0 is other
-work on the machine competing for the CPUs).
+$LOAD_START just before the runs (other work on the machine) and $LOAD_END at their end
+(including the runs' own processes).
 
 msg/s is messages ÷ the load generator's wall time; the median of $RUNS runs, the
 measurements interleaved (every row once, then again). "Server CPU" is the server's user +
