@@ -712,15 +712,13 @@ fn checked_path(input: &[u8], utf8: bool) -> Result<(&[u8], Mailbox<'_>), Addres
         }
         Err(nom::Err::Failure(_)) => Err(AddressError::DomainTooLong),
         Err(_) => {
-            // Find the end of the path to decide whether UTF-8 was the only problem.
-            let end = input
-                .iter()
-                .position(|&b| b == b'>')
-                .map_or(input.len(), |p| p + 1);
-            if !utf8 && !input[..end].is_ascii() && path(&input[..end], true).is_ok() {
-                Err(AddressError::Utf8NotPermitted)
-            } else {
-                Err(AddressError::Syntax)
+            // UTF-8 was the only problem if the path parses with it allowed. (Not by
+            // cutting at the first `>`: a quoted local part may hold one.)
+            match path(input, true) {
+                Ok((rest, _)) if !utf8 && !input[..input.len() - rest.len()].is_ascii() => {
+                    Err(AddressError::Utf8NotPermitted)
+                }
+                _ => Err(AddressError::Syntax),
             }
         }
     }

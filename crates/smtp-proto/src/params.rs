@@ -566,6 +566,9 @@ impl<'a> MailParams<'a> {
         }
         match &self.auth {
             Some(MailAuth::Unknown) => out.put_slice(b" AUTH=<>"),
+            // An identity that is literally `<>` would read back as `AUTH=<>`, the unknown
+            // identity (RFC 4954 §5): its first octet goes out as a hexchar instead.
+            Some(MailAuth::Identity(x)) if x.as_str() == "<>" => out.put_slice(b" AUTH=+3C>"),
             Some(MailAuth::Identity(x)) => {
                 out.put_slice(b" AUTH=");
                 x.encode(out);
