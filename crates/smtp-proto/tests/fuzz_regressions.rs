@@ -66,3 +66,72 @@ fn mail_auth_identity_that_looks_like_unknown() {
     ));
     assert_eq!(unknown.to_bytes(), b"MAIL FROM:<> AUTH=<>\r\n");
 }
+
+/// Runs a server over `inputs`, each given once the server waits, accepting every
+/// decision, then an EOF; returns the events.
+fn server_events(
+    config: smtp_proto::server::ServerConfig,
+    inputs: &[&[u8]],
+) -> Vec<smtp_proto::server::Event> {
+    use smtp_proto::server::{Output, PeerInfo, Server};
+    let now = std::time::Instant::now();
+    let mut server = Server::new(std::sync::Arc::new(config), PeerInfo::default(), now);
+    let mut events = Vec::new();
+    let mut inputs = inputs.iter();
+    loop {
+        match server.poll_output() {
+            Output::Event(e) => {
+                if e.needs_decision() {
+                    server.accept().unwrap();
+                }
+                events.push(e);
+            }
+            Output::Close => return events,
+            Output::Wait { .. } => match inputs.next() {
+                Some(input) => server.handle_input(input, now),
+                None => server.handle_eof(now),
+            },
+            Output::Transmit(_) | Output::StartTls => {}
+        }
+    }
+}
+
+/// server_session: a BDAT message between two chunks, then an error that closes the
+/// session (a bare LF, a forbidden command, too many errors). The message was dropped
+/// without `MessageAborted`, so a host would keep the half-received body.
+#[test]
+fn message_aborted_when_an_error_closes_mid_bdat() {
+    use smtp_proto::server::{AbortReason, Event, ServerConfig};
+    let start = "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nBDAT 5\r\nhello";
+    let mut few_errors = ServerConfig::new("mx.example.org").unwrap();
+    few_errors.limits.max_errors = 1;
+    for (config, tail) in [
+        (
+            ServerConfig::new("mx.example.org").unwrap(),
+            "NOOP\nQUIT\r\n",
+        ),
+        (
+            ServerConfig::new("mx.example.org").unwrap(),
+            "GET / HTTP/1.1\r\n",
+        ),
+        (few_errors, "XYZZY\r\n"),
+    ] {
+        let events = server_events(
+            config,
+            &[b"EHLO c.example\r\n", start.as_bytes(), tail.as_bytes()],
+        );
+        let started = events
+            .iter()
+            .filter(|e| matches!(e, Event::MessageStart))
+            .count();
+        let aborted: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::MessageAborted { reason } => Some(*reason),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, 1, "{tail:?}: {events:?}");
+        assert_eq!(aborted, [AbortReason::Disconnected], "{tail:?}: {events:?}");
+    }
+}

@@ -578,6 +578,7 @@ impl Server {
         self.send(r);
         self.violation(ProtocolError::Command(error));
         if fatal {
+            self.abort_message();
             self.close();
         }
     }
@@ -591,6 +592,7 @@ impl Server {
                     "Error: forbidden command, closing",
                 ));
                 self.event(Event::ProtocolError(ProtocolError::ForbiddenCommand));
+                self.abort_message();
                 self.close();
             } else {
                 self.send(Reply::fixed(
@@ -1152,6 +1154,7 @@ impl Server {
                 self.config.hostname
             );
             self.send(reply(421, (4, 7, 0), text));
+            self.abort_message();
             self.close();
         }
     }
@@ -1401,6 +1404,18 @@ impl Server {
         self.queue.push_back(Output::Close);
     }
 
+    /// Before a close that the peer's error caused: the message in progress (a BDAT
+    /// transaction between chunks, say) is lost, and the host must hear so, as it does
+    /// for an EOF or a timeout.
+    fn abort_message(&mut self) {
+        if self.in_message() {
+            self.event(Event::MessageAborted {
+                reason: AbortReason::Disconnected,
+            });
+        }
+        self.txn = None;
+    }
+
     /// Synchronization errors and STARTTLS injection end the session.
     fn fatal(&mut self, error: ProtocolError) {
         if self.in_message() {
@@ -1426,6 +1441,7 @@ impl Server {
             let text = format!("{} Error: too many errors", self.config.hostname);
             self.send(reply(421, (4, 7, 0), text));
             self.event(Event::ProtocolError(ProtocolError::TooManyErrors));
+            self.abort_message();
             self.close();
         }
     }
