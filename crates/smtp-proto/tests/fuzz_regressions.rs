@@ -135,3 +135,37 @@ fn message_aborted_when_an_error_closes_mid_bdat() {
         assert_eq!(aborted, [AbortReason::Disconnected], "{tail:?}: {events:?}");
     }
 }
+
+/// paired_session: LMTP, a message refused at the end of DATA (here too big). The server
+/// sent one reply where RFC 2033 §4.2 has one per accepted recipient, so the client
+/// waited for the others forever.
+#[test]
+fn lmtp_data_refusal_gets_one_reply_per_recipient() {
+    use smtp_proto::server::{Output, PeerInfo, Server, ServerConfig};
+    let mut config = ServerConfig::new("mx.example.org").unwrap();
+    config.lmtp = true;
+    config.limits.max_message_size = Some(4);
+    let now = std::time::Instant::now();
+    let mut server = Server::new(std::sync::Arc::new(config), PeerInfo::default(), now);
+    let mut sent = Vec::new();
+    let inputs: [&[u8]; 3] = [
+        b"LHLO c.example\r\n",
+        b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\nDATA\r\n",
+        b"too big\r\n.\r\n",
+    ];
+    let mut inputs = inputs.iter();
+    loop {
+        match server.poll_output() {
+            Output::Transmit(b) => sent.extend_from_slice(&b),
+            Output::Event(e) if e.needs_decision() => server.accept().unwrap(),
+            Output::Wait { .. } => match inputs.next() {
+                Some(input) => server.handle_input(input, now),
+                None => break,
+            },
+            _ => {}
+        }
+    }
+    let sent = String::from_utf8(sent).unwrap();
+    let tail = sent.split_once("354 ").unwrap().1;
+    assert_eq!(tail.matches("552 5.3.4").count(), 2, "{sent}");
+}

@@ -930,8 +930,16 @@ impl Server {
                 match outcome {
                     Ok(()) => self.ask_message(),
                     Err(error) => {
-                        // Already reported as MessageAborted by `Failed`.
-                        self.send(data_reply(error));
+                        // Already reported as MessageAborted by `Failed`. LMTP: one reply
+                        // per accepted recipient after the final dot, whatever the outcome
+                        // (RFC 2033 §4.2), here the same refusal for each.
+                        let replies = match &self.txn {
+                            Some(t) if self.config.lmtp => t.recipients.len().max(1),
+                            _ => 1,
+                        };
+                        for _ in 0..replies {
+                            self.send(data_reply(error));
+                        }
                         self.txn = None;
                         self.phase = Phase::Command;
                     }
