@@ -169,3 +169,59 @@ fn lmtp_data_refusal_gets_one_reply_per_recipient() {
     let tail = sent.split_once("354 ").unwrap().1;
     assert_eq!(tail.matches("552 5.3.4").count(), 2, "{sent}");
 }
+
+/// paired_session: LMTP over BDAT, the last chunk refused (here too big). The server
+/// answers a refused `BDAT LAST` with one reply, as the client's own reading of it
+/// expects, but the client then waited for one reply per recipient as after DATA.
+#[test]
+fn lmtp_refused_bdat_last_finishes_the_message() {
+    use smtp_proto::client::{
+        Client, ClientConfig, ClientEvent, ClientOutput, DeliveryStatus, Envelope, Recipient,
+        StartTls,
+    };
+    use smtp_proto::{ForwardPath, ReversePath};
+    let mut config = ClientConfig::new("client.example.org").unwrap();
+    config.lmtp = true;
+    config.starttls = StartTls::Never;
+    let now = std::time::Instant::now();
+    let mut client = Client::new(std::sync::Arc::new(config), false, now);
+    let to = |s: &str| {
+        Recipient::new(ForwardPath::Mailbox(
+            Mailbox::parse(s).unwrap().into_owned(),
+        ))
+    };
+    let env = Envelope::new(
+        ReversePath::Mailbox(Mailbox::parse("a@example.org").unwrap().into_owned()),
+        vec![to("b@example.org"), to("c@example.org")],
+    );
+    client.send_mail(env).unwrap();
+    let replies: [&[u8]; 4] = [
+        b"220 mx\r\n",
+        b"250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n",
+        b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n",
+        b"552 5.3.4 Message size exceeds fixed maximum message size\r\n",
+    ];
+    let mut replies = replies.iter();
+    let mut done = None;
+    loop {
+        match client.poll_output() {
+            ClientOutput::Event(ClientEvent::BodyWanted { .. }) => {
+                client.send_body(b"x\r\n").unwrap();
+                client.end_body().unwrap();
+            }
+            ClientOutput::Event(ClientEvent::MessageDone(o)) => done = Some(o),
+            ClientOutput::Wait { .. } => match replies.next() {
+                Some(r) => client.handle_input(r, now),
+                None => break,
+            },
+            _ => {}
+        }
+    }
+    let done = done.expect("the message is reported");
+    assert_eq!(done.status, DeliveryStatus::Permanent);
+    assert!(
+        done.recipients
+            .iter()
+            .all(|r| r.reply.as_ref().unwrap().code().get() == 552)
+    );
+}

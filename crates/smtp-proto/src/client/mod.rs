@@ -1102,7 +1102,9 @@ impl Client {
         }
         let lmtp = self.config.lmtp;
         // LMTP after the final dot: one reply per accepted recipient (RFC 2033 §4.2).
-        if lmtp && cur.final_sent && cur.lmtp.is_empty() && cur.final_reply.is_some() {
+        // (After BDAT LAST, `bdat_reply` has set that up already, for a positive reply
+        // only: a refused BDAT LAST gets a single reply.)
+        if lmtp && !cur.bdat && cur.final_sent && cur.lmtp.is_empty() && cur.final_reply.is_some() {
             let n = cur.accepted.len();
             if let Some(cur) = self.current.as_mut() {
                 cur.lmtp = vec![None; n];
