@@ -170,16 +170,21 @@ fn lmtp_data_refusal_gets_one_reply_per_recipient() {
     assert_eq!(tail.matches("552 5.3.4").count(), 2, "{sent}");
 }
 
-/// paired_session: LMTP over BDAT, the last chunk refused (here too big). The server
-/// answers a refused `BDAT LAST` with one reply, as the client's own reading of it
-/// expects, but the client then waited for one reply per recipient as after DATA.
+/// paired_session: LMTP over BDAT, the last chunk refused (here too big). A client that
+/// read a refused `BDAT LAST` as one reply and the first of per-recipient replies alike
+/// cannot tell them apart: the first recipient's 452 ended the message, and the next
+/// replies were taken for the next message's. Now `BDAT LAST` gets one reply per accepted
+/// recipient whatever the outcome, on both sides (RFC 2033 §4.2 with RFC 3030).
 #[test]
-fn lmtp_refused_bdat_last_finishes_the_message() {
+fn lmtp_bdat_last_gets_one_reply_per_recipient() {
     use smtp_proto::client::{
         Client, ClientConfig, ClientEvent, ClientOutput, DeliveryStatus, Envelope, Recipient,
         StartTls,
     };
+    use smtp_proto::server::{Output, PeerInfo, Server, ServerConfig};
     use smtp_proto::{ForwardPath, ReversePath};
+
+    // The client: two replies after BDAT LAST, the first negative.
     let mut config = ClientConfig::new("client.example.org").unwrap();
     config.lmtp = true;
     config.starttls = StartTls::Never;
@@ -195,11 +200,12 @@ fn lmtp_refused_bdat_last_finishes_the_message() {
         vec![to("b@example.org"), to("c@example.org")],
     );
     client.send_mail(env).unwrap();
-    let replies: [&[u8]; 4] = [
+    let replies: [&[u8]; 5] = [
         b"220 mx\r\n",
         b"250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n",
         b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n",
-        b"552 5.3.4 Message size exceeds fixed maximum message size\r\n",
+        b"452 4.2.2 Mailbox full\r\n",
+        b"250 2.0.0 Delivered\r\n",
     ];
     let mut replies = replies.iter();
     let mut done = None;
@@ -211,17 +217,46 @@ fn lmtp_refused_bdat_last_finishes_the_message() {
             }
             ClientOutput::Event(ClientEvent::MessageDone(o)) => done = Some(o),
             ClientOutput::Wait { .. } => match replies.next() {
-                Some(r) => client.handle_input(r, now),
+                Some(r) => {
+                    assert!(done.is_none(), "done before all replies");
+                    client.handle_input(r, now);
+                }
                 None => break,
             },
             _ => {}
         }
     }
     let done = done.expect("the message is reported");
-    assert_eq!(done.status, DeliveryStatus::Permanent);
-    assert!(
-        done.recipients
-            .iter()
-            .all(|r| r.reply.as_ref().unwrap().code().get() == 552)
-    );
+    assert_eq!(done.status, DeliveryStatus::Partial);
+    let codes: Vec<u16> = done
+        .recipients
+        .iter()
+        .map(|r| r.reply.as_ref().unwrap().code().get())
+        .collect();
+    assert_eq!(codes, [452, 250]);
+
+    // The server: a refused BDAT LAST is answered once per recipient.
+    let mut config = ServerConfig::new("mx.example.org").unwrap();
+    config.lmtp = true;
+    config.limits.max_message_size = Some(4);
+    let mut server = Server::new(std::sync::Arc::new(config), PeerInfo::default(), now);
+    let mut sent = Vec::new();
+    let inputs: [&[u8]; 2] = [
+        b"LHLO c.example\r\n",
+        b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nRCPT TO:<c@example.org>\r\nBDAT 7 LAST\r\ntoo big",
+    ];
+    let mut inputs = inputs.iter();
+    loop {
+        match server.poll_output() {
+            Output::Transmit(b) => sent.extend_from_slice(&b),
+            Output::Event(e) if e.needs_decision() => server.accept().unwrap(),
+            Output::Wait { .. } => match inputs.next() {
+                Some(input) => server.handle_input(input, now),
+                None => break,
+            },
+            _ => {}
+        }
+    }
+    let sent = String::from_utf8(sent).unwrap();
+    assert_eq!(sent.matches("552 5.3.4").count(), 2, "{sent}");
 }

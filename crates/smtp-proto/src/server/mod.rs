@@ -981,6 +981,15 @@ impl Server {
                     .unwrap_or_else(|| reply(554, (5, 5, 0), "Error: transaction failed")),
                 (None, None) => reply(503, (5, 5, 1), "Error: need MAIL command"),
             };
+            // LMTP: BDAT LAST, like the final dot of DATA, gets one reply per accepted
+            // recipient (RFC 2033 §4.2 with RFC 3030), here the same refusal for each.
+            let replies = match &self.txn {
+                Some(t) if self.config.lmtp && last => t.recipients.len().max(1),
+                _ => 1,
+            };
+            for _ in 1..replies {
+                self.send(r.clone());
+            }
             self.send(r);
             self.phase = Phase::Command;
             return true;
