@@ -68,6 +68,9 @@ fn data_decode(c: &mut Criterion) {
         });
         g.bench_function("memchr2", |b| b.iter(|| memchr2_floor(black_box(&wire))));
         g.bench_function("memchr", |b| b.iter(|| memchr_floor(black_box(&wire))));
+        g.bench_function("memchr-count", |b| {
+            b.iter(|| memchr_count(black_box(&wire)))
+        });
         g.finish();
     }
 }

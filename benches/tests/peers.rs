@@ -64,6 +64,10 @@ fn data() {
         };
         assert!(stalwart == expected);
         assert!(memchr2_floor(&wire) > 0 && memchr_floor(&wire) > 0);
+        assert_eq!(
+            memchr_count(&wire),
+            wire.iter().filter(|&&b| b == b'\n').count()
+        );
     }
 }
 
