@@ -108,11 +108,17 @@ impl fmt::Display for Domain<'_> {
 
 /// `sub-domain = Let-dig [Ldh-str]`, or a U-label in UTF-8 mode (RFC 6531 §3.3).
 fn sub_domain(input: &[u8], utf8: bool) -> PResult<'_, &[u8]> {
-    let (rest, label) =
-        take_while1(|b: u8| b.is_ascii_alphanumeric() || b == b'-' || (utf8 && b >= 0x80))
-            .parse(input)?;
+    // A plain loop rather than `take_while1`: it runs for every label of every path.
+    let n = input
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || (utf8 && b >= 0x80)))
+        .unwrap_or(input.len());
+    if n == 0 {
+        return Err(fail(input));
+    }
+    let (label, rest) = input.split_at(n);
     let first = label[0];
-    let last = label[label.len() - 1];
+    let last = label[n - 1];
     // Ldh-str ends in Let-dig; a label cannot start with '-' either.
     if first == b'-' || last == b'-' {
         return Err(fail(input));
@@ -386,14 +392,16 @@ impl<'a> Mailbox<'a> {
     }
 
     fn check_limits(&self) -> Result<(), AddressError> {
-        if self.local_wire_len() > MAX_LOCAL_PART {
+        let local = self.local_wire_len();
+        if local > MAX_LOCAL_PART {
             return Err(AddressError::LocalPartTooLong);
         }
-        if self.host.wire_len() > MAX_DOMAIN {
+        let host = self.host.wire_len();
+        if host > MAX_DOMAIN {
             return Err(AddressError::DomainTooLong);
         }
         // "<" local "@" host ">"
-        if self.local_wire_len() + self.host.wire_len() + 3 > MAX_PATH {
+        if local + host + 3 > MAX_PATH {
             return Err(AddressError::PathTooLong);
         }
         Ok(())
@@ -424,11 +432,22 @@ impl<'a> Mailbox<'a> {
 
     /// Whether the local part can go out as a Dot-string (no quoting needed).
     fn is_dot_string(&self) -> bool {
-        !self.local.is_empty()
-            && self
-                .local
-                .split('.')
-                .all(|atom| !atom.is_empty() && atom.bytes().all(|b| is_atext(b, true)))
+        // `Atom *("." Atom)`: atext runs separated by single dots, in one pass (it runs on
+        // every path parsed, for the length limits).
+        let mut after_dot = true; // at the start, as after a dot: an atom must follow
+        for b in self.local.bytes() {
+            if b == b'.' {
+                if after_dot {
+                    return false;
+                }
+                after_dot = true;
+            } else if is_atext(b, true) {
+                after_dot = false;
+            } else {
+                return false;
+            }
+        }
+        !after_dot
     }
 
     fn local_wire_len(&self) -> usize {
@@ -476,13 +495,24 @@ impl fmt::Display for Mailbox<'_> {
 
 /// `Dot-string = Atom *("." Atom)`
 fn dot_string(input: &[u8], utf8: bool) -> PResult<'_, &[u8]> {
-    let atom = |i| take_while1(|b| is_atext(b, utf8)).parse(i);
-    let (mut rest, _) = atom(input)?;
-    while rest.first() == Some(&b'.') {
-        let (r, _) = atom(&rest[1..])?;
-        rest = r;
+    // One pass: atext runs separated by single dots, neither first nor last.
+    let mut after_dot = true; // an atom must come first
+    let mut end = input.len();
+    for (i, &b) in input.iter().enumerate() {
+        if is_atext(b, utf8) {
+            after_dot = false;
+        } else if b == b'.' && !after_dot {
+            after_dot = true;
+        } else {
+            end = i;
+            break;
+        }
     }
-    Ok((rest, &input[..input.len() - rest.len()]))
+    if after_dot {
+        // Nothing, or a dot not followed by an atom.
+        return Err(fail(input));
+    }
+    Ok((&input[end..], &input[..end]))
 }
 
 /// `Quoted-string = DQUOTE *QcontentSMTP DQUOTE`, returning the unescaped content.
@@ -712,15 +742,13 @@ fn checked_path(input: &[u8], utf8: bool) -> Result<(&[u8], Mailbox<'_>), Addres
         }
         Err(nom::Err::Failure(_)) => Err(AddressError::DomainTooLong),
         Err(_) => {
-            // Find the end of the path to decide whether UTF-8 was the only problem.
-            let end = input
-                .iter()
-                .position(|&b| b == b'>')
-                .map_or(input.len(), |p| p + 1);
-            if !utf8 && !input[..end].is_ascii() && path(&input[..end], true).is_ok() {
-                Err(AddressError::Utf8NotPermitted)
-            } else {
-                Err(AddressError::Syntax)
+            // UTF-8 was the only problem if the path parses with it allowed. (Not by
+            // cutting at the first `>`: a quoted local part may hold one.)
+            match path(input, true) {
+                Ok((rest, _)) if !utf8 && !input[..input.len() - rest.len()].is_ascii() => {
+                    Err(AddressError::Utf8NotPermitted)
+                }
+                _ => Err(AddressError::Syntax),
             }
         }
     }

@@ -61,6 +61,7 @@ pub enum Verb {
 }
 
 impl Verb {
+    #[cfg(test)]
     const ALL: [Verb; 16] = [
         Verb::Helo,
         Verb::Ehlo,
@@ -104,10 +105,38 @@ impl Verb {
 
     /// Recognises a verb, case-insensitively.
     pub fn from_bytes(verb: &[u8]) -> Option<Verb> {
-        // Every verb is 4 letters but STARTTLS; compare on length first.
-        Verb::ALL.into_iter().find(|v| {
-            v.as_str().len() == verb.len() && v.as_str().as_bytes().eq_ignore_ascii_case(verb)
-        })
+        // Every verb is 4 letters but STARTTLS. Clearing bit 5 upper-cases a letter, and
+        // an octet that becomes an upper-case letter that way was that letter in one case
+        // or the other, so comparing the masked word with the upper-case verb is exactly
+        // `eq_ignore_ascii_case` for these all-letter verbs.
+        const fn word(v: &[u8; 4]) -> u32 {
+            u32::from_le_bytes(*v)
+        }
+        match *verb {
+            [a, b, c, d] => {
+                let v = match word(&[a, b, c, d]) & 0xDFDF_DFDF {
+                    w if w == word(b"HELO") => Verb::Helo,
+                    w if w == word(b"EHLO") => Verb::Ehlo,
+                    w if w == word(b"LHLO") => Verb::Lhlo,
+                    w if w == word(b"MAIL") => Verb::Mail,
+                    w if w == word(b"RCPT") => Verb::Rcpt,
+                    w if w == word(b"DATA") => Verb::Data,
+                    w if w == word(b"BDAT") => Verb::Bdat,
+                    w if w == word(b"RSET") => Verb::Rset,
+                    w if w == word(b"VRFY") => Verb::Vrfy,
+                    w if w == word(b"EXPN") => Verb::Expn,
+                    w if w == word(b"HELP") => Verb::Help,
+                    w if w == word(b"NOOP") => Verb::Noop,
+                    w if w == word(b"QUIT") => Verb::Quit,
+                    w if w == word(b"AUTH") => Verb::Auth,
+                    w if w == word(b"ETRN") => Verb::Etrn,
+                    _ => return None,
+                };
+                Some(v)
+            }
+            _ if verb.eq_ignore_ascii_case(b"STARTTLS") => Some(Verb::StartTls),
+            _ => None,
+        }
     }
 
     /// The text of the 501 reply to a syntax error (Postfix's wording).
@@ -326,16 +355,18 @@ impl<'a> Command<'a> {
     /// Parses one command line (with or without its final CRLF).
     pub fn parse_with(line: &'a [u8], options: ParseOptions) -> Result<Command<'a>, CommandError> {
         let line = line.strip_suffix(b"\r\n").unwrap_or(line);
-        // The framer never hands over a line with CR or LF in it, but a caller might.
-        if let Some(i) = memchr::memchr2(b'\r', b'\n', line) {
-            return Err(if line[i] == b'\n' {
-                CommandError::BareLf
-            } else {
-                CommandError::BareCr
+        // The framer never hands over a line with CR or LF in it, but a caller might. One
+        // pass for CR, LF and NUL; a CR or LF anywhere is reported before a NUL.
+        if let Some(i) = memchr::memchr3(b'\r', b'\n', 0, line) {
+            let at = match line[i] {
+                0 => memchr::memchr2(b'\r', b'\n', &line[i..]).map(|j| i + j),
+                _ => Some(i),
+            };
+            return Err(match at.map(|i| line[i]) {
+                Some(b'\n') => CommandError::BareLf,
+                Some(_) => CommandError::BareCr,
+                None => CommandError::Nul,
             });
-        }
-        if line.contains(&0) {
-            return Err(CommandError::Nul);
         }
         let (verb_bytes, args) = split_verb(line);
         let Some(verb) = Verb::from_bytes(verb_bytes) else {
@@ -697,6 +728,62 @@ impl CommandDecoder {
                 Ok(command) => Decoded::Command { command, consumed },
                 Err(error) => Decoded::Error { error, consumed },
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition `Verb::from_bytes` must keep: a case-insensitive match.
+    fn reference(verb: &[u8]) -> Option<Verb> {
+        Verb::ALL
+            .into_iter()
+            .find(|v| v.as_str().as_bytes().eq_ignore_ascii_case(verb))
+    }
+
+    #[test]
+    fn verb_from_bytes_is_a_case_insensitive_match() {
+        for v in Verb::ALL {
+            let upper = v.as_str().as_bytes().to_vec();
+            assert_eq!(Verb::from_bytes(&upper), Some(v));
+            assert_eq!(Verb::from_bytes(&upper.to_ascii_lowercase()), Some(v));
+            // Every octet in every position: only the two cases of the letter match.
+            for i in 0..upper.len() {
+                for b in 0..=255u8 {
+                    let mut w = upper.clone();
+                    w[i] = b;
+                    assert_eq!(Verb::from_bytes(&w), reference(&w), "{w:?}");
+                }
+            }
+        }
+        for w in [
+            &b""[..],
+            b"MAI",
+            b"MAILS",
+            b"STARTTL",
+            b"@@@@",
+            b"````",
+            b"\xc1\xc9\xcc\xcd",
+        ] {
+            assert_eq!(Verb::from_bytes(w), None);
+        }
+    }
+
+    #[test]
+    fn control_characters_in_a_line() {
+        // A CR or LF is reported before a NUL, wherever they are.
+        let cases: [(&[u8], CommandError); 6] = [
+            (b"NOOP a\0b", CommandError::Nul),
+            (b"NOOP \0a\rb", CommandError::BareCr),
+            (b"NOOP \0a\nb", CommandError::BareLf),
+            (b"NOOP a\nb\0", CommandError::BareLf),
+            (b"NO\rOP\0\n", CommandError::BareCr),
+            (b"\0\0\0\n\r\n", CommandError::BareLf),
+        ];
+        for (line, error) in cases {
+            assert_eq!(Command::parse(line), Err(error), "{line:?}");
         }
     }
 }

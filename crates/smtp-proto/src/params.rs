@@ -373,12 +373,30 @@ fn number(v: &[u8]) -> Result<u64, ParamError> {
     })
 }
 
+/// The keywords of one command's parameters so far, to refuse a repeated one. A few live
+/// on the stack, since every MAIL and RCPT line is checked (no allocation per command).
+#[derive(Default)]
+struct Seen<'k> {
+    first: [&'k [u8]; 8],
+    n: usize,
+    more: Vec<&'k [u8]>,
+}
+
 /// Records a keyword, refusing it the second time (case-insensitive).
-fn first_time<'k>(seen: &mut Vec<&'k [u8]>, keyword: &'k [u8]) -> Result<(), ParamError> {
-    if seen.iter().any(|s| s.eq_ignore_ascii_case(keyword)) {
+fn first_time<'k>(seen: &mut Seen<'k>, keyword: &'k [u8]) -> Result<(), ParamError> {
+    let known = &seen.first[..seen.n.min(seen.first.len())];
+    if known
+        .iter()
+        .chain(&seen.more)
+        .any(|s| s.eq_ignore_ascii_case(keyword))
+    {
         return Err(ParamError::Duplicate);
     }
-    seen.push(keyword);
+    match seen.first.get_mut(seen.n) {
+        Some(slot) => *slot = keyword,
+        None => seen.more.push(keyword),
+    }
+    seen.n += 1;
     Ok(())
 }
 
@@ -439,7 +457,7 @@ impl<'a> MailParams<'a> {
     /// Parses the text after the reverse-path. `utf8` allows UTF-8 in unknown values.
     pub(crate) fn parse(input: &'a [u8], utf8: bool) -> Result<MailParams<'a>, CommandError> {
         let mut params = MailParams::default();
-        let mut seen = Vec::new();
+        let mut seen = Seen::default();
         for (keyword, value) in split_params(input) {
             params
                 .add(keyword, value, utf8, &mut seen)
@@ -453,7 +471,7 @@ impl<'a> MailParams<'a> {
         keyword: &'a [u8],
         value: Option<&'a [u8]>,
         utf8: bool,
-        seen: &mut Vec<&'a [u8]>,
+        seen: &mut Seen<'a>,
     ) -> Result<(), ParamError> {
         first_time(seen, keyword)?;
         let upper = |k: &[u8], name: &str| k.eq_ignore_ascii_case(name.as_bytes());
@@ -566,6 +584,9 @@ impl<'a> MailParams<'a> {
         }
         match &self.auth {
             Some(MailAuth::Unknown) => out.put_slice(b" AUTH=<>"),
+            // An identity that is literally `<>` would read back as `AUTH=<>`, the unknown
+            // identity (RFC 4954 §5): its first octet goes out as a hexchar instead.
+            Some(MailAuth::Identity(x)) if x.as_str() == "<>" => out.put_slice(b" AUTH=+3C>"),
             Some(MailAuth::Identity(x)) => {
                 out.put_slice(b" AUTH=");
                 x.encode(out);
@@ -602,7 +623,7 @@ impl<'a> RcptParams<'a> {
     /// Parses the text after the forward-path.
     pub(crate) fn parse(input: &'a [u8], utf8: bool) -> Result<RcptParams<'a>, CommandError> {
         let mut params = RcptParams::default();
-        let mut seen = Vec::new();
+        let mut seen = Seen::default();
         for (keyword, value) in split_params(input) {
             params
                 .add(keyword, value, utf8, &mut seen)
@@ -616,7 +637,7 @@ impl<'a> RcptParams<'a> {
         keyword: &'a [u8],
         value: Option<&'a [u8]>,
         utf8: bool,
-        seen: &mut Vec<&'a [u8]>,
+        seen: &mut Seen<'a>,
     ) -> Result<(), ParamError> {
         first_time(seen, keyword)?;
         if keyword.eq_ignore_ascii_case(b"NOTIFY") {

@@ -16,9 +16,9 @@ use std::fmt;
 use bytes::BufMut;
 use memchr::{memchr3, memrchr};
 use nom::branch::alt;
-use nom::bytes::complete::{take, take_while_m_n};
+use nom::bytes::complete::take_while_m_n;
 use nom::character::complete::{char, one_of};
-use nom::combinator::{eof, map_opt, value};
+use nom::combinator::eof;
 use nom::sequence::terminated;
 use nom::{IResult, Parser};
 
@@ -826,30 +826,17 @@ fn reply_text(text: &[u8]) -> Cow<'static, str> {
     }
 }
 
-/// How a reply line goes on: `-` for more lines, SP or nothing for the last one.
-#[derive(Clone, Copy)]
-enum Separator {
-    More,
-    Last,
-}
-
 /// ```text
 /// Reply-code = %x32-35 %x30-35 %x30-39
 /// ```
 /// (RFC 5321 §4.2). The second digit is not checked beyond being a digit: RFC 5321 §4.2.1
 /// tells clients to act on the first digit, and 200..=599 is what [`ReplyCode`] holds.
-fn reply_code(input: &[u8]) -> IResult<&[u8], ReplyCode> {
-    map_opt(take(3usize), |digits: &[u8]| {
-        let mut n = 0;
-        for &digit in digits {
-            if !digit.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + u16::from(digit - b'0');
-        }
-        ReplyCode::new(n).ok()
-    })
-    .parse(input)
+fn reply_code(digits: [u8; 3]) -> Option<ReplyCode> {
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let [a, b, c] = digits.map(|d| u16::from(d - b'0'));
+    ReplyCode::new(a * 100 + b * 10 + c).ok()
 }
 
 /// One line of
@@ -858,20 +845,19 @@ fn reply_code(input: &[u8]) -> IResult<&[u8], ReplyCode> {
 ///              Reply-code [ SP textstring ] CRLF
 /// ```
 /// (RFC 5321 §4.2), CRLF already removed: the code, whether it is the last line, the text.
-/// `250 ` (SP and no text) is taken as a last line with empty text.
+/// `250 ` (SP and no text) is taken as a last line with empty text. Written out by hand
+/// rather than with nom: every line of every reply goes through it.
 fn reply_line(line: &[u8]) -> Result<(ReplyCode, bool, &[u8]), ReplyError> {
-    if line.len() < 3 {
+    let [a, b, c, rest @ ..] = line else {
         return Err(ReplyError::TooShort);
+    };
+    let code = reply_code([*a, *b, *c]).ok_or(ReplyError::BadCode)?;
+    match rest {
+        [] => Ok((code, true, rest)),
+        [b' ', text @ ..] => Ok((code, true, text)),
+        [b'-', text @ ..] => Ok((code, false, text)),
+        _ => Err(ReplyError::Syntax),
     }
-    let (rest, code) = reply_code(line).map_err(|_| ReplyError::BadCode)?;
-    let (text, separator) = alt((
-        value(Separator::More, char('-')),
-        value(Separator::Last, char(' ')),
-        value(Separator::Last, eof),
-    ))
-    .parse(rest)
-    .map_err(|_: nom::Err<nom::error::Error<&[u8]>>| ReplyError::Syntax)?;
-    Ok((code, matches!(separator, Separator::Last), text))
 }
 
 /// ```text

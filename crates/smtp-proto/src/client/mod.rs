@@ -1150,8 +1150,9 @@ impl Client {
         };
         if last {
             self.server_txn = false;
-            if self.config.lmtp && reply.code().is_positive() {
-                // RFC 2033 §4.2 with RFC 3030: the per-recipient replies start here.
+            if self.config.lmtp && !cur.accepted.is_empty() {
+                // RFC 2033 §4.2 with RFC 3030: the per-recipient replies start here, for a
+                // refused BDAT LAST as for an accepted one.
                 cur.lmtp = vec![None; cur.accepted.len()];
                 cur.lmtp[0] = Some(reply);
                 for n in 1..cur.accepted.len() {
@@ -1204,7 +1205,8 @@ impl Client {
         }
         let lmtp = self.config.lmtp;
         // LMTP after the final dot: one reply per accepted recipient (RFC 2033 §4.2).
-        if lmtp && cur.final_sent && cur.lmtp.is_empty() && cur.final_reply.is_some() {
+        // (After BDAT LAST, `bdat_reply` has set that up already.)
+        if lmtp && !cur.bdat && cur.final_sent && cur.lmtp.is_empty() && cur.final_reply.is_some() {
             let n = cur.accepted.len();
             if let Some(cur) = self.current.as_mut() {
                 cur.lmtp = vec![None; n];
@@ -1283,6 +1285,14 @@ impl Client {
 
     fn event(&mut self, event: ClientEvent) {
         self.queue_transmit();
+        if let ClientEvent::MessageDone(done) = &event {
+            // A message that ended (say, the session failed) before the host saw its
+            // BodyWanted no longer wants a body: the host must not be asked for one that
+            // `send_body` would then refuse.
+            self.queue.retain(|o| {
+                !matches!(o, ClientOutput::Event(ClientEvent::BodyWanted { id }) if *id == done.id)
+            });
+        }
         self.queue.push_back(ClientOutput::Event(event));
     }
 

@@ -614,6 +614,7 @@ impl Server {
         self.send(r);
         self.violation(ProtocolError::Command(error));
         if fatal {
+            self.abort_message();
             self.close();
         }
     }
@@ -627,6 +628,7 @@ impl Server {
                     "Error: forbidden command, closing",
                 ));
                 self.event(Event::ProtocolError(ProtocolError::ForbiddenCommand));
+                self.abort_message();
                 self.close();
             } else {
                 self.send(Reply::fixed(
@@ -948,8 +950,16 @@ impl Server {
                 match outcome {
                     Ok(()) => self.ask_message(),
                     Err(error) => {
-                        // Already reported as MessageAborted by `Failed`.
-                        self.send(data_reply(error));
+                        // Already reported as MessageAborted by `Failed`. LMTP: one reply
+                        // per accepted recipient after the final dot, whatever the outcome
+                        // (RFC 2033 §4.2), here the same refusal for each.
+                        let replies = match &self.txn {
+                            Some(t) if self.config.lmtp => t.recipients.len().max(1),
+                            _ => 1,
+                        };
+                        for _ in 0..replies {
+                            self.send(data_reply(error));
+                        }
                         self.txn = None;
                         self.phase = Phase::Command;
                     }
@@ -991,6 +1001,15 @@ impl Server {
                     .unwrap_or_else(|| reply(554, (5, 5, 0), "Error: transaction failed")),
                 (None, None) => reply(503, (5, 5, 1), "Error: need MAIL command"),
             };
+            // LMTP: BDAT LAST, like the final dot of DATA, gets one reply per accepted
+            // recipient (RFC 2033 §4.2 with RFC 3030), here the same refusal for each.
+            let replies = match &self.txn {
+                Some(t) if self.config.lmtp && last => t.recipients.len().max(1),
+                _ => 1,
+            };
+            for _ in 1..replies {
+                self.send(r.clone());
+            }
             self.send(r);
             self.phase = Phase::Command;
             return true;
@@ -1172,6 +1191,7 @@ impl Server {
                 self.config.hostname
             );
             self.send(reply(421, (4, 7, 0), text));
+            self.abort_message();
             self.close();
         }
     }
@@ -1421,6 +1441,18 @@ impl Server {
         self.queue.push_back(Output::Close);
     }
 
+    /// Before a close that the peer's error caused: the message in progress (a BDAT
+    /// transaction between chunks, say) is lost, and the host must hear so, as it does
+    /// for an EOF or a timeout.
+    fn abort_message(&mut self) {
+        if self.in_message() {
+            self.event(Event::MessageAborted {
+                reason: AbortReason::Disconnected,
+            });
+        }
+        self.txn = None;
+    }
+
     /// Synchronization errors and STARTTLS injection end the session.
     fn fatal(&mut self, error: ProtocolError) {
         if self.in_message() {
@@ -1446,6 +1478,7 @@ impl Server {
             let text = format!("{} Error: too many errors", self.config.hostname);
             self.send(reply(421, (4, 7, 0), text));
             self.event(Event::ProtocolError(ProtocolError::TooManyErrors));
+            self.abort_message();
             self.close();
         }
     }

@@ -1,0 +1,42 @@
+//! Runs one benchmark's work in a loop, for a profiler:
+//! `valgrind --tool=callgrind target/release/examples/profile commands 200`.
+
+use std::hint::black_box;
+
+use smtp_benches::*;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let what = args.next().unwrap_or_else(|| "commands".into());
+    let n: usize = args.next().map_or(100, |n| n.parse().expect("a count"));
+    let commands = repeat(fixtures::COMMANDS, 50);
+    let replies = repeat(fixtures::REPLIES, 10);
+    let wire = stuffed(fixtures::BODY);
+    let dots = stuffed(fixtures::DOTS);
+    let mut out = Vec::with_capacity(2 * wire.len());
+    let mut total = 0;
+    for _ in 0..n {
+        total += match what.as_str() {
+            "commands" => commands_ours(black_box(&commands)),
+            "commands-stalwart" => commands_stalwart(black_box(&commands)),
+            "ehlo" => ehlo_ours(black_box(fixtures::EHLO)).auth().len(),
+            "ehlo-stalwart" => ehlo_stalwart(black_box(fixtures::EHLO)).size,
+            "replies" => replies_ours(black_box(&replies)),
+            "replies-stalwart" => replies_stalwart(black_box(&replies)),
+            "data" => {
+                out.clear();
+                data_ours(black_box(&wire), &mut out)
+            }
+            "data-dots" => {
+                out.clear();
+                data_ours(black_box(&dots), &mut out)
+            }
+            "data-stalwart" => {
+                out.clear();
+                data_stalwart(black_box(&wire), &mut out)
+            }
+            other => panic!("unknown work {other}"),
+        };
+    }
+    println!("{total}");
+}
