@@ -1,7 +1,8 @@
 //! Command parsing over arbitrary bytes: `Command::parse_with` on the whole input, and
 //! `CommandDecoder` over the input cut into arbitrary pieces.
 //!
-//! Checks: no panic; whatever parses re-encodes to one CRLF line that parses to the same
+//! Checks: no panic; the fast path for common lines and the full parser agree (the full
+//! parser alone is `Command::parse_full`); whatever parses re-encodes to one CRLF line that parses to the same
 //! value; the decoder never consumes more than it was given, holds back less than one
 //! line, and finds the same commands and errors however the input is cut.
 #![no_main]
@@ -77,7 +78,14 @@ fuzz_target!(|data: &[u8]| {
     let options = ParseOptions {
         utf8: flags & 1 != 0,
     };
-    if let Ok(cmd) = Command::parse_with(input, options) {
+    let parsed = Command::parse_with(input, options);
+    assert_eq!(
+        parsed,
+        Command::parse_full(input, options),
+        "the fast path disagrees with the full parser on {:?}",
+        String::from_utf8_lossy(input)
+    );
+    if let Ok(cmd) = parsed {
         check_roundtrip(&cmd, options);
         let _ = (cmd.verb(), cmd.is_forbidden(), cmd.to_string());
     }

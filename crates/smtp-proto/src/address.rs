@@ -79,6 +79,11 @@ impl<'a> Domain<'a> {
         }
     }
 
+    /// A name the caller has checked against the grammar.
+    pub(crate) fn borrowed(s: &'a str) -> Domain<'a> {
+        Domain(Cow::Borrowed(s))
+    }
+
     /// The name as sent.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -388,6 +393,15 @@ impl<'a> Mailbox<'a> {
             }
             Err(nom::Err::Failure(_)) => Err(AddressError::DomainTooLong),
             _ => Err(AddressError::Syntax),
+        }
+    }
+
+    /// A mailbox the caller has checked against the grammar and the limits, with a
+    /// Dot-string local part.
+    pub(crate) fn borrowed(local: &'a str, host: Host<'a>) -> Mailbox<'a> {
+        Mailbox {
+            local: Cow::Borrowed(local),
+            host,
         }
     }
 

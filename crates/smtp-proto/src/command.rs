@@ -22,6 +22,8 @@ use crate::line::{Line, LineFramer};
 use crate::params::{MailParams, RcptParams};
 use crate::secret::Secret;
 
+mod fast;
+
 /// The command verbs this crate knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -354,6 +356,18 @@ impl<'a> Command<'a> {
 
     /// Parses one command line (with or without its final CRLF).
     pub fn parse_with(line: &'a [u8], options: ParseOptions) -> Result<Command<'a>, CommandError> {
+        let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+        match fast::parse(line) {
+            Some(command) => Ok(command),
+            None => Command::parse_full(line, options),
+        }
+    }
+
+    /// The full parser alone, without the fast path for common lines that
+    /// [`Command::parse_with`] tries first. Both give the same answer; this one is public
+    /// for the fuzz target and the tests that check so.
+    #[doc(hidden)]
+    pub fn parse_full(line: &'a [u8], options: ParseOptions) -> Result<Command<'a>, CommandError> {
         let line = line.strip_suffix(b"\r\n").unwrap_or(line);
         // The framer never hands over a line with CR or LF in it, but a caller might. One
         // pass for CR, LF and NUL; a CR or LF anywhere is reported before a NUL.
@@ -724,9 +738,14 @@ impl CommandDecoder {
         match self.framer.next_line(buf) {
             Line::NeedMore { discarded } => Decoded::NeedMore { discarded },
             Line::Error { error, consumed } => Decoded::Error { error, consumed },
-            Line::Complete { line, consumed } => match Command::parse_with(line, self.options) {
-                Ok(command) => Decoded::Command { command, consumed },
-                Err(error) => Decoded::Error { error, consumed },
+            // The fast path first, here rather than through `parse_with`, so that the
+            // command is not moved once more on its way out.
+            Line::Complete { line, consumed } => match fast::parse(line) {
+                Some(command) => Decoded::Command { command, consumed },
+                None => match Command::parse_full(line, self.options) {
+                    Ok(command) => Decoded::Command { command, consumed },
+                    Err(error) => Decoded::Error { error, consumed },
+                },
             },
         }
     }

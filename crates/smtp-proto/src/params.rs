@@ -91,6 +91,11 @@ impl<'a> XText<'a> {
         XText::new(s)
     }
 
+    /// A value the caller has checked holds only `xchar`s (nothing to decode).
+    pub(crate) fn borrowed(value: &'a str) -> XText<'a> {
+        XText(Cow::Borrowed(value))
+    }
+
     /// The decoded value.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -747,6 +752,14 @@ impl<'a> RcptParams<'a> {
 }
 
 impl<'a> Orcpt<'a> {
+    /// A value the caller has checked: `addr_type` an atom, `addr` not empty.
+    pub(crate) fn borrowed(addr_type: &'a str, addr: XText<'a>) -> Orcpt<'a> {
+        Orcpt {
+            addr_type: Cow::Borrowed(addr_type),
+            addr,
+        }
+    }
+
     /// `addr-type = atom` (registered: `rfc822`, `utf-8`).
     pub fn addr_type(&self) -> &str {
         &self.addr_type

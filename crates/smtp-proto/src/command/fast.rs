@@ -1,0 +1,666 @@
+//! The fast path of command parsing.
+//!
+//! Nearly every line a server reads has one of a few shapes: `MAIL FROM:<dot.string@domain>`
+//! or `RCPT TO:<...>` with the common parameters, `EHLO domain`, or a verb alone. This
+//! module parses exactly those, in one pass over a line whose UTF-8 was checked once,
+//! classifying octets with one table lookup each and borrowing every string from the line.
+//!
+//! It never decides anything on its own: whatever it does not recognise — quoted local
+//! parts, address literals, source routes, UTF-8, unknown parameters, and every error —
+//! returns `None`, and the full parser in `command.rs` takes the line from the start.
+//! The full parser defines the semantics; the unit property test below and the
+//! `command_decode` fuzz target check that both agree wherever this one answers.
+
+use super::{Command, Verb};
+use crate::address::{
+    Domain, ForwardPath, Host, MAX_DOMAIN, MAX_LOCAL_PART, MAX_PATH, Mailbox, ReversePath,
+};
+use crate::params::{BodyType, MailAuth, MailParams, Notify, Orcpt, RcptParams, Ret, XText};
+
+/// `atext` (RFC 5322 §3.2.3), ASCII only.
+const ATEXT: u8 = 1;
+/// Letter, digit or hyphen: the octets of a domain label (`Ldh-str`).
+const LDH: u8 = 2;
+/// Letter or digit (`Let-dig`): how a label starts and ends.
+const LET_DIG: u8 = 4;
+/// `xchar` (RFC 3461 §4): printable ASCII but `+` and `=`.
+const XCHAR: u8 = 8;
+/// `DIGIT`
+const DIGIT: u8 = 16;
+
+/// The class bits of every octet; 0 for controls, space and non-ASCII, so that nothing
+/// this module accepts can hold them.
+static CLASS: [u8; 256] = classes();
+
+const fn classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut class = 0;
+        if b.is_ascii_alphanumeric() {
+            class |= ATEXT | LDH | LET_DIG;
+        }
+        if b.is_ascii_digit() {
+            class |= DIGIT;
+        }
+        if b == b'-' {
+            class |= ATEXT | LDH;
+        }
+        if matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'/'
+                | b'='
+                | b'?'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'{'
+                | b'|'
+                | b'}'
+                | b'~'
+        ) {
+            class |= ATEXT;
+        }
+        if matches!(b, 33..=42 | 44..=60 | 62..=126) {
+            class |= XCHAR;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+}
+
+fn is(b: u8, class: u8) -> bool {
+    CLASS[usize::from(b)] & class != 0
+}
+
+/// Where the run of octets of `class` that starts at `i` ends.
+fn run(b: &[u8], i: usize, class: u8) -> usize {
+    match b[i..].iter().position(|&c| !is(c, class)) {
+        Some(n) => i + n,
+        None => b.len(),
+    }
+}
+
+/// A keyword matched case-insensitively with two overlapping word loads: its octets,
+/// and for each the bits that must be equal (all but the case bit, for letters).
+struct Keyword {
+    len: usize,
+    octets: [u8; 16],
+    mask: [u8; 16],
+}
+
+impl Keyword {
+    /// `word` in upper case, 4 to 16 octets.
+    const fn new(word: &[u8]) -> Keyword {
+        assert!(word.len() >= 4 && word.len() <= 16);
+        let mut k = Keyword {
+            len: word.len(),
+            octets: [0; 16],
+            mask: [0; 16],
+        };
+        let mut i = 0;
+        while i < word.len() {
+            k.octets[i] = word[i];
+            k.mask[i] = if word[i].is_ascii_uppercase() {
+                0xDF
+            } else {
+                0xFF
+            };
+            i += 1;
+        }
+        k
+    }
+
+    /// Whether `b` holds the keyword at `i`.
+    #[inline(always)]
+    fn at(&self, b: &[u8], i: usize) -> bool {
+        let Some(s) = b.get(i..i + self.len) else {
+            return false;
+        };
+        let n = self.len;
+        if n >= 8 {
+            let word =
+                |a: &[u8]| u64::from_le_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+            let (head, tail) = (word(s), word(&s[n - 8..]));
+            head & word(&self.mask) == word(&self.octets)
+                && tail & word(&self.mask[n - 8..]) == word(&self.octets[n - 8..])
+        } else {
+            let word = |a: &[u8]| u32::from_le_bytes([a[0], a[1], a[2], a[3]]);
+            let (head, tail) = (word(s), word(&s[n - 4..]));
+            head & word(&self.mask) == word(&self.octets)
+                && tail & word(&self.mask[n - 4..]) == word(&self.octets[n - 4..])
+        }
+    }
+}
+
+/// Whether a parameter (or a NOTIFY item) ends at `i`: the end of the line or a space.
+fn boundary(b: &[u8], i: usize) -> bool {
+    matches!(b.get(i), None | Some(b' '))
+}
+
+/// Parses `line` (CRLF already removed) if it has one of the common shapes. ASCII only,
+/// so the session's UTF-8 option cannot change the answer.
+#[inline(always)]
+pub(super) fn parse(line: &[u8]) -> Option<Command<'_>> {
+    // Trailing spaces are tolerated after every command (see `command.rs`).
+    let mut end = line.len();
+    while end > 0 && line[end - 1] == b' ' {
+        end -= 1;
+    }
+    let b = &line[..end];
+    let verb = Verb::from_bytes(b.get(..4)?)?;
+    if b.len() == 4 {
+        return match verb {
+            Verb::Data => Some(Command::Data),
+            Verb::Rset => Some(Command::Rset),
+            Verb::Quit => Some(Command::Quit),
+            Verb::Noop => Some(Command::Noop(None)),
+            Verb::Help => Some(Command::Help(None)),
+            _ => None,
+        };
+    }
+    if b[4] != b' ' {
+        return None;
+    }
+    match verb {
+        Verb::Rcpt => rcpt(b),
+        Verb::Mail => mail(b),
+        Verb::Ehlo => domain_only(b).map(Command::Ehlo),
+        Verb::Helo => domain_only(b).map(Command::Helo),
+        Verb::Lhlo => domain_only(b).map(Command::Lhlo),
+        Verb::Bdat => bdat(b),
+        _ => None,
+    }
+}
+
+/// `Domain = sub-domain *("." sub-domain)`, ASCII, from `i`; returns where it ends.
+fn domain(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let end = run(b, i, LDH);
+        // A label is not empty, and starts and ends with a letter or digit.
+        if end == i || !is(b[i], LET_DIG) || !is(b[end - 1], LET_DIG) {
+            return None;
+        }
+        if b.get(end) != Some(&b'.') {
+            return Some(end);
+        }
+        i = end + 1;
+    }
+}
+
+/// `Dot-string = Atom *("." Atom)`, ASCII, from `i`; returns where it ends.
+fn dot_string(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let end = run(b, i, ATEXT);
+        if end == i {
+            return None;
+        }
+        if b.get(end) != Some(&b'.') {
+            return Some(end);
+        }
+        i = end + 1;
+    }
+}
+
+/// `HELO`/`EHLO`/`LHLO` with a domain name and nothing else.
+fn domain_only(b: &[u8]) -> Option<Host<'_>> {
+    let end = domain(b, 5)?;
+    if end != b.len() || end - 5 > MAX_DOMAIN {
+        return None;
+    }
+    let name = std::str::from_utf8(&b[5..]).ok()?;
+    Some(Host::Domain(Domain::borrowed(name)))
+}
+
+/// After `MAIL FROM:` or `RCPT TO:` and optional spaces (at `i`), the line as a string
+/// from a little before the path, and where in it the path's `<` is.
+///
+/// The path, the parameters and their values are all the strings a command borrows, so
+/// this is the only UTF-8 check. It starts at the word boundary before the `<` (the verb
+/// and keyword before it are ASCII, already matched) because the standard library checks
+/// aligned words eight octets at a time but goes octet by octet until it reaches one.
+fn path_and_rest(b: &[u8], i: usize) -> Option<(&str, usize)> {
+    let lt = i + b[i..].iter().position(|&c| c != b' ')?;
+    if b[lt] != b'<' {
+        return None;
+    }
+    let misalignment = (b.as_ptr() as usize + lt) % std::mem::size_of::<usize>();
+    let start = lt.saturating_sub(misalignment);
+    let s = std::str::from_utf8(&b[start..]).ok()?;
+    Some((s, lt - start))
+}
+
+/// `local@domain>` from `i` (just after `<`): the mailbox and where the path ends.
+fn mailbox(s: &str, i: usize) -> Option<(Mailbox<'_>, usize)> {
+    let b = s.as_bytes();
+    let at = dot_string(b, i)?;
+    if b.get(at) != Some(&b'@') {
+        return None;
+    }
+    let end = domain(b, at + 1)?;
+    if b.get(end) != Some(&b'>') {
+        return None;
+    }
+    let (local, host) = (at - i, end - at - 1);
+    // The limits of RFC 5321 §4.5.3.1; the full parser reports which was broken.
+    if local > MAX_LOCAL_PART || host > MAX_DOMAIN || local + host + 3 > MAX_PATH {
+        return None;
+    }
+    let host = Host::Domain(Domain::borrowed(&s[at + 1..end]));
+    Some((Mailbox::borrowed(&s[i..at], host), end + 1))
+}
+
+/// Where the next parameter starts, after a path or a parameter ending at `i`: `None`
+/// at the end of the line, `Some(None)` for anything but spaces (not the fast path).
+fn next_param(b: &[u8], i: usize) -> Option<Option<usize>> {
+    match b.get(i) {
+        None => None,
+        Some(b' ') => b[i..].iter().position(|&c| c != b' ').map(|n| Some(i + n)),
+        Some(_) => Some(None),
+    }
+}
+
+/// An xtext value without hexchars from `i` to the end of the parameter, borrowed, and
+/// where it ends; hexchars go to the full decoder.
+fn plain_xtext(s: &str, i: usize) -> Option<(XText<'_>, usize)> {
+    let end = run(s.as_bytes(), i, XCHAR);
+    if !boundary(s.as_bytes(), end) {
+        return None;
+    }
+    Some((XText::borrowed(&s[i..end]), end))
+}
+
+/// `1*DIGIT` from `i` to the end of the parameter as u64, and where it ends. At most 19
+/// digits, which cannot overflow; longer numbers go to the full parser.
+fn number(b: &[u8], i: usize) -> Option<(u64, usize)> {
+    let mut n = 0u64;
+    let mut j = i;
+    while let Some(&c) = b.get(j) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if j - i == 19 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+        j += 1;
+    }
+    (j > i && boundary(b, j)).then_some((n, j))
+}
+
+// Keywords with a value, `=` included.
+const SIZE: Keyword = Keyword::new(b"SIZE=");
+const BODY: Keyword = Keyword::new(b"BODY=");
+const RET: Keyword = Keyword::new(b"RET=");
+const ENVID: Keyword = Keyword::new(b"ENVID=");
+const AUTH: Keyword = Keyword::new(b"AUTH=");
+const NOTIFY: Keyword = Keyword::new(b"NOTIFY=");
+const ORCPT: Keyword = Keyword::new(b"ORCPT=");
+// Keywords and values standing alone.
+const SMTPUTF8: Keyword = Keyword::new(b"SMTPUTF8");
+const REQUIRETLS: Keyword = Keyword::new(b"REQUIRETLS");
+const EIGHT_BIT_MIME: Keyword = Keyword::new(b"8BITMIME");
+const SEVEN_BIT: Keyword = Keyword::new(b"7BIT");
+const BINARY_MIME: Keyword = Keyword::new(b"BINARYMIME");
+const FULL: Keyword = Keyword::new(b"FULL");
+const HDRS: Keyword = Keyword::new(b"HDRS");
+const NEVER: Keyword = Keyword::new(b"NEVER");
+const SUCCESS: Keyword = Keyword::new(b"SUCCESS");
+const FAILURE: Keyword = Keyword::new(b"FAILURE");
+const DELAY: Keyword = Keyword::new(b"DELAY");
+const LAST: Keyword = Keyword::new(b"LAST");
+// After the verb, its space included.
+const FROM: Keyword = Keyword::new(b" FROM:");
+const TO: Keyword = Keyword::new(b" TO:");
+const POSTMASTER: Keyword = Keyword::new(b"<POSTMASTER>");
+
+/// A value standing alone from `i` to the end of the parameter: where it ends.
+#[inline(always)]
+fn whole(b: &[u8], i: usize, value: &Keyword) -> Option<usize> {
+    let end = i + value.len;
+    (value.at(b, i) && boundary(b, end)).then_some(end)
+}
+
+#[inline(always)]
+fn mail(b: &[u8]) -> Option<Command<'_>> {
+    if !FROM.at(b, 4) {
+        return None;
+    }
+    let (s, lt) = path_and_rest(b, 10)?;
+    let b = s.as_bytes();
+    let (from, mut i) = if b.get(lt + 1) == Some(&b'>') {
+        (ReversePath::Null, lt + 2)
+    } else {
+        let (m, end) = mailbox(s, lt + 1)?;
+        (ReversePath::Mailbox(m), end)
+    };
+    let (mut size, mut body, mut smtputf8, mut ret) = (None, None, false, None);
+    let (mut envid, mut auth, mut requiretls) = (None, None, false);
+    while let Some(start) = next_param(b, i) {
+        let start = start?;
+        // Each keyword once: a second one is an error, left to the full parser.
+        i = match b[start] & 0xDF {
+            b'S' if size.is_none() && SIZE.at(b, start) => {
+                let (n, end) = number(b, start + 5)?;
+                size = Some(n);
+                end
+            }
+            b'S' if !smtputf8 => {
+                smtputf8 = true;
+                whole(b, start, &SMTPUTF8)?
+            }
+            b'B' if body.is_none() && BODY.at(b, start) => {
+                let v = start + 5;
+                let (kind, end) = match *b.get(v)? {
+                    b'8' => (BodyType::EightBitMime, whole(b, v, &EIGHT_BIT_MIME)?),
+                    b'7' => (BodyType::SevenBit, whole(b, v, &SEVEN_BIT)?),
+                    _ => (BodyType::BinaryMime, whole(b, v, &BINARY_MIME)?),
+                };
+                body = Some(kind);
+                end
+            }
+            b'R' if ret.is_none() && RET.at(b, start) => {
+                let v = start + 4;
+                let (kind, end) = match b.get(v)? & 0xDF {
+                    b'F' => (Ret::Full, whole(b, v, &FULL)?),
+                    _ => (Ret::Hdrs, whole(b, v, &HDRS)?),
+                };
+                ret = Some(kind);
+                end
+            }
+            b'R' if !requiretls => {
+                requiretls = true;
+                whole(b, start, &REQUIRETLS)?
+            }
+            b'E' if envid.is_none() && ENVID.at(b, start) => {
+                let (value, end) = plain_xtext(s, start + 6)?;
+                // RFC 3461 §4.4: at most 100 characters.
+                if value.as_str().len() > 100 {
+                    return None;
+                }
+                envid = Some(value);
+                end
+            }
+            b'A' if auth.is_none() && AUTH.at(b, start) => {
+                let v = start + 5;
+                if b.get(v..v + 2) == Some(b"<>") && boundary(b, v + 2) {
+                    auth = Some(MailAuth::Unknown);
+                    v + 2
+                } else {
+                    let (identity, end) = plain_xtext(s, v)?;
+                    auth = Some(MailAuth::Identity(identity));
+                    end
+                }
+            }
+            _ => return None,
+        };
+    }
+    Some(Command::Mail {
+        from,
+        params: MailParams {
+            size,
+            body,
+            smtputf8,
+            ret,
+            envid,
+            auth,
+            requiretls,
+            ..MailParams::default()
+        },
+    })
+}
+
+#[inline(always)]
+fn rcpt(b: &[u8]) -> Option<Command<'_>> {
+    if !TO.at(b, 4) {
+        return None;
+    }
+    let (s, lt) = path_and_rest(b, 8)?;
+    let b = s.as_bytes();
+    let (to, mut i) = if POSTMASTER.at(b, lt) {
+        (ForwardPath::Postmaster, lt + 12)
+    } else {
+        let (m, end) = mailbox(s, lt + 1)?;
+        (ForwardPath::Mailbox(m), end)
+    };
+    let (mut notify, mut orcpt) = (None, None);
+    while let Some(start) = next_param(b, i) {
+        let start = start?;
+        i = match b[start] & 0xDF {
+            b'N' if notify.is_none() && NOTIFY.at(b, start) => {
+                let (value, end) = notify_value(b, start + 7)?;
+                notify = Some(value);
+                end
+            }
+            b'O' if orcpt.is_none() && ORCPT.at(b, start) => {
+                // addr-type ";" xtext, the type an atom and the address not empty.
+                let semi = run(b, start + 6, ATEXT);
+                if semi == start + 6 || b.get(semi) != Some(&b';') || boundary(b, semi + 1) {
+                    return None;
+                }
+                let (addr, end) = plain_xtext(s, semi + 1)?;
+                orcpt = Some(Orcpt::borrowed(&s[start + 6..semi], addr));
+                end
+            }
+            _ => return None,
+        };
+    }
+    Some(Command::Rcpt {
+        to,
+        params: RcptParams {
+            notify,
+            orcpt,
+            other: Vec::new(),
+        },
+    })
+}
+
+/// `NOTIFY=NEVER` or a list of SUCCESS, FAILURE, DELAY, each at most once (RFC 3461
+/// §4.1), from `i`; and where it ends.
+fn notify_value(b: &[u8], mut i: usize) -> Option<(Notify, usize)> {
+    if let Some(end) = whole(b, i, &NEVER) {
+        return Some((Notify::NEVER, end));
+    }
+    let mut n = Notify::default();
+    loop {
+        let (flag, word) = match b.get(i)? & 0xDF {
+            b'S' => (&mut n.success, &SUCCESS),
+            b'F' => (&mut n.failure, &FAILURE),
+            b'D' => (&mut n.delay, &DELAY),
+            _ => return None,
+        };
+        if *flag || !word.at(b, i) {
+            return None;
+        }
+        *flag = true;
+        i += word.len;
+        match b.get(i) {
+            Some(b',') => i += 1,
+            None | Some(b' ') => return Some((n, i)),
+            Some(_) => return None,
+        }
+    }
+}
+
+/// `BDAT chunk-size [SP "LAST"]`.
+fn bdat(b: &[u8]) -> Option<Command<'static>> {
+    let (size, end) = number(b, 5)?;
+    let last = match b.get(end) {
+        None => false,
+        Some(_) if b.len() == end + 5 && LAST.at(b, end + 1) => true,
+        Some(_) => return None,
+    };
+    Some(Command::Bdat { size, last })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The fast path agrees with the full parser wherever it answers, and answers for
+    /// the common shapes.
+    fn agrees(line: &[u8], utf8: bool) -> bool {
+        let options = super::super::ParseOptions { utf8 };
+        match parse(line) {
+            Some(fast) => {
+                assert_eq!(
+                    Ok(&fast),
+                    Command::parse_full(line, options).as_ref(),
+                    "{:?}",
+                    String::from_utf8_lossy(line)
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[test]
+    fn common_shapes_take_the_fast_path() {
+        for line in [
+            &b"MAIL FROM:<alice.sender@example.org> SIZE=65536 BODY=8BITMIME"[..],
+            b"mail from: <a@b>  size=1  ",
+            b"MAIL FROM:<>",
+            b"MAIL FROM:<a@b.c> RET=HDRS ENVID=QQ314159 AUTH=<> SMTPUTF8 REQUIRETLS",
+            b"MAIL FROM:<a@b.c> AUTH=e@x.org BODY=binarymime RET=full",
+            b"RCPT TO:<carol@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;carol@example.com",
+            b"RCPT TO:<postmaster>",
+            b"RCPT TO:<Postmaster@example.org> NOTIFY=never",
+            b"RCPT TO:<a+b-c_d@x-y.example> NOTIFY=DELAY",
+            b"EHLO client.example.org",
+            b"HELO x",
+            b"LHLO a.b",
+            b"DATA",
+            b"RSET  ",
+            b"QUIT",
+            b"NOOP",
+            b"HELP",
+            b"BDAT 1000 LAST",
+            b"BDAT 0",
+        ] {
+            assert!(agrees(line, false), "{:?}", String::from_utf8_lossy(line));
+            assert!(agrees(line, true), "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn everything_else_goes_to_the_full_parser() {
+        for line in [
+            &b"MAIL FROM:<\"quoted\"@example.org>"[..],
+            b"MAIL FROM:<a@[192.0.2.1]>",
+            b"MAIL FROM:<@route:a@b>",
+            b"MAIL FROM:<a@b> SIZE=1 SIZE=2",
+            b"MAIL FROM:<a@b> SIZE=184467440737095516160",
+            b"MAIL FROM:<a@b> SIZE=",
+            b"MAIL FROM:<a@b> BODY=9BIT",
+            b"MAIL FROM:<a@b> X-UNKNOWN=1",
+            b"MAIL FROM:<a@b> ENVID=a+2Bb",
+            b"MAIL FROM:<a@b>X",
+            b"MAIL FROM:<a.@b>",
+            b"MAIL FROM:<a@-b>",
+            b"MAIL FROM:<a@b.>",
+            b"MAIL FROM:<a@b..c>",
+            b"MAIL  FROM:<a@b>",
+            b"RCPT TO:<a@b> NOTIFY=NEVER,SUCCESS",
+            b"RCPT TO:<a@b> NOTIFY=SUCCESS,SUCCESS",
+            b"RCPT TO:<a@b> ORCPT=rfc822;",
+            b"RCPT TO:<a@b> ORCPT=rfc822",
+            b"RCPT TO:<\xc3\xa9@b>",
+            b"EHLO [192.0.2.1]",
+            b"EHLO a b",
+            b"DATA x",
+            b"NOOP\0",
+            b"XYZZY",
+            b"STARTTLS",
+            b"BDAT 10 FIRST",
+        ] {
+            assert!(!agrees(line, false), "{:?}", String::from_utf8_lossy(line));
+        }
+        let long_local = format!("MAIL FROM:<{}@b>", "a".repeat(65));
+        assert!(!agrees(long_local.as_bytes(), false));
+    }
+
+    /// Lines built from the pieces of the grammar and its near misses.
+    fn line() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop::sample::select(vec![
+            "MAIL FROM:",
+            "RCPT TO:",
+            "mail from:",
+            "EHLO ",
+            "HELO ",
+            "BDAT ",
+            "DATA",
+            "<",
+            ">",
+            "<>",
+            "@",
+            ".",
+            "a",
+            "Z9",
+            "-",
+            "_",
+            "+",
+            " ",
+            "  ",
+            "\"",
+            "[1.2.3.4]",
+            "postmaster",
+            "Postmaster",
+            "SIZE=",
+            "size=",
+            "BODY=",
+            "8BITMIME",
+            "7BIT",
+            "SMTPUTF8",
+            "RET=",
+            "FULL",
+            "ENVID=",
+            "AUTH=",
+            "REQUIRETLS",
+            "NOTIFY=",
+            "SUCCESS",
+            "FAILURE",
+            "DELAY",
+            "NEVER",
+            ",",
+            "ORCPT=",
+            "rfc822;",
+            ";",
+            "=",
+            "123",
+            "99999999999999999999999",
+            "LAST",
+            "\0",
+            "\t",
+            "é",
+            "\u{7f}",
+            ":",
+        ]);
+        prop::collection::vec(piece, 0..16).prop_map(|p| p.concat().into_bytes())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn fast_path_agrees_with_the_full_parser(line in line(), utf8 in any::<bool>()) {
+            agrees(&line, utf8);
+        }
+
+        #[test]
+        fn fast_path_agrees_on_any_bytes(line in prop::collection::vec(any::<u8>(), 0..64), utf8 in any::<bool>()) {
+            agrees(&line, utf8);
+        }
+    }
+}
