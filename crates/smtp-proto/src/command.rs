@@ -359,7 +359,7 @@ impl<'a> Command<'a> {
         let line = line.strip_suffix(b"\r\n").unwrap_or(line);
         match fast::parse(line) {
             Some(command) => Ok(command),
-            None => Command::parse_full(line, options),
+            None => Command::full(line, options),
         }
     }
 
@@ -368,7 +368,11 @@ impl<'a> Command<'a> {
     /// for the fuzz target and the tests that check so.
     #[doc(hidden)]
     pub fn parse_full(line: &'a [u8], options: ParseOptions) -> Result<Command<'a>, CommandError> {
-        let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+        Command::full(line.strip_suffix(b"\r\n").unwrap_or(line), options)
+    }
+
+    /// The full parser, on a line whose CRLF is removed.
+    fn full(line: &'a [u8], options: ParseOptions) -> Result<Command<'a>, CommandError> {
         // The framer never hands over a line with CR or LF in it, but a caller might. One
         // pass for CR, LF and NUL; a CR or LF anywhere is reported before a NUL.
         if let Some(i) = memchr::memchr3(b'\r', b'\n', 0, line) {
@@ -742,7 +746,7 @@ impl CommandDecoder {
             // command is not moved once more on its way out.
             Line::Complete { line, consumed } => match fast::parse(line) {
                 Some(command) => Decoded::Command { command, consumed },
-                None => match Command::parse_full(line, self.options) {
+                None => match Command::full(line, self.options) {
                     Ok(command) => Decoded::Command { command, consumed },
                     Err(error) => Decoded::Error { error, consumed },
                 },

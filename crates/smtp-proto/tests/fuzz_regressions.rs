@@ -260,3 +260,26 @@ fn lmtp_bdat_last_gets_one_reply_per_recipient() {
     let sent = String::from_utf8(sent).unwrap();
     assert_eq!(sent.matches("552 5.3.4").count(), 2, "{sent}");
 }
+
+/// `command_decode` found the command fast path taking a second CRLF off a line that
+/// ends in two: `parse_with` removes one CRLF, as the full parser does, and a CR left in
+/// the line is a bare CR (RFC 5321 §2.3.8), whichever path reads it.
+#[test]
+fn only_one_crlf_is_removed_from_a_line() {
+    use smtp_proto::{Command, CommandError, ParseOptions};
+    for line in [
+        &b"NOOP\r\n\r\n"[..],
+        b"MAIL FROM:<a@b>\r\n\r\n",
+        b"RCPT TO:<a@b>\r\n\r\n",
+    ] {
+        let options = ParseOptions::default();
+        assert_eq!(
+            Command::parse_with(line, options),
+            Err(CommandError::BareCr)
+        );
+        assert_eq!(
+            Command::parse_full(line, options),
+            Err(CommandError::BareCr)
+        );
+    }
+}
