@@ -152,11 +152,10 @@ fn boundary(b: &[u8], i: usize) -> bool {
 #[inline(always)]
 pub(super) fn parse(line: &[u8]) -> Option<Command<'_>> {
     // Trailing spaces are tolerated after every command (see `command.rs`).
-    let mut end = line.len();
-    while end > 0 && line[end - 1] == b' ' {
-        end -= 1;
+    let mut b = line;
+    while let [rest @ .., b' '] = b {
+        b = rest;
     }
-    let b = &line[..end];
     let verb = Verb::from_bytes(b.get(..4)?)?;
     if b.len() == 4 {
         return match verb {
@@ -183,32 +182,50 @@ pub(super) fn parse(line: &[u8]) -> Option<Command<'_>> {
 }
 
 /// `Domain = sub-domain *("." sub-domain)`, ASCII, from `i`; returns where it ends.
-fn domain(b: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        let end = run(b, i, LDH);
-        // A label is not empty, and starts and ends with a letter or digit.
-        if end == i || !is(b[i], LET_DIG) || !is(b[end - 1], LET_DIG) {
-            return None;
+fn domain(b: &[u8], i: usize) -> Option<usize> {
+    // One pass; a label is not empty, and starts and ends with a letter or digit.
+    let mut label = i;
+    let mut j = i;
+    while let Some(&c) = b.get(j) {
+        if is(c, LET_DIG) {
+        } else if c == b'-' {
+            if j == label {
+                return None;
+            }
+        } else if c == b'.' {
+            if j == label || b[j - 1] == b'-' {
+                return None;
+            }
+            label = j + 1;
+        } else {
+            break;
         }
-        if b.get(end) != Some(&b'.') {
-            return Some(end);
-        }
-        i = end + 1;
+        j += 1;
     }
+    if j == label || b[j - 1] == b'-' {
+        return None;
+    }
+    Some(j)
 }
 
 /// `Dot-string = Atom *("." Atom)`, ASCII, from `i`; returns where it ends.
-fn dot_string(b: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        let end = run(b, i, ATEXT);
-        if end == i {
-            return None;
+fn dot_string(b: &[u8], i: usize) -> Option<usize> {
+    // One pass; no dot first, last, or after another.
+    let mut atom = i;
+    let mut j = i;
+    while let Some(&c) = b.get(j) {
+        if is(c, ATEXT) {
+        } else if c == b'.' {
+            if j == atom {
+                return None;
+            }
+            atom = j + 1;
+        } else {
+            break;
         }
-        if b.get(end) != Some(&b'.') {
-            return Some(end);
-        }
-        i = end + 1;
+        j += 1;
     }
+    (j > atom).then_some(j)
 }
 
 /// `HELO`/`EHLO`/`LHLO` with a domain name and nothing else.
@@ -217,31 +234,52 @@ fn domain_only(b: &[u8]) -> Option<Host<'_>> {
     if end != b.len() || end - 5 > MAX_DOMAIN {
         return None;
     }
-    let name = std::str::from_utf8(&b[5..]).ok()?;
-    Some(Host::Domain(Domain::borrowed(name)))
+    let text = Text::new(b, 5, end)?;
+    Some(Host::Domain(Domain::borrowed(text.get(5, end))))
 }
 
-/// After `MAIL FROM:` or `RCPT TO:` and optional spaces (at `i`), the line as a string
-/// from a little before the path, and where in it the path's `<` is.
+/// The part of a line the command borrows strings from, as a `str`, made once the whole
+/// line has been checked: every octet the fast path accepts is ASCII, so the one UTF-8
+/// check cannot fail, and the strings are sliced from it.
 ///
-/// The path, the parameters and their values are all the strings a command borrows, so
-/// this is the only UTF-8 check. It starts at the word boundary before the `<` (the verb
-/// and keyword before it are ASCII, already matched) because the standard library checks
-/// aligned words eight octets at a time but goes octet by octet until it reaches one.
-fn path_and_rest(b: &[u8], i: usize) -> Option<(&str, usize)> {
-    let lt = i + b[i..].iter().position(|&c| c != b' ')?;
-    if b[lt] != b'<' {
-        return None;
-    }
-    let misalignment = (b.as_ptr() as usize + lt) % std::mem::size_of::<usize>();
-    let start = lt.saturating_sub(misalignment);
-    let s = std::str::from_utf8(&b[start..]).ok()?;
-    Some((s, lt - start))
+/// The check starts at the word boundary at or before the first string, and runs on to a
+/// multiple of 16 octets when the line allows (the octets around the strings were
+/// checked too): the standard library checks aligned pairs of words at a time, but goes
+/// octet by octet before the first aligned word and after the last whole pair.
+struct Text<'a> {
+    text: &'a str,
+    /// Where `text` starts in the line.
+    base: usize,
 }
 
-/// `local@domain>` from `i` (just after `<`): the mailbox and where the path ends.
-fn mailbox(s: &str, i: usize) -> Option<(Mailbox<'_>, usize)> {
-    let b = s.as_bytes();
+impl<'a> Text<'a> {
+    fn new(line: &'a [u8], from: usize, to: usize) -> Option<Text<'a>> {
+        const WORD: usize = std::mem::size_of::<usize>();
+        let base = from.saturating_sub((line.as_ptr() as usize + from) % WORD);
+        let end = line.len().min(base + ((to - base + 2 * WORD - 1) & !(2 * WORD - 1)));
+        let text = std::str::from_utf8(&line[base..end]).ok()?;
+        Some(Text { text, base })
+    }
+
+    /// The string at `from..to` of the line.
+    fn get(&self, from: usize, to: usize) -> &'a str {
+        let (_, rest) = self.text.split_at(from - self.base);
+        rest.split_at(to - from).0
+    }
+}
+
+/// After `MAIL FROM:` or `RCPT TO:` at `i`: optional spaces, then where the path's `<`
+/// is.
+fn path_start(b: &[u8], i: usize) -> Option<usize> {
+    let lt = match b.get(i)? {
+        b'<' => i,
+        _ => i + b[i..].iter().position(|&c| c != b' ')?,
+    };
+    (b[lt] == b'<').then_some(lt)
+}
+
+/// `local@domain>` from `i` (just after `<`): where the `@` and the `>` are.
+fn mailbox(b: &[u8], i: usize) -> Option<(usize, usize)> {
     let at = dot_string(b, i)?;
     if b.get(at) != Some(&b'@') {
         return None;
@@ -255,8 +293,14 @@ fn mailbox(s: &str, i: usize) -> Option<(Mailbox<'_>, usize)> {
     if local > MAX_LOCAL_PART || host > MAX_DOMAIN || local + host + 3 > MAX_PATH {
         return None;
     }
-    let host = Host::Domain(Domain::borrowed(&s[at + 1..end]));
-    Some((Mailbox::borrowed(&s[i..at], host), end + 1))
+    Some((at, end))
+}
+
+/// The mailbox found by [`mailbox`] at `from..to` (`<` and `>` excluded).
+fn mailbox_str<'a>(text: &Text<'a>, from: usize, at: usize, to: usize) -> Mailbox<'a> {
+    let (local, rest) = text.get(from, to).split_at(at - from);
+    let host = Host::Domain(Domain::borrowed(rest.split_at(1).1));
+    Mailbox::borrowed(local, host)
 }
 
 /// Where the next parameter starts, after a path or a parameter ending at `i`: `None`
@@ -269,14 +313,11 @@ fn next_param(b: &[u8], i: usize) -> Option<Option<usize>> {
     }
 }
 
-/// An xtext value without hexchars from `i` to the end of the parameter, borrowed, and
-/// where it ends; hexchars go to the full decoder.
-fn plain_xtext(s: &str, i: usize) -> Option<(XText<'_>, usize)> {
-    let end = run(s.as_bytes(), i, XCHAR);
-    if !boundary(s.as_bytes(), end) {
-        return None;
-    }
-    Some((XText::borrowed(&s[i..end]), end))
+/// An xtext value without hexchars from `i` to the end of the parameter: where it ends.
+/// Hexchars go to the full decoder.
+fn plain_xtext(b: &[u8], i: usize) -> Option<usize> {
+    let end = run(b, i, XCHAR);
+    boundary(b, end).then_some(end)
 }
 
 /// `1*DIGIT` from `i` to the end of the parameter as u64, and where it ends. At most 19
@@ -331,21 +372,31 @@ fn whole(b: &[u8], i: usize, value: &Keyword) -> Option<usize> {
     (value.at(b, i) && boundary(b, end)).then_some(end)
 }
 
+/// Where a MAIL parameter of string value is, before the strings are made.
+#[derive(Clone, Copy)]
+enum Value {
+    Absent,
+    /// `AUTH=<>`
+    Unknown,
+    At(usize, usize),
+}
+
 #[inline(always)]
 fn mail(b: &[u8]) -> Option<Command<'_>> {
     if !FROM.at(b, 4) {
         return None;
     }
-    let (s, lt) = path_and_rest(b, 10)?;
-    let b = s.as_bytes();
-    let (from, mut i) = if b.get(lt + 1) == Some(&b'>') {
-        (ReversePath::Null, lt + 2)
+    let lt = path_start(b, 10)?;
+    let (path, mut i) = if b.get(lt + 1) == Some(&b'>') {
+        (None, lt + 2)
     } else {
-        let (m, end) = mailbox(s, lt + 1)?;
-        (ReversePath::Mailbox(m), end)
+        let (at, end) = mailbox(b, lt + 1)?;
+        (Some((at, end)), end + 1)
     };
     let (mut size, mut body, mut smtputf8, mut ret) = (None, None, false, None);
-    let (mut envid, mut auth, mut requiretls) = (None, None, false);
+    let (mut envid, mut auth, mut requiretls) = (Value::Absent, Value::Absent, false);
+    // Where the strings end.
+    let mut last = path.map_or(0, |(_, end)| end);
     while let Some(start) = next_param(b, i) {
         let start = start?;
         // Each keyword once: a second one is an error, left to the full parser.
@@ -382,38 +433,59 @@ fn mail(b: &[u8]) -> Option<Command<'_>> {
                 requiretls = true;
                 whole(b, start, &REQUIRETLS)?
             }
-            b'E' if envid.is_none() && ENVID.at(b, start) => {
-                let (value, end) = plain_xtext(s, start + 6)?;
+            b'E' if matches!(envid, Value::Absent) && ENVID.at(b, start) => {
+                let end = plain_xtext(b, start + 6)?;
                 // RFC 3461 §4.4: at most 100 characters.
-                if value.as_str().len() > 100 {
+                if end - (start + 6) > 100 {
                     return None;
                 }
-                envid = Some(value);
+                envid = Value::At(start + 6, end);
+                last = end;
                 end
             }
-            b'A' if auth.is_none() && AUTH.at(b, start) => {
+            b'A' if matches!(auth, Value::Absent) && AUTH.at(b, start) => {
                 let v = start + 5;
                 if b.get(v..v + 2) == Some(b"<>") && boundary(b, v + 2) {
-                    auth = Some(MailAuth::Unknown);
+                    auth = Value::Unknown;
                     v + 2
                 } else {
-                    let (identity, end) = plain_xtext(s, v)?;
-                    auth = Some(MailAuth::Identity(identity));
+                    let end = plain_xtext(b, v)?;
+                    auth = Value::At(v, end);
+                    last = end;
                     end
                 }
             }
             _ => return None,
         };
     }
+    let first = match path {
+        Some(_) => lt + 1,
+        None => match (envid, auth) {
+            (Value::At(from, _), _) | (_, Value::At(from, _)) => from,
+            _ => last,
+        },
+    };
+    let text = Text::new(b, first.min(last), last)?;
+    let xtext = |v| match v {
+        Value::At(from, to) => Some(XText::borrowed(text.get(from, to))),
+        _ => None,
+    };
     Some(Command::Mail {
-        from,
+        from: match path {
+            Some((at, end)) => ReversePath::Mailbox(mailbox_str(&text, lt + 1, at, end)),
+            None => ReversePath::Null,
+        },
         params: MailParams {
             size,
             body,
             smtputf8,
             ret,
-            envid,
-            auth,
+            envid: xtext(envid),
+            auth: match auth {
+                Value::Absent => None,
+                Value::Unknown => Some(MailAuth::Unknown),
+                at => xtext(at).map(MailAuth::Identity),
+            },
             requiretls,
             ..MailParams::default()
         },
@@ -425,13 +497,12 @@ fn rcpt(b: &[u8]) -> Option<Command<'_>> {
     if !TO.at(b, 4) {
         return None;
     }
-    let (s, lt) = path_and_rest(b, 8)?;
-    let b = s.as_bytes();
-    let (to, mut i) = if POSTMASTER.at(b, lt) {
-        (ForwardPath::Postmaster, lt + 12)
+    let lt = path_start(b, 8)?;
+    let (path, mut i) = if POSTMASTER.at(b, lt) {
+        (None, lt + 12)
     } else {
-        let (m, end) = mailbox(s, lt + 1)?;
-        (ForwardPath::Mailbox(m), end)
+        let (at, end) = mailbox(b, lt + 1)?;
+        (Some((at, end)), end + 1)
     };
     let (mut notify, mut orcpt) = (None, None);
     while let Some(start) = next_param(b, i) {
@@ -448,18 +519,37 @@ fn rcpt(b: &[u8]) -> Option<Command<'_>> {
                 if semi == start + 6 || b.get(semi) != Some(&b';') || boundary(b, semi + 1) {
                     return None;
                 }
-                let (addr, end) = plain_xtext(s, semi + 1)?;
-                orcpt = Some(Orcpt::borrowed(&s[start + 6..semi], addr));
+                let end = plain_xtext(b, semi + 1)?;
+                orcpt = Some((start + 6, semi, end));
                 end
             }
             _ => return None,
         };
     }
+    let first = match (path, orcpt) {
+        (Some(_), _) => lt + 1,
+        (None, Some((from, _, _))) => from,
+        (None, None) => lt,
+    };
+    let last = match (path, orcpt) {
+        (_, Some((_, _, end))) => end,
+        (Some((_, end)), None) => end,
+        (None, None) => lt,
+    };
+    let text = Text::new(b, first, last)?;
     Some(Command::Rcpt {
-        to,
+        to: match path {
+            Some((at, end)) => ForwardPath::Mailbox(mailbox_str(&text, lt + 1, at, end)),
+            None => ForwardPath::Postmaster,
+        },
         params: RcptParams {
             notify,
-            orcpt,
+            orcpt: orcpt.map(|(from, semi, end)| {
+                Orcpt::borrowed(
+                    text.get(from, semi),
+                    XText::borrowed(text.get(semi + 1, end)),
+                )
+            }),
             other: Vec::new(),
         },
     })
