@@ -358,8 +358,9 @@ impl<'a> Command<'a> {
     pub fn parse_with(line: &'a [u8], options: ParseOptions) -> Result<Command<'a>, CommandError> {
         let line = line.strip_suffix(b"\r\n").unwrap_or(line);
         match fast::parse(line) {
-            Some(command) => Ok(command),
-            None => Command::full(line, options),
+            // A CR inside the line stops the fast path early: the full parser reports it.
+            Some((command, end)) if end == line.len() => Ok(command),
+            _ => Command::full(line, options),
         }
     }
 
@@ -739,17 +740,26 @@ impl CommandDecoder {
 
     /// Decodes the next command at the start of `buf`.
     pub fn decode<'a>(&mut self, buf: &'a [u8]) -> Decoded<'a> {
+        // The fast path reads the common commands straight from the buffer and finds the
+        // CRLF on the way; the line it accepts holds no CR or LF, so the framer would have
+        // found the same line. It must end within the line limit, as the framer requires.
+        if !self.framer.is_skipping() {
+            let window = &buf[..buf.len().min(self.framer.max_len())];
+            if let Some((command, end)) = fast::parse(window) {
+                if window.get(end..end + 2) == Some(b"\r\n") {
+                    return Decoded::Command {
+                        command,
+                        consumed: end + 2,
+                    };
+                }
+            }
+        }
         match self.framer.next_line(buf) {
             Line::NeedMore { discarded } => Decoded::NeedMore { discarded },
             Line::Error { error, consumed } => Decoded::Error { error, consumed },
-            // The fast path first, here rather than through `parse_with`, so that the
-            // command is not moved once more on its way out.
-            Line::Complete { line, consumed } => match fast::parse(line) {
-                Some(command) => Decoded::Command { command, consumed },
-                None => match Command::full(line, self.options) {
-                    Ok(command) => Decoded::Command { command, consumed },
-                    Err(error) => Decoded::Error { error, consumed },
-                },
+            Line::Complete { line, consumed } => match Command::full(line, self.options) {
+                Ok(command) => Decoded::Command { command, consumed },
+                Err(error) => Decoded::Error { error, consumed },
             },
         }
     }

@@ -142,30 +142,53 @@ impl Keyword {
     }
 }
 
-/// Whether a parameter (or a NOTIFY item) ends at `i`: the end of the line or a space.
-fn boundary(b: &[u8], i: usize) -> bool {
-    matches!(b.get(i), None | Some(b' '))
+/// Whether the line ends at `i`: the end of the input, or a CR. The caller checks that
+/// the CR is followed by LF; nothing this module accepts holds a CR or an LF.
+fn at_end(b: &[u8], i: usize) -> bool {
+    matches!(b.get(i), None | Some(b'\r'))
 }
 
-/// Parses `line` (CRLF already removed) if it has one of the common shapes. ASCII only,
-/// so the session's UTF-8 option cannot change the answer.
+/// Whether a parameter (or a NOTIFY item) ends at `i`: the end of the line or a space.
+fn boundary(b: &[u8], i: usize) -> bool {
+    matches!(b.get(i), None | Some(b' ' | b'\r'))
+}
+
+/// Trailing spaces, tolerated after every command (see `command.rs`), from `i` to the
+/// end of the line: where the line ends.
+fn line_end(b: &[u8], i: usize) -> Option<usize> {
+    let end = match b.get(i) {
+        Some(b' ') => {
+            i + b[i..]
+                .iter()
+                .position(|&c| c != b' ')
+                .unwrap_or(b.len() - i)
+        }
+        _ => i,
+    };
+    at_end(b, end).then_some(end)
+}
+
+/// Parses the command at the start of `b` if it has one of the common shapes, and says
+/// where its line ends: at the end of `b` or at a CR, which the caller checks.
+///
+/// ASCII only, so the session's UTF-8 option cannot change the answer. `b` may be one
+/// line without its CRLF ([`Command::parse_with`]) or the start of the received bytes
+/// ([`CommandDecoder::decode`](super::CommandDecoder::decode)): parsing up to the CR
+/// finds the end of the line on the way, so the line is read once instead of being
+/// searched for its CRLF first.
 #[inline(always)]
-pub(super) fn parse(line: &[u8]) -> Option<Command<'_>> {
-    // Trailing spaces are tolerated after every command (see `command.rs`).
-    let mut b = line;
-    while let [rest @ .., b' '] = b {
-        b = rest;
-    }
+pub(super) fn parse(b: &[u8]) -> Option<(Command<'_>, usize)> {
     let verb = Verb::from_bytes(b.get(..4)?)?;
-    if b.len() == 4 {
-        return match verb {
-            Verb::Data => Some(Command::Data),
-            Verb::Rset => Some(Command::Rset),
-            Verb::Quit => Some(Command::Quit),
-            Verb::Noop => Some(Command::Noop(None)),
-            Verb::Help => Some(Command::Help(None)),
-            _ => None,
+    if let Some(end) = line_end(b, 4) {
+        let command = match verb {
+            Verb::Data => Command::Data,
+            Verb::Rset => Command::Rset,
+            Verb::Quit => Command::Quit,
+            Verb::Noop => Command::Noop(None),
+            Verb::Help => Command::Help(None),
+            _ => return None,
         };
+        return Some((command, end));
     }
     if b[4] != b' ' {
         return None;
@@ -173,9 +196,9 @@ pub(super) fn parse(line: &[u8]) -> Option<Command<'_>> {
     match verb {
         Verb::Rcpt => rcpt(b),
         Verb::Mail => mail(b),
-        Verb::Ehlo => domain_only(b).map(Command::Ehlo),
-        Verb::Helo => domain_only(b).map(Command::Helo),
-        Verb::Lhlo => domain_only(b).map(Command::Lhlo),
+        Verb::Ehlo => domain_only(b).map(|(h, end)| (Command::Ehlo(h), end)),
+        Verb::Helo => domain_only(b).map(|(h, end)| (Command::Helo(h), end)),
+        Verb::Lhlo => domain_only(b).map(|(h, end)| (Command::Lhlo(h), end)),
         Verb::Bdat => bdat(b),
         _ => None,
     }
@@ -229,13 +252,14 @@ fn dot_string(b: &[u8], i: usize) -> Option<usize> {
 }
 
 /// `HELO`/`EHLO`/`LHLO` with a domain name and nothing else.
-fn domain_only(b: &[u8]) -> Option<Host<'_>> {
+fn domain_only(b: &[u8]) -> Option<(Host<'_>, usize)> {
     let end = domain(b, 5)?;
-    if end != b.len() || end - 5 > MAX_DOMAIN {
+    let line_end = line_end(b, end)?;
+    if end - 5 > MAX_DOMAIN {
         return None;
     }
-    let text = Text::new(b, 5, end)?;
-    Some(Host::Domain(Domain::borrowed(text.get(5, end))))
+    let text = Text::new(b, 5, end, line_end)?;
+    Some((Host::Domain(Domain::borrowed(text.get(5, end))), line_end))
 }
 
 /// The part of a line the command borrows strings from, as a `str`, made once the whole
@@ -244,7 +268,7 @@ fn domain_only(b: &[u8]) -> Option<Host<'_>> {
 ///
 /// The check starts at the word boundary at or before the first string, and runs on to a
 /// multiple of 16 octets when the line allows (the octets around the strings were
-/// checked too): the standard library checks aligned pairs of words at a time, but goes
+/// checked too, up to the end of the line): the standard library checks aligned pairs of words at a time, but goes
 /// octet by octet before the first aligned word and after the last whole pair.
 struct Text<'a> {
     text: &'a str,
@@ -253,10 +277,11 @@ struct Text<'a> {
 }
 
 impl<'a> Text<'a> {
-    fn new(line: &'a [u8], from: usize, to: usize) -> Option<Text<'a>> {
+    /// The strings are within `from..to`; the line ends at `line_end`.
+    fn new(line: &'a [u8], from: usize, to: usize, line_end: usize) -> Option<Text<'a>> {
         const WORD: usize = std::mem::size_of::<usize>();
         let base = from.saturating_sub((line.as_ptr() as usize + from) % WORD);
-        let end = line.len().min(base + ((to - base + 2 * WORD - 1) & !(2 * WORD - 1)));
+        let end = line_end.min(base + ((to - base + 2 * WORD - 1) & !(2 * WORD - 1)));
         let text = std::str::from_utf8(&line[base..end]).ok()?;
         Some(Text { text, base })
     }
@@ -303,13 +328,32 @@ fn mailbox_str<'a>(text: &Text<'a>, from: usize, at: usize, to: usize) -> Mailbo
     Mailbox::borrowed(local, host)
 }
 
-/// Where the next parameter starts, after a path or a parameter ending at `i`: `None`
-/// at the end of the line, `Some(None)` for anything but spaces (not the fast path).
-fn next_param(b: &[u8], i: usize) -> Option<Option<usize>> {
+/// What follows a path or a parameter.
+enum Next {
+    /// Spaces, then a parameter starting here.
+    Param(usize),
+    /// The end of the line, here (after any trailing spaces).
+    End(usize),
+    /// Anything else: not the fast path.
+    Other,
+}
+
+/// What follows a path or a parameter ending at `i`.
+fn next_param(b: &[u8], i: usize) -> Next {
     match b.get(i) {
-        None => None,
-        Some(b' ') => b[i..].iter().position(|&c| c != b' ').map(|n| Some(i + n)),
-        Some(_) => Some(None),
+        None | Some(b'\r') => Next::End(i),
+        Some(b' ') => {
+            let j = i + b[i..]
+                .iter()
+                .position(|&c| c != b' ')
+                .unwrap_or(b.len() - i);
+            if at_end(b, j) {
+                Next::End(j)
+            } else {
+                Next::Param(j)
+            }
+        }
+        Some(_) => Next::Other,
     }
 }
 
@@ -382,7 +426,7 @@ enum Value {
 }
 
 #[inline(always)]
-fn mail(b: &[u8]) -> Option<Command<'_>> {
+fn mail(b: &[u8]) -> Option<(Command<'_>, usize)> {
     if !FROM.at(b, 4) {
         return None;
     }
@@ -397,8 +441,12 @@ fn mail(b: &[u8]) -> Option<Command<'_>> {
     let (mut envid, mut auth, mut requiretls) = (Value::Absent, Value::Absent, false);
     // Where the strings end.
     let mut last = path.map_or(0, |(_, end)| end);
-    while let Some(start) = next_param(b, i) {
-        let start = start?;
+    let line_end = loop {
+        let start = match next_param(b, i) {
+            Next::Param(start) => start,
+            Next::End(end) => break end,
+            Next::Other => return None,
+        };
         // Each keyword once: a second one is an error, left to the full parser.
         i = match b[start] & 0xDF {
             b'S' if size.is_none() && SIZE.at(b, start) => {
@@ -457,7 +505,7 @@ fn mail(b: &[u8]) -> Option<Command<'_>> {
             }
             _ => return None,
         };
-    }
+    };
     let first = match path {
         Some(_) => lt + 1,
         None => match (envid, auth) {
@@ -465,12 +513,12 @@ fn mail(b: &[u8]) -> Option<Command<'_>> {
             _ => last,
         },
     };
-    let text = Text::new(b, first.min(last), last)?;
+    let text = Text::new(b, first.min(last), last, line_end)?;
     let xtext = |v| match v {
         Value::At(from, to) => Some(XText::borrowed(text.get(from, to))),
         _ => None,
     };
-    Some(Command::Mail {
+    let command = Command::Mail {
         from: match path {
             Some((at, end)) => ReversePath::Mailbox(mailbox_str(&text, lt + 1, at, end)),
             None => ReversePath::Null,
@@ -489,11 +537,12 @@ fn mail(b: &[u8]) -> Option<Command<'_>> {
             requiretls,
             ..MailParams::default()
         },
-    })
+    };
+    Some((command, line_end))
 }
 
 #[inline(always)]
-fn rcpt(b: &[u8]) -> Option<Command<'_>> {
+fn rcpt(b: &[u8]) -> Option<(Command<'_>, usize)> {
     if !TO.at(b, 4) {
         return None;
     }
@@ -505,8 +554,12 @@ fn rcpt(b: &[u8]) -> Option<Command<'_>> {
         (Some((at, end)), end + 1)
     };
     let (mut notify, mut orcpt) = (None, None);
-    while let Some(start) = next_param(b, i) {
-        let start = start?;
+    let line_end = loop {
+        let start = match next_param(b, i) {
+            Next::Param(start) => start,
+            Next::End(end) => break end,
+            Next::Other => return None,
+        };
         i = match b[start] & 0xDF {
             b'N' if notify.is_none() && NOTIFY.at(b, start) => {
                 let (value, end) = notify_value(b, start + 7)?;
@@ -525,7 +578,7 @@ fn rcpt(b: &[u8]) -> Option<Command<'_>> {
             }
             _ => return None,
         };
-    }
+    };
     let first = match (path, orcpt) {
         (Some(_), _) => lt + 1,
         (None, Some((from, _, _))) => from,
@@ -536,8 +589,8 @@ fn rcpt(b: &[u8]) -> Option<Command<'_>> {
         (Some((_, end)), None) => end,
         (None, None) => lt,
     };
-    let text = Text::new(b, first, last)?;
-    Some(Command::Rcpt {
+    let text = Text::new(b, first, last, line_end)?;
+    let command = Command::Rcpt {
         to: match path {
             Some((at, end)) => ForwardPath::Mailbox(mailbox_str(&text, lt + 1, at, end)),
             None => ForwardPath::Postmaster,
@@ -552,7 +605,8 @@ fn rcpt(b: &[u8]) -> Option<Command<'_>> {
             }),
             other: Vec::new(),
         },
-    })
+    };
+    Some((command, line_end))
 }
 
 /// `NOTIFY=NEVER` or a list of SUCCESS, FAILURE, DELAY, each at most once (RFC 3461
@@ -576,21 +630,21 @@ fn notify_value(b: &[u8], mut i: usize) -> Option<(Notify, usize)> {
         i += word.len;
         match b.get(i) {
             Some(b',') => i += 1,
-            None | Some(b' ') => return Some((n, i)),
+            None | Some(b' ' | b'\r') => return Some((n, i)),
             Some(_) => return None,
         }
     }
 }
 
 /// `BDAT chunk-size [SP "LAST"]`.
-fn bdat(b: &[u8]) -> Option<Command<'static>> {
+fn bdat(b: &[u8]) -> Option<(Command<'static>, usize)> {
     let (size, end) = number(b, 5)?;
-    let last = match b.get(end) {
-        None => false,
-        Some(_) if b.len() == end + 5 && LAST.at(b, end + 1) => true,
-        Some(_) => return None,
+    let (last, line_end) = match line_end(b, end) {
+        Some(line_end) => (false, line_end),
+        None if b[end] == b' ' && LAST.at(b, end + 1) => (true, line_end(b, end + 5)?),
+        None => return None,
     };
-    Some(Command::Bdat { size, last })
+    Some((Command::Bdat { size, last }, line_end))
 }
 
 #[cfg(test)]
@@ -602,7 +656,10 @@ mod tests {
     /// the common shapes.
     fn agrees(line: &[u8], utf8: bool) -> bool {
         let options = super::super::ParseOptions { utf8 };
-        match parse(line) {
+        match parse(line)
+            .filter(|&(_, end)| end == line.len())
+            .map(|(c, _)| c)
+        {
             Some(fast) => {
                 assert_eq!(
                     Ok(&fast),
