@@ -78,11 +78,13 @@ const fn classes() -> [u8; 256] {
     table
 }
 
+#[inline(always)]
 fn is(b: u8, class: u8) -> bool {
     CLASS[usize::from(b)] & class != 0
 }
 
 /// Where the run of octets of `class` that starts at `i` ends.
+#[inline(always)]
 fn run(b: &[u8], i: usize, class: u8) -> usize {
     match b[i..].iter().position(|&c| !is(c, class)) {
         Some(n) => i + n,
@@ -144,17 +146,20 @@ impl Keyword {
 
 /// Whether the line ends at `i`: the end of the input, or a CR. The caller checks that
 /// the CR is followed by LF; nothing this module accepts holds a CR or an LF.
+#[inline(always)]
 fn at_end(b: &[u8], i: usize) -> bool {
     matches!(b.get(i), None | Some(b'\r'))
 }
 
 /// Whether a parameter (or a NOTIFY item) ends at `i`: the end of the line or a space.
+#[inline(always)]
 fn boundary(b: &[u8], i: usize) -> bool {
     matches!(b.get(i), None | Some(b' ' | b'\r'))
 }
 
 /// Trailing spaces, tolerated after every command (see `command.rs`), from `i` to the
 /// end of the line: where the line ends.
+#[inline(always)]
 fn line_end(b: &[u8], i: usize) -> Option<usize> {
     let end = match b.get(i) {
         Some(b' ') => {
@@ -205,6 +210,7 @@ pub(super) fn parse(b: &[u8]) -> Option<(Command<'_>, usize)> {
 }
 
 /// `Domain = sub-domain *("." sub-domain)`, ASCII, from `i`; returns where it ends.
+#[inline(always)]
 fn domain(b: &[u8], i: usize) -> Option<usize> {
     // One pass; a label is not empty, and starts and ends with a letter or digit.
     let mut label = i;
@@ -232,6 +238,7 @@ fn domain(b: &[u8], i: usize) -> Option<usize> {
 }
 
 /// `Dot-string = Atom *("." Atom)`, ASCII, from `i`; returns where it ends.
+#[inline(always)]
 fn dot_string(b: &[u8], i: usize) -> Option<usize> {
     // One pass; no dot first, last, or after another.
     let mut atom = i;
@@ -287,6 +294,7 @@ impl<'a> Text<'a> {
     }
 
     /// The string at `from..to` of the line.
+    #[inline(always)]
     fn get(&self, from: usize, to: usize) -> &'a str {
         let (_, rest) = self.text.split_at(from - self.base);
         rest.split_at(to - from).0
@@ -295,6 +303,7 @@ impl<'a> Text<'a> {
 
 /// After `MAIL FROM:` or `RCPT TO:` at `i`: optional spaces, then where the path's `<`
 /// is.
+#[inline(always)]
 fn path_start(b: &[u8], i: usize) -> Option<usize> {
     let lt = match b.get(i)? {
         b'<' => i,
@@ -339,6 +348,7 @@ enum Next {
 }
 
 /// What follows a path or a parameter ending at `i`.
+#[inline(always)]
 fn next_param(b: &[u8], i: usize) -> Next {
     match b.get(i) {
         None | Some(b'\r') => Next::End(i),
@@ -612,8 +622,8 @@ fn rcpt(b: &[u8]) -> Option<(Command<'_>, usize)> {
 /// `NOTIFY=NEVER` or a list of SUCCESS, FAILURE, DELAY, each at most once (RFC 3461
 /// §4.1), from `i`; and where it ends.
 fn notify_value(b: &[u8], mut i: usize) -> Option<(Notify, usize)> {
-    if let Some(end) = whole(b, i, &NEVER) {
-        return Some((Notify::NEVER, end));
+    if b.get(i)? & 0xDF == b'N' {
+        return Some((Notify::NEVER, whole(b, i, &NEVER)?));
     }
     let mut n = Notify::default();
     loop {
