@@ -2,14 +2,15 @@
 //! `CommandDecoder` over the input cut into arbitrary pieces.
 //!
 //! Checks: no panic; the fast path for common lines and the full parser agree (the full
-//! parser alone is `Command::parse_full`); whatever parses re-encodes to one CRLF line that parses to the same
+//! parser alone is `Command::parse_full`), in `parse_with` and in the decoder, which
+//! must find what the framer and the full parser find; whatever parses re-encodes to one CRLF line that parses to the same
 //! value; the decoder never consumes more than it was given, holds back less than one
 //! line, and finds the same commands and errors however the input is cut.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use smtp_fuzz::chunks;
-use smtp_proto::{Command, CommandDecoder, Decoded, ParseOptions};
+use smtp_proto::{Command, CommandDecoder, Decoded, Line, LineFramer, ParseOptions};
 
 /// Input layout: flags, the number of chunk sizes, the sizes, then the bytes.
 fn split(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
@@ -71,6 +72,30 @@ fn decode_all(pieces: &[&[u8]], options: ParseOptions, max_line: usize) -> Vec<S
     found
 }
 
+/// What a decoder without the fast path finds: the framer, then the full parser.
+fn reference_all(input: &[u8], options: ParseOptions, max_line: usize) -> Vec<String> {
+    let mut framer = LineFramer::new(max_line);
+    let mut rest = input;
+    let mut found = Vec::new();
+    loop {
+        let n = match framer.next_line(rest) {
+            Line::NeedMore { .. } => return found,
+            Line::Complete { line, consumed } => {
+                match Command::parse_full(line, options) {
+                    Ok(command) => found.push(format!("{:?}", command.into_owned())),
+                    Err(error) => found.push(format!("!{error:?}")),
+                }
+                consumed
+            }
+            Line::Error { error, consumed } => {
+                found.push(format!("!{error:?}"));
+                consumed
+            }
+        };
+        rest = &rest[n..];
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((flags, sizes, input)) = split(data) else {
         return;
@@ -92,6 +117,11 @@ fuzz_target!(|data: &[u8]| {
     // A small limit some of the time, so that long lines are reached often.
     let max_line = if flags & 2 != 0 { 16 + usize::from(flags >> 2) } else { 512 };
     let whole = decode_all(&[input], options, max_line);
+    assert_eq!(
+        whole,
+        reference_all(input, options, max_line),
+        "the decoder's fast path disagrees with the framer and the full parser"
+    );
     let pieces = chunks(input, sizes);
     let cut = decode_all(&pieces, options, max_line);
     assert_eq!(whole, cut, "chunking changed what was decoded");

@@ -816,6 +816,42 @@ mod tests {
         }
 
         #[test]
+        fn decoder_agrees_with_the_framer_and_the_full_parser(
+            lines in prop::collection::vec((line(), prop::sample::select(vec!["\r\n", "\r\n", "\n", "\r", "\r\r\n", " \r\n"])), 0..6),
+            max_line in prop::sample::select(vec![512usize, 24, 40]),
+        ) {
+            use crate::line::{Line, LineFramer};
+            use super::super::{CommandDecoder, Decoded};
+            let mut input = Vec::new();
+            for (line, end) in &lines {
+                input.extend_from_slice(line);
+                input.extend_from_slice(end.as_bytes());
+            }
+            let mut decoder = CommandDecoder::new(max_line);
+            let mut framer = LineFramer::new(max_line);
+            let (mut rest, mut reference) = (&input[..], &input[..]);
+            loop {
+                let fast = decoder.decode(rest);
+                let slow = match framer.next_line(reference) {
+                    Line::NeedMore { discarded } => Decoded::NeedMore { discarded },
+                    Line::Error { error, consumed } => Decoded::Error { error, consumed },
+                    Line::Complete { line, consumed } => match Command::parse_full(line, Default::default()) {
+                        Ok(command) => Decoded::Command { command, consumed },
+                        Err(error) => Decoded::Error { error, consumed },
+                    },
+                };
+                prop_assert_eq!(&fast, &slow);
+                match fast {
+                    Decoded::NeedMore { .. } => break,
+                    Decoded::Command { consumed, .. } | Decoded::Error { consumed, .. } => {
+                        rest = &rest[consumed..];
+                        reference = &reference[consumed..];
+                    }
+                }
+            }
+        }
+
+        #[test]
         fn fast_path_agrees_on_any_bytes(line in prop::collection::vec(any::<u8>(), 0..64), utf8 in any::<bool>()) {
             agrees(&line, utf8);
         }
