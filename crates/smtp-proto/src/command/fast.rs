@@ -2,14 +2,17 @@
 //!
 //! Nearly every line a server reads has one of a few shapes: `MAIL FROM:<dot.string@domain>`
 //! or `RCPT TO:<...>` with the common parameters, `EHLO domain`, or a verb alone. This
-//! module parses exactly those, in one pass over a line whose UTF-8 was checked once,
-//! classifying octets with one table lookup each and borrowing every string from the line.
+//! module parses exactly those in one pass, straight from the received bytes: each octet
+//! is classified with one table lookup, the end of the line is found on the way (so the
+//! line is not first searched for its CRLF), and once the whole line is accepted one UTF-8
+//! check turns the part the command borrows into a `str` to slice the strings from.
 //!
 //! It never decides anything on its own: whatever it does not recognise — quoted local
 //! parts, address literals, source routes, UTF-8, unknown parameters, and every error —
-//! returns `None`, and the full parser in `command.rs` takes the line from the start.
-//! The full parser defines the semantics; the unit property test below and the
-//! `command_decode` fuzz target check that both agree wherever this one answers.
+//! returns `None`, and the framer and the full parser in `command.rs` take the line from
+//! the start. The full parser defines the semantics; the property tests below and the
+//! `command_decode` fuzz target check that both paths agree wherever this one answers,
+//! in `Command::parse_with` and in `CommandDecoder::decode`.
 
 use super::{Command, Verb};
 use crate::address::{
@@ -19,8 +22,6 @@ use crate::params::{BodyType, MailAuth, MailParams, Notify, Orcpt, RcptParams, R
 
 /// `atext` (RFC 5322 §3.2.3), ASCII only.
 const ATEXT: u8 = 1;
-/// Letter, digit or hyphen: the octets of a domain label (`Ldh-str`).
-const LDH: u8 = 2;
 /// Letter or digit (`Let-dig`): how a label starts and ends.
 const LET_DIG: u8 = 4;
 /// `xchar` (RFC 3461 §4): printable ASCII but `+` and `=`.
@@ -39,13 +40,13 @@ const fn classes() -> [u8; 256] {
         let b = i as u8;
         let mut class = 0;
         if b.is_ascii_alphanumeric() {
-            class |= ATEXT | LDH | LET_DIG;
+            class |= ATEXT | LET_DIG;
         }
         if b.is_ascii_digit() {
             class |= DIGIT;
         }
         if b == b'-' {
-            class |= ATEXT | LDH;
+            class |= ATEXT;
         }
         if matches!(
             b,
