@@ -1,0 +1,256 @@
+//! The fast path of EHLO parsing.
+//!
+//! Nearly every EHLO reply has one shape: ASCII lines of `250-` or `250 `, a domain and
+//! greeting, then one keyword per line, alone or followed by space-separated parameters,
+//! each line ending in CRLF. This module reads exactly that shape in one pass: a search
+//! eight octets at a time for the first octet below 0x21 finds where the keyword ends,
+//! and on a keyword-only line that octet is the CR, so finding the keyword also frames
+//! the line. Keywords and parameters then go through the same code as the full parser
+//! (`Capabilities::keyword_line`), so only the framing is done twice.
+//!
+//! It never decides anything on its own: whatever it does not recognise — another code,
+//! an enhanced status code, a tab, a bare CR or LF, a NUL, text that is not UTF-8, a line
+//! near the length limits, bytes after the reply, every error — returns `None`, and
+//! `Capabilities::parse_full` takes the reply from the start. The full parser defines the
+//! semantics; the property tests below and the `reply_decode` fuzz target check that both
+//! agree wherever this one answers.
+
+use super::{Capabilities, Keyword, Line, below};
+use crate::reply::{DEFAULT_MAX_REPLY, MAX_REPLY_LINE};
+
+/// How a line that is not the last starts: `250-`, read as one little-endian word.
+const MORE: u32 = u32::from_le_bytes(*b"250-");
+/// How the last line starts: `250 `.
+const LAST: u32 = u32::from_le_bytes(*b"250 ");
+
+/// The capabilities in `input`, one whole EHLO reply of the common shape; `None` for
+/// anything else.
+pub(super) fn parse(input: &[u8]) -> Option<Capabilities> {
+    // Within the reply limit, every line within the line limit cannot break a limit.
+    if input.len() > DEFAULT_MAX_REPLY {
+        return None;
+    }
+    // One check for the whole reply; the words kept are slices of it.
+    let whole = std::str::from_utf8(input).ok()?;
+    let mut caps: Option<Capabilities> = None;
+    let mut start = 0;
+    loop {
+        let lead = u32::from_le_bytes(input.get(start..start + 4)?.try_into().ok()?);
+        let last = match lead {
+            MORE => false,
+            LAST => true,
+            _ => return None,
+        };
+        let text = start + 4;
+        // The keyword ends at a space before parameters, or at the CR ending the line;
+        // anything else below 0x21 (a tab, a control character) is for the full parser.
+        let stop = next_below(input, text, 0x21)?;
+        let end = match input[stop] {
+            b'\r' => stop,
+            b' ' => next_below(input, stop + 1, 0x0e).filter(|&cr| input[cr] == b'\r')?,
+            _ => return None,
+        };
+        if input.get(end + 1) != Some(&b'\n') || end + 2 - start > MAX_REPLY_LINE {
+            return None;
+        }
+        let line = Line {
+            bytes: &input[text..end],
+            readable: &input[text..],
+            text: Some((whole, text)),
+        };
+        match &mut caps {
+            None => {
+                // Text that starts with the class digit may start with an enhanced code;
+                // a first line without a domain is an error. Both are for the full parser.
+                if input[text] == b'2' {
+                    return None;
+                }
+                caps = Some(Capabilities::from_first_line(&line).ok()?);
+            }
+            // The keyword starts the text and ends at `stop`, the first white space.
+            Some(caps) if stop > text => {
+                let known = Keyword::lookup(&input[text..stop]);
+                caps.keyword_line(&line, 0..stop - text, known);
+            }
+            // An empty line, or one that starts with white space.
+            Some(caps) => caps.ehlo_line(&line),
+        }
+        start = end + 2;
+        if last {
+            return (start == input.len()).then_some(caps).flatten();
+        }
+    }
+}
+
+/// The offset of the first octet below `n` in `input` from `at` on, searched eight
+/// octets at a time; `None` when there is none.
+fn next_below(input: &[u8], mut at: usize, n: u8) -> Option<usize> {
+    loop {
+        let (base, low) = match input.get(at..at + 8) {
+            Some(eight) => (at, below(eight, n)),
+            None => {
+                // Fewer than eight octets left: the last eight, those before `at` masked
+                // off.
+                let base = input.len().checked_sub(8).filter(|_| at < input.len())?;
+                (base, below(&input[base..], n) & (!0 << (8 * (at - base))))
+            }
+        };
+        if low != 0 {
+            // The lowest mark is the first octet below `n`.
+            return Some(base + (low.trailing_zeros() / 8) as usize);
+        }
+        if base != at {
+            return None;
+        }
+        at += 8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ehlo::EhloError;
+    use crate::reply::Reply;
+    use proptest::prelude::*;
+
+    /// The fast path agrees with the full parser (and with `Reply::parse` followed by
+    /// `from_reply`) wherever it answers; says whether it answered.
+    fn agrees(input: &[u8]) -> bool {
+        let shown = String::from_utf8_lossy(input);
+        let via_reply = Reply::parse(input)
+            .map_err(EhloError::from)
+            .and_then(|reply| Capabilities::from_reply(&reply));
+        assert_eq!(Capabilities::parse_full(input), via_reply, "{shown:?}");
+        assert_eq!(Capabilities::parse(input), via_reply, "{shown:?}");
+        match parse(input) {
+            Some(fast) => {
+                assert_eq!(Ok(fast), via_reply, "{shown:?}");
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[test]
+    fn common_shapes_take_the_fast_path() {
+        for input in [
+            &b"250-mx.example.org Hello client.example.org [192.0.2.7]\r\n250-PIPELINING\r\n\
+               250-SIZE 52428800\r\n250-ETRN\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN CRAM-MD5\r\n\
+               250-AUTH=PLAIN LOGIN\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n\
+               250-SMTPUTF8\r\n250 CHUNKING\r\n"[..],
+            b"250 mx\r\n",
+            b"250 mx.example.org\r\n",
+            b"250-mx\r\n250 dsn\r\n",
+            b"250-mx\r\n250-\r\n250 8bitmime\r\n",
+            b"250-mx h\xc3\xa9\r\n250-auth   plain  login \r\n250 X-EXPS GSSAPI NTLM\r\n",
+            b"250-mx\r\n250-SIZE 1\r\n250-SIZE 2\r\n250-MT-PRIORITY MIXER\r\n250 DELIVERBY 60\r\n",
+            b"250-mx\r\n250-  leading\r\n250 =junk\r\n",
+        ] {
+            assert!(agrees(input), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn everything_else_goes_to_the_full_parser() {
+        let long = [&b"250-mx\r\n250 X "[..], &[b'a'; 510], b"\r\n"].concat();
+        for input in [
+            &b"250-2.0.0 mx\r\n250 2.0.0 DSN\r\n"[..],
+            b"250-mx\r\n250 AUTH\tPLAIN\r\n",
+            b"250-mx\r\n250\tPIPELINING\r\n",
+            b"250-mx\r\n250 SIZE\n",
+            b"250-mx\r\n250 SIZE\r",
+            b"250-mx\r\n250 SIZE\0\r\n",
+            b"250-mx\r\n250 SIZE",
+            b"250-mx\r\n251 SIZE\r\n",
+            b"250-mx\r\n250 SIZE\r\n250 X\r\n",
+            b"250-mx \xff\r\n250 SIZE\r\n",
+            b"250\r\n",
+            b"250 \r\n",
+            b"250-mx\r\n250\r\n",
+            b"502 5.5.1 no\r\n",
+            &long,
+        ] {
+            assert!(!agrees(input), "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    /// EHLO-shaped bytes: reply codes and separators, keywords in both cases, parameters,
+    /// runs of white space, line ends good and bad, octets that are not UTF-8.
+    fn ehlo_like() -> impl Strategy<Value = Vec<u8>> {
+        let piece = proptest::sample::select(vec![
+            &b"250-"[..],
+            &b"250 "[..],
+            &b"251-"[..],
+            &b"250"[..],
+            &b"\r\n"[..],
+            &b"\r\n250-"[..],
+            &b"\r"[..],
+            &b"\n"[..],
+            &b" "[..],
+            &b"   "[..],
+            &b"\t"[..],
+            &b"\x0c"[..],
+            &b"\0"[..],
+            &b"2.0.0 "[..],
+            &b"mx.example.org"[..],
+            &b"AUTH"[..],
+            &b"auth"[..],
+            &b"AUTH="[..],
+            &b"auth=login"[..],
+            &b"PLAIN"[..],
+            &b"login"[..],
+            &b"SIZE"[..],
+            &b"SIZE 1000"[..],
+            &b"99999999999999999999"[..],
+            &b"PIPELINING"[..],
+            &b"pipelining"[..],
+            &b"ENHANCEDSTATUSCODES"[..],
+            &b"MT-PRIORITY"[..],
+            &b"DELIVERBY"[..],
+            &b"X-EXPS"[..],
+            &b"-x"[..],
+            &b"\xc3\xa9"[..],
+            &b"\xff"[..],
+            &b"\xc3"[..],
+        ])
+        .prop_map(<[u8]>::to_vec);
+        let piece = prop_oneof![
+            8 => piece,
+            1 => "[ -~]{0,12}".prop_map(String::into_bytes),
+            1 => proptest::collection::vec(any::<u8>(), 0..4),
+            // Lines near and over the length limit.
+            1 => (500usize..530).prop_map(|n| vec![b'a'; n]),
+        ];
+        proptest::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn fast_path_agrees_with_the_full_parser(input in ehlo_like()) {
+            agrees(&input);
+        }
+
+        #[test]
+        fn fast_path_agrees_on_well_framed_lines(
+            lines in proptest::collection::vec(ehlo_like(), 1..14),
+            last_separator in any::<bool>(),
+        ) {
+            // Mostly well-framed replies, so that the fast path answers often.
+            let count = lines.len();
+            let mut input = Vec::new();
+            for (i, line) in lines.iter().enumerate() {
+                input.extend_from_slice(if i + 1 < count || !last_separator { b"250-" } else { b"250 " });
+                input.extend_from_slice(line);
+                input.extend_from_slice(b"\r\n");
+            }
+            agrees(&input);
+        }
+
+        #[test]
+        fn fast_path_agrees_on_any_bytes(input in proptest::collection::vec(any::<u8>(), 0..64)) {
+            agrees(&input);
+        }
+    }
+}
