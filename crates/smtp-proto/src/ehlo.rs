@@ -195,6 +195,26 @@ impl Keyword {
         Keyword::lookup_with_head(word, fold(head))
     }
 
+    /// [`Keyword::lookup`] of `bytes[..n]`, the word at the start of `bytes`, which may
+    /// go on past it: the first eight octets are read as one word and masked to the
+    /// word's length when there are eight to read.
+    #[inline]
+    fn lookup_prefix(bytes: &[u8], n: usize) -> Option<Keyword> {
+        let word = &bytes[..n];
+        match bytes.get(..8) {
+            Some(eight) => {
+                let head = u64::from_le_bytes(eight.try_into().unwrap_or_default());
+                let head = if n < 8 {
+                    head & ((1 << (8 * n)) - 1)
+                } else {
+                    head
+                };
+                Keyword::lookup_with_head(word, fold(head))
+            }
+            None => Keyword::lookup(word),
+        }
+    }
+
     /// [`Keyword::lookup`] with `head`, the word's first eight octets (zero-padded past its
     /// end) folded, already at hand.
     #[inline]

@@ -32,78 +32,96 @@ pub(super) fn parse(input: &[u8]) -> Option<Capabilities> {
     }
     // One check for the whole reply; the words kept are slices of it.
     let whole = std::str::from_utf8(input).ok()?;
-    let mut caps: Option<Capabilities> = None;
-    let mut start = 0;
-    loop {
-        let lead = u32::from_le_bytes(input.get(start..start + 4)?.try_into().ok()?);
-        let last = match lead {
-            MORE => false,
-            LAST => true,
-            _ => return None,
-        };
-        let text = start + 4;
-        // The keyword ends at a space before parameters, or at the CR ending the line;
-        // anything else below 0x21 (a tab, a control character) is for the full parser.
-        let stop = next_below(input, text, 0x21)?;
-        let end = match input[stop] {
-            b'\r' => stop,
-            b' ' => next_below(input, stop + 1, 0x0e).filter(|&cr| input[cr] == b'\r')?,
-            _ => return None,
-        };
-        if input.get(end + 1) != Some(&b'\n') || end + 2 - start > MAX_REPLY_LINE {
-            return None;
-        }
-        let line = Line {
-            bytes: &input[text..end],
-            readable: &input[text..],
-            text: Some((whole, text)),
-        };
-        match &mut caps {
-            None => {
-                // Text that starts with the class digit may start with an enhanced code;
-                // a first line without a domain is an error. Both are for the full parser.
-                if input[text] == b'2' {
-                    return None;
-                }
-                caps = Some(Capabilities::from_first_line(&line).ok()?);
-            }
+    let line = |at: &Framed| Line {
+        bytes: &input[at.text..at.end],
+        readable: &input[at.text..],
+        text: Some((whole, at.text)),
+    };
+    let mut at = frame(input, 0)?;
+    // Text that starts with the class digit may start with an enhanced code, and a first
+    // line without a domain is an error: both are for the full parser.
+    if input[at.text] == b'2' {
+        return None;
+    }
+    let mut caps = Capabilities::from_first_line(&line(&at)).ok()?;
+    while !at.last {
+        at = frame(input, at.end + 2)?;
+        if at.stop > at.text {
             // The keyword starts the text and ends at `stop`, the first white space.
-            Some(caps) if stop > text => {
-                let known = Keyword::lookup(&input[text..stop]);
-                caps.keyword_line(&line, 0..stop - text, known);
-            }
+            let known = Keyword::lookup_prefix(&input[at.text..], at.stop - at.text);
+            caps.keyword_line(&line(&at), 0..at.stop - at.text, known);
+        } else {
             // An empty line, or one that starts with white space.
-            Some(caps) => caps.ehlo_line(&line),
-        }
-        start = end + 2;
-        if last {
-            return (start == input.len()).then_some(caps).flatten();
+            caps.ehlo_line(&line(&at));
         }
     }
+    (at.end + 2 == input.len()).then_some(caps)
+}
+
+/// Where the parts of a line of the common shape are, as offsets of the input.
+struct Framed {
+    /// The line starts with `250 `, not `250-`.
+    last: bool,
+    /// The text, after `250-` or `250 `.
+    text: usize,
+    /// The first octet of the text below 0x21: a space, or the CR ending the line.
+    stop: usize,
+    /// The CR ending the line.
+    end: usize,
+}
+
+/// The line of the common shape starting at `start`, or `None`. Inlined by hand into
+/// the loop, which runs once per line.
+#[inline(always)]
+fn frame(input: &[u8], start: usize) -> Option<Framed> {
+    let lead = u32::from_le_bytes(input.get(start..start + 4)?.try_into().ok()?);
+    let last = match lead {
+        MORE => false,
+        LAST => true,
+        _ => return None,
+    };
+    let text = start + 4;
+    // The keyword ends at a space before parameters, or at the CR ending the line;
+    // anything else below 0x21 (a tab, a control character) is for the full parser.
+    let stop = next_below(input, text, 0x21)?;
+    let end = match input[stop] {
+        b'\r' => stop,
+        b' ' => next_below(input, stop + 1, 0x0e).filter(|&cr| input[cr] == b'\r')?,
+        _ => return None,
+    };
+    if input.get(end + 1) != Some(&b'\n') || end + 2 - start > MAX_REPLY_LINE {
+        return None;
+    }
+    Some(Framed {
+        last,
+        text,
+        stop,
+        end,
+    })
 }
 
 /// The offset of the first octet below `n` in `input` from `at` on, searched eight
 /// octets at a time; `None` when there is none.
-fn next_below(input: &[u8], mut at: usize, n: u8) -> Option<usize> {
-    loop {
-        let (base, low) = match input.get(at..at + 8) {
-            Some(eight) => (at, below(eight, n)),
-            None => {
-                // Fewer than eight octets left: the last eight, those before `at` masked
-                // off.
-                let base = input.len().checked_sub(8).filter(|_| at < input.len())?;
-                (base, below(&input[base..], n) & (!0 << (8 * (at - base))))
-            }
-        };
+#[inline]
+fn next_below(input: &[u8], at: usize, n: u8) -> Option<usize> {
+    let rest = input.get(at..)?;
+    let mut eights = rest.chunks_exact(8);
+    let mut base = at;
+    for eight in &mut eights {
+        let low = below(eight, n);
         if low != 0 {
             // The lowest mark is the first octet below `n`.
             return Some(base + (low.trailing_zeros() / 8) as usize);
         }
-        if base != at {
-            return None;
-        }
-        at += 8;
+        base += 8;
     }
+    if eights.remainder().is_empty() {
+        return None;
+    }
+    // Fewer than eight octets left: the last eight, those before `base` masked off.
+    let last = input.len().checked_sub(8)?;
+    let low = below(&input[last..], n) & (!0 << (8 * (base - last)));
+    (low != 0).then(|| last + (low.trailing_zeros() / 8) as usize)
 }
 
 #[cfg(test)]
