@@ -17,6 +17,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::fmt;
 use std::ops::Range;
 
 use crate::error::BuildError;
@@ -69,11 +70,16 @@ pub enum EhloError {
 ///     b"250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-AUTH PLAIN\r\n250 X-DEMO on\r\n"
 /// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Capabilities {
-    domain: String,
-    greeting: String,
+    /// The first line of the reply, less its code: the domain, then, if there is a
+    /// greeting, one space and the greeting. One string for both, so that reading a reply
+    /// allocates once for them; never a space at the end, so that equal capabilities are
+    /// stored alike.
+    first_line: String,
+    /// Where the domain ends in `first_line`.
+    domain_len: usize,
     /// PIPELINING: commands may be sent in groups (RFC 2920).
     pub pipelining: bool,
     /// SIZE (RFC 1870 §4): `None` when not announced, `Some(Some(n))` for a fixed limit
@@ -113,6 +119,34 @@ pub struct Capabilities {
     /// HELP is announced (RFC 5321 §4.1.1.8).
     pub help: bool,
     other: Vec<(String, Vec<String>)>,
+}
+
+impl fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As derived, with the domain and greeting apart, as they read.
+        f.debug_struct("Capabilities")
+            .field("domain", &self.domain())
+            .field("greeting", &self.greeting())
+            .field("pipelining", &self.pipelining)
+            .field("size", &self.size)
+            .field("eight_bit_mime", &self.eight_bit_mime)
+            .field("binary_mime", &self.binary_mime)
+            .field("chunking", &self.chunking)
+            .field("smtputf8", &self.smtputf8)
+            .field("dsn", &self.dsn)
+            .field("starttls", &self.starttls)
+            .field("auth", &self.auth)
+            .field("enhanced_status_codes", &self.enhanced_status_codes)
+            .field("requiretls", &self.requiretls)
+            .field("mt_priority", &self.mt_priority)
+            .field("deliver_by", &self.deliver_by)
+            .field("etrn", &self.etrn)
+            .field("vrfy", &self.vrfy)
+            .field("expn", &self.expn)
+            .field("help", &self.help)
+            .field("other", &self.other)
+            .finish()
+    }
 }
 
 /// The keywords with a typed field, in the order [`Capabilities::to_reply`] sends them
@@ -515,13 +549,14 @@ impl Capabilities {
         if domain.is_empty() || domain.bytes().any(|b| b == b' ' || b.is_ascii_control()) {
             return Err(BuildError::Argument);
         }
-        Ok(Capabilities::empty(domain, String::new()))
+        Ok(Capabilities::empty(domain))
     }
 
-    fn empty(domain: String, greeting: String) -> Capabilities {
+    /// A server named `domain`, without greeting, announcing nothing.
+    fn empty(domain: String) -> Capabilities {
         Capabilities {
-            domain,
-            greeting,
+            domain_len: domain.len(),
+            first_line: domain,
             pipelining: false,
             size: None,
             eight_bit_mime: false,
@@ -545,12 +580,12 @@ impl Capabilities {
 
     /// The server's name, the first word of the reply.
     pub fn domain(&self) -> &str {
-        &self.domain
+        &self.first_line[..self.domain_len]
     }
 
     /// The free text after the domain on the first line (`ehlo-greet`), empty when none.
     pub fn greeting(&self) -> &str {
-        &self.greeting
+        self.first_line.get(self.domain_len + 1..).unwrap_or("")
     }
 
     /// Sets the text after the domain; it must not contain CR, LF or NUL.
@@ -559,8 +594,16 @@ impl Capabilities {
         if has_control(&greeting) {
             return Err(BuildError::ControlCharacter);
         }
-        self.greeting = greeting;
+        self.put_greeting(&greeting);
         Ok(self)
+    }
+
+    fn put_greeting(&mut self, greeting: &str) {
+        self.first_line.truncate(self.domain_len);
+        if !greeting.is_empty() {
+            self.first_line.push(' ');
+            self.first_line.push_str(greeting);
+        }
     }
 
     /// The SASL mechanisms of AUTH (RFC 4954 §3), upper-case, each once, in the order
@@ -777,10 +820,16 @@ impl Capabilities {
         if domain.is_empty() {
             return Err(EhloError::MissingDomain);
         }
-        Ok(Capabilities::empty(
-            line.text(domain).into_owned(),
-            line.text(greeting).into_owned(),
-        ))
+        let domain_text = line.text(domain.clone());
+        if greeting.is_empty() {
+            return Ok(Capabilities::empty(domain_text.into_owned()));
+        }
+        // Domain, space and greeting as one string; read lossily, they read the same as
+        // when read apart, split at an ASCII space.
+        let domain_len = domain_text.len();
+        let mut caps = Capabilities::empty(line.text(domain.start..greeting.end).into_owned());
+        caps.domain_len = domain_len;
+        Ok(caps)
     }
 
     /// ```text
@@ -862,11 +911,7 @@ impl Capabilities {
     /// other parameters within the 512-octet line limit (RFC 5321 §4.5.3.1.5).
     pub fn to_reply(&self) -> Reply {
         let mut lines: Vec<Cow<'static, str>> = Vec::with_capacity(1 + Keyword::ALL.len());
-        lines.push(if self.greeting.is_empty() {
-            Cow::Owned(self.domain.clone())
-        } else {
-            Cow::Owned(format!("{} {}", self.domain, self.greeting))
-        });
+        lines.push(Cow::Owned(self.first_line.clone()));
         for keyword in Keyword::ALL {
             if !self.has_known(keyword) {
                 continue;
@@ -987,7 +1032,8 @@ mod tests {
             if domain.is_empty() {
                 return Err(EhloError::MissingDomain);
             }
-            let mut caps = Capabilities::empty(domain.to_owned(), greeting.to_owned());
+            let mut caps = Capabilities::empty(domain.to_owned());
+            caps.put_greeting(greeting);
             for line in &reply.lines()[1..] {
                 ehlo_line(&mut caps, line);
             }
@@ -1273,6 +1319,24 @@ mod tests {
         );
         caps.clear_auth();
         assert!(!caps.has("auth"));
+    }
+
+    #[test]
+    fn domain_and_greeting_read_and_compare_apart() {
+        let mut caps = Capabilities::new("mx").unwrap();
+        assert_eq!((caps.domain(), caps.greeting()), ("mx", ""));
+        caps.set_greeting("  hi ").unwrap();
+        assert_eq!((caps.domain(), caps.greeting()), ("mx", "  hi "));
+        caps.set_greeting("").unwrap();
+        assert_eq!(caps, Capabilities::new("mx").unwrap());
+        // A space after the domain and nothing else is no greeting.
+        assert_eq!(Capabilities::parse(b"250 mx \r\n"), Ok(caps.clone()));
+        assert!(
+            format!("{caps:?}").starts_with(
+                "Capabilities { domain: \"mx\", greeting: \"\", pipelining: false, size: None,"
+            ),
+            "{caps:?}"
+        );
     }
 
     prop_compose! {
