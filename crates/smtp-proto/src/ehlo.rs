@@ -229,24 +229,18 @@ impl Keyword {
         Keyword::lookup_with_head(word, fold(head))
     }
 
-    /// [`Keyword::lookup`] of `bytes[..n]`, the word at the start of `bytes`, which may
-    /// go on past it: the first eight octets are read as one word and masked to the
-    /// word's length when there are eight to read.
+    /// [`Keyword::lookup`] of `word`, given `eight`, the eight octets from the start of
+    /// the word on (past its end when it is shorter), as one little-endian word: the
+    /// octets the search for the word's end has already read.
     #[inline]
-    fn lookup_prefix(bytes: &[u8], n: usize) -> Option<Keyword> {
-        let word = &bytes[..n];
-        match bytes.get(..8) {
-            Some(eight) => {
-                let head = u64::from_le_bytes(eight.try_into().unwrap_or_default());
-                let head = if n < 8 {
-                    head & ((1 << (8 * n)) - 1)
-                } else {
-                    head
-                };
-                Keyword::lookup_with_head(word, fold(head))
-            }
-            None => Keyword::lookup(word),
-        }
+    fn lookup_eight(word: &[u8], eight: u64) -> Option<Keyword> {
+        let n = word.len();
+        let head = if n < 8 {
+            eight & ((1 << (8 * n)) - 1)
+        } else {
+            eight
+        };
+        Keyword::lookup_with_head(word, fold(head))
     }
 
     /// [`Keyword::lookup`] with `head`, the word's first eight octets (zero-padded past its
@@ -379,6 +373,7 @@ impl<'a> Line<'a> {
     /// lossily (U+FFFD), never refused. Converting word by word reads the same as
     /// converting the line and splitting it: a broken UTF-8 sequence never holds an ASCII
     /// octet, so neither white space nor any other separator can be lost or made up.
+    #[inline]
     fn text(&self, range: Range<usize>) -> Cow<'a, str> {
         let whole = self
             .text
@@ -405,15 +400,14 @@ struct Words<'a> {
 impl Iterator for Words<'_> {
     type Item = Range<usize>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Range<usize>> {
-        while self.at < self.end && self.bytes[self.at].is_ascii_whitespace() {
-            self.at += 1;
-        }
-        if self.at >= self.end {
-            return None;
-        }
-        let start = self.at;
+        let line = self.bytes.get(..self.end)?;
+        let start = self.at
+            + line
+                .get(self.at..)?
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())?;
         self.at = start + word_len(&self.bytes[start..], self.end - start);
         Some(start..self.at)
     }
@@ -425,29 +419,22 @@ impl Iterator for Words<'_> {
 /// with one load. `None` leaves it to [`Words`] and [`Keyword::lookup`], which give the
 /// same answer.
 fn quick_keyword(line: &Line<'_>) -> Option<(Range<usize>, Option<Keyword>)> {
-    let eight = line.readable.get(..8)?;
+    let eight = load(line.readable.get(..8)?);
     let end = line.bytes.len();
     let low = below(eight, 0x21);
-    let head = u64::from_le_bytes(eight.try_into().ok()?);
-    if low == 0 {
+    let n = if low == 0 {
         // A word of more than eight octets, which all start it.
-        let n = 8 + word_len(&line.readable[8..], end.checked_sub(8)?);
-        return Some((
-            0..n,
-            Keyword::lookup_with_head(&line.bytes[..n], fold(head)),
-        ));
-    }
-    // The lowest mark is the first octet below 0x21.
-    let n = (low.trailing_zeros() / 8) as usize;
-    if n == 0 || n > end || !line.readable[n].is_ascii_whitespace() {
-        // White space first, or a control character: the general path.
-        return None;
-    }
-    let word = head & ((1 << (8 * n)) - 1);
-    Some((
-        0..n,
-        Keyword::lookup_with_head(&line.bytes[..n], fold(word)),
-    ))
+        8 + word_len(&line.readable[8..], end.checked_sub(8)?)
+    } else {
+        // The lowest mark is the first octet below 0x21.
+        let n = (low.trailing_zeros() / 8) as usize;
+        if n == 0 || n > end || !line.readable[n].is_ascii_whitespace() {
+            // White space first, or a control character: the general path.
+            return None;
+        }
+        n
+    };
+    Some((0..n, Keyword::lookup_eight(&line.bytes[..n], eight)))
 }
 
 /// The length of the word at the start of `bytes`: up to the first ASCII white space, or
@@ -457,12 +444,12 @@ fn quick_keyword(line: &Line<'_>) -> Option<(Range<usize>, Option<Keyword>)> {
 #[inline]
 fn word_len(bytes: &[u8], len: usize) -> usize {
     let mut at = 0;
-    while let Some(eight) = bytes.get(at..at + 8) {
-        let mut low = below(eight, 0x21);
+    for eight in bytes.chunks_exact(8) {
+        let mut low = below(load(eight), 0x21);
         while low != 0 {
-            let i = at + (low.trailing_zeros() / 8) as usize;
-            if i >= len || bytes[i].is_ascii_whitespace() {
-                return i.min(len);
+            let i = (low.trailing_zeros() / 8) as usize;
+            if at + i >= len || eight[i].is_ascii_whitespace() {
+                return len.min(at + i);
             }
             low &= low - 1;
         }
@@ -477,15 +464,48 @@ fn word_len(bytes: &[u8], len: usize) -> usize {
         .map_or(len, |i| at + i)
 }
 
-/// A mark (0x80) on each of the eight octets of `eight` that is below `n` (at most 0x80),
-/// as one machine word, little-endian: a search eight octets at a time, for the short
+/// The offset of the first space in `bytes[..len]`, where `bytes` may go on past `len`:
+/// how the domain ends on the first line. Searched eight octets at a time, like
+/// [`word_len`], for an octet below 0x21 that is a space.
+fn find_space(bytes: &[u8], len: usize) -> Option<usize> {
+    let mut at = 0;
+    for eight in bytes.chunks_exact(8) {
+        let mut low = below(load(eight), 0x21);
+        while low != 0 {
+            let i = (low.trailing_zeros() / 8) as usize;
+            if at + i >= len {
+                return None;
+            }
+            if eight[i] == b' ' {
+                return Some(at + i);
+            }
+            low &= low - 1;
+        }
+        at += 8;
+        if at >= len {
+            return None;
+        }
+    }
+    bytes[at..len]
+        .iter()
+        .position(|&b| b == b' ')
+        .map(|i| at + i)
+}
+
+/// A mark (0x80) on each of the eight octets of `eight` (little-endian) that is below `n`
+/// (at most 0x80): a search eight octets at a time, for the short
 /// lines of EHLO replies where a vector search costs more to set up than it saves. The
 /// lowest mark is exact; marks above it may be false, so any octet found past the first
 /// must be checked.
-fn below(eight: &[u8], n: u8) -> u64 {
+fn below(eight: u64, n: u8) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
-    let word = u64::from_le_bytes(eight.try_into().unwrap_or([0xff; 8]));
-    word.wrapping_sub(ONES * u64::from(n)) & !word & (ONES * 0x80)
+    eight.wrapping_sub(ONES * u64::from(n)) & !eight & (ONES * 0x80)
+}
+
+/// Eight octets as one little-endian word (`eight` holds eight; anything else reads as
+/// octets that are never below anything).
+fn load(eight: &[u8]) -> u64 {
+    u64::from_le_bytes(eight.try_into().unwrap_or([0xff; 8]))
 }
 
 /// ```text
@@ -631,7 +651,16 @@ impl Capabilities {
 
     /// Adds a mechanism unless it is there already, allocating only for a new one.
     fn push_auth(&mut self, mechanism: &str) {
-        if !self.supports_auth(mechanism) {
+        // The same test as `supports_auth`: every name is stored upper-case, so only the
+        // new one needs folding.
+        let known = self.auth.iter().any(|known| {
+            known.len() == mechanism.len()
+                && known
+                    .bytes()
+                    .zip(mechanism.bytes())
+                    .all(|(k, m)| k == m.to_ascii_uppercase())
+        });
+        if !known {
             self.auth.push(mechanism.to_ascii_uppercase());
         }
     }
@@ -813,7 +842,8 @@ impl Capabilities {
     fn from_first_line(line: &Line<'_>) -> Result<Capabilities, EhloError> {
         let bytes = line.bytes;
         let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
-        let (domain, greeting) = match memchr::memchr(b' ', &bytes[start..]) {
+        let space = find_space(&line.readable[start..], bytes.len() - start);
+        let (domain, greeting) = match space {
             Some(space) => (start..start + space, start + space + 1..bytes.len()),
             None => (start..bytes.len(), bytes.len()..bytes.len()),
         };
@@ -857,6 +887,11 @@ impl Capabilities {
     /// line's first word, names the keyword `known`.
     #[inline]
     fn keyword_line(&mut self, line: &Line<'_>, first: Range<usize>, known: Option<Keyword>) {
+        if let Some(flag) = known.and_then(|known| self.flag_mut(known)) {
+            // Whatever parameters come with a flag are ignored.
+            *flag = true;
+            return;
+        }
         let mut words = line.words(first.end);
         let keyword = &line.bytes[first.clone()];
         let Some(known) = known else {
@@ -871,38 +906,45 @@ impl Capabilities {
             }
             return;
         };
+        // For a value announced twice, the first wins.
         match known {
-            Keyword::Pipelining => self.pipelining = true,
-            Keyword::Size => {
-                if self.size.is_none() {
-                    self.size = Some(words.next().and_then(|n| number(&line.bytes[n])));
-                }
+            Keyword::Size if self.size.is_none() => {
+                self.size = Some(words.next().and_then(|n| number(&line.bytes[n])));
             }
-            Keyword::Vrfy => self.vrfy = true,
-            Keyword::Etrn => self.etrn = true,
-            Keyword::Expn => self.expn = true,
-            Keyword::StartTls => self.starttls = true,
             Keyword::Auth => words.for_each(|mechanism| self.push_auth(&line.text(mechanism))),
-            Keyword::EnhancedStatusCodes => self.enhanced_status_codes = true,
-            Keyword::EightBitMime => self.eight_bit_mime = true,
-            Keyword::BinaryMime => self.binary_mime = true,
-            Keyword::Chunking => self.chunking = true,
-            Keyword::Dsn => self.dsn = true,
-            Keyword::SmtpUtf8 => self.smtputf8 = true,
-            Keyword::RequireTls => self.requiretls = true,
-            Keyword::MtPriority => {
-                if self.mt_priority.is_none() {
-                    self.mt_priority =
-                        Some(words.next().map(|policy| line.text(policy).into_owned()));
-                }
+            Keyword::MtPriority if self.mt_priority.is_none() => {
+                self.mt_priority = Some(words.next().map(|policy| line.text(policy).into_owned()));
             }
-            Keyword::DeliverBy => {
-                if self.deliver_by.is_none() {
-                    self.deliver_by = Some(words.next().and_then(|n| number(&line.bytes[n])));
-                }
+            Keyword::DeliverBy if self.deliver_by.is_none() => {
+                self.deliver_by = Some(words.next().and_then(|n| number(&line.bytes[n])));
             }
-            Keyword::Help => self.help = true,
+            // Values announced before, and flags, set above.
+            _ => {}
         }
+    }
+
+    /// The field of a keyword that is a flag, announced alone; `None` for the keywords
+    /// with parameters (SIZE, AUTH, MT-PRIORITY, DELIVERBY).
+    #[inline]
+    fn flag_mut(&mut self, keyword: Keyword) -> Option<&mut bool> {
+        Some(match keyword {
+            Keyword::Pipelining => &mut self.pipelining,
+            Keyword::Vrfy => &mut self.vrfy,
+            Keyword::Etrn => &mut self.etrn,
+            Keyword::Expn => &mut self.expn,
+            Keyword::StartTls => &mut self.starttls,
+            Keyword::EnhancedStatusCodes => &mut self.enhanced_status_codes,
+            Keyword::EightBitMime => &mut self.eight_bit_mime,
+            Keyword::BinaryMime => &mut self.binary_mime,
+            Keyword::Chunking => &mut self.chunking,
+            Keyword::Dsn => &mut self.dsn,
+            Keyword::SmtpUtf8 => &mut self.smtputf8,
+            Keyword::RequireTls => &mut self.requiretls,
+            Keyword::Help => &mut self.help,
+            Keyword::Size | Keyword::Auth | Keyword::MtPriority | Keyword::DeliverBy => {
+                return None;
+            }
+        })
     }
 
     /// The 250 reply announcing these capabilities: the domain line, then one line per
@@ -1040,6 +1082,12 @@ mod tests {
             Ok(caps)
         }
 
+        fn push_auth(caps: &mut Capabilities, mechanism: &str) {
+            if !caps.supports_auth(mechanism) {
+                caps.auth.push(mechanism.to_ascii_uppercase());
+            }
+        }
+
         fn number(word: &str) -> Option<u64> {
             if word.bytes().all(|b| b.is_ascii_digit()) {
                 word.parse().ok()
@@ -1058,8 +1106,8 @@ mod tests {
                 .find(|k| k.name().eq_ignore_ascii_case(keyword));
             let Some(known) = known else {
                 if keyword.len() > 5 && keyword.as_bytes()[..5].eq_ignore_ascii_case(b"AUTH=") {
-                    caps.push_auth(&keyword[5..]);
-                    words.for_each(|mechanism| caps.push_auth(mechanism));
+                    push_auth(caps, &keyword[5..]);
+                    words.for_each(|mechanism| push_auth(caps, mechanism));
                 } else if is_ehlo_keyword(keyword.as_bytes()) {
                     let params = words.map(str::to_owned).collect();
                     caps.other.push((keyword.to_ascii_uppercase(), params));
@@ -1075,7 +1123,7 @@ mod tests {
                 Keyword::Etrn => caps.etrn = true,
                 Keyword::Expn => caps.expn = true,
                 Keyword::StartTls => caps.starttls = true,
-                Keyword::Auth => words.for_each(|mechanism| caps.push_auth(mechanism)),
+                Keyword::Auth => words.for_each(|mechanism| push_auth(caps, mechanism)),
                 Keyword::EnhancedStatusCodes => caps.enhanced_status_codes = true,
                 Keyword::EightBitMime => caps.eight_bit_mime = true,
                 Keyword::BinaryMime => caps.binary_mime = true,
@@ -1441,6 +1489,10 @@ mod tests {
                 let text = Line { bytes: &line, readable, text: None };
                 let words: Vec<String> = text.words(0).map(|w| text.text(w).into_owned()).collect();
                 prop_assert_eq!(&words, &expected);
+                prop_assert_eq!(
+                    find_space(readable, line.len()),
+                    line.iter().position(|&b| b == b' ')
+                );
                 if let Some((first, known)) = quick_keyword(&text) {
                     prop_assert_eq!(Some(first.clone()), text.words(0).next());
                     prop_assert_eq!(known, Keyword::lookup(&line[first]));

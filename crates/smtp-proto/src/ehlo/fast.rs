@@ -15,7 +15,7 @@
 //! semantics; the property tests below and the `reply_decode` fuzz target check that both
 //! agree wherever this one answers.
 
-use super::{Capabilities, Keyword, Line, below};
+use super::{Capabilities, Keyword, Line, below, load};
 use crate::reply::{DEFAULT_MAX_REPLY, MAX_REPLY_LINE};
 
 /// How a line that is not the last starts: `250-`, read as one little-endian word.
@@ -48,8 +48,16 @@ pub(super) fn parse(input: &[u8]) -> Option<Capabilities> {
         at = frame(input, at.end + 2)?;
         if at.stop > at.text {
             // The keyword starts the text and ends at `stop`, the first white space.
-            let known = Keyword::lookup_prefix(&input[at.text..], at.stop - at.text);
-            caps.keyword_line(&line(&at), 0..at.stop - at.text, known);
+            let word = &input[at.text..at.stop];
+            let known = match at.head {
+                Some(eight) => Keyword::lookup_eight(word, eight),
+                None => Keyword::lookup(word),
+            };
+            match known.and_then(|known| caps.flag_mut(known)) {
+                // Most lines: a flag alone, set without more ado.
+                Some(flag) => *flag = true,
+                None => caps.keyword_line(&line(&at), 0..at.stop - at.text, known),
+            }
         } else {
             // An empty line, or one that starts with white space.
             caps.ehlo_line(&line(&at));
@@ -64,6 +72,8 @@ struct Framed {
     last: bool,
     /// The text, after `250-` or `250 `.
     text: usize,
+    /// The first eight octets of the text, when there are eight: those of the keyword.
+    head: Option<u64>,
     /// The first octet of the text below 0x21: a space, or the CR ending the line.
     stop: usize,
     /// The CR ending the line.
@@ -82,8 +92,14 @@ fn frame(input: &[u8], start: usize) -> Option<Framed> {
     };
     let text = start + 4;
     // The keyword ends at a space before parameters, or at the CR ending the line;
-    // anything else below 0x21 (a tab, a control character) is for the full parser.
-    let stop = next_below(input, text, 0x21)?;
+    // anything else below 0x21 (a tab, a control character) is for the full parser. Its
+    // first eight octets are read once, to find its end and to look it up.
+    let head = input.get(text..text + 8).map(load);
+    let stop = match head.map(|eight| below(eight, 0x21)) {
+        Some(0) => next_below(input, text + 8, 0x21)?,
+        Some(low) => text + (low.trailing_zeros() / 8) as usize,
+        None => next_below(input, text, 0x21)?,
+    };
     let end = match input[stop] {
         b'\r' => stop,
         b' ' => next_below(input, stop + 1, 0x0e).filter(|&cr| input[cr] == b'\r')?,
@@ -95,6 +111,7 @@ fn frame(input: &[u8], start: usize) -> Option<Framed> {
     Some(Framed {
         last,
         text,
+        head,
         stop,
         end,
     })
@@ -108,7 +125,7 @@ fn next_below(input: &[u8], at: usize, n: u8) -> Option<usize> {
     let mut eights = rest.chunks_exact(8);
     let mut base = at;
     for eight in &mut eights {
-        let low = below(eight, n);
+        let low = below(load(eight), n);
         if low != 0 {
             // The lowest mark is the first octet below `n`.
             return Some(base + (low.trailing_zeros() / 8) as usize);
@@ -120,7 +137,7 @@ fn next_below(input: &[u8], at: usize, n: u8) -> Option<usize> {
     }
     // Fewer than eight octets left: the last eight, those before `base` masked off.
     let last = input.len().checked_sub(8)?;
-    let low = below(&input[last..], n) & (!0 << (8 * (base - last)));
+    let low = below(load(&input[last..]), n) & (!0 << (8 * (base - last)));
     (low != 0).then(|| last + (low.trailing_zeros() / 8) as usize)
 }
 
