@@ -661,6 +661,11 @@ impl Capabilities {
                     .all(|(k, m)| k == m.to_ascii_uppercase())
         });
         if !known {
+            if self.auth.capacity() == 0 {
+                // Room for the usual few mechanisms in one allocation, without the
+                // general growth path.
+                self.auth = Vec::with_capacity(4);
+            }
             self.auth.push(mechanism.to_ascii_uppercase());
         }
     }
