@@ -15,12 +15,6 @@ use std::fmt;
 
 use bytes::BufMut;
 use memchr::{memchr3, memrchr};
-use nom::branch::alt;
-use nom::bytes::complete::take_while_m_n;
-use nom::character::complete::{char, one_of};
-use nom::combinator::eof;
-use nom::sequence::terminated;
-use nom::{IResult, Parser};
 
 use crate::error::BuildError;
 
@@ -866,20 +860,36 @@ fn reply_line(line: &[u8]) -> Result<(ReplyCode, bool, &[u8]), ReplyError> {
 /// subject     = 1*3digit
 /// detail      = 1*3digit
 /// ```
-/// (RFC 3463 §2).
-fn status_code(input: &[u8]) -> IResult<&[u8], EnhancedCode> {
-    fn number(input: &[u8]) -> IResult<&[u8], u16> {
-        take_while_m_n(1, 3, |b: u8| b.is_ascii_digit())
-            .map(|digits: &[u8]| digits.iter().fold(0, |n, &d| n * 10 + u16::from(d - b'0')))
-            .parse(input)
+/// (RFC 3463 §2), at the start of `input`: the code and what follows it. Written out by
+/// hand rather than with nom, like [`reply_line`]: every line of most replies starts with
+/// one.
+fn status_code(input: &[u8]) -> Option<(EnhancedCode, &[u8])> {
+    /// One to three digits; a fourth is left for the caller to trip over.
+    fn number(input: &[u8]) -> Option<(u16, &[u8])> {
+        let digits = input
+            .iter()
+            .take(3)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let value = input[..digits]
+            .iter()
+            .fold(0, |n, &d| n * 10 + u16::from(d - b'0'));
+        (digits > 0).then(|| (value, &input[digits..]))
     }
-    (one_of("245"), char('.'), number, char('.'), number)
-        .map(|(class, _, subject, _, detail)| EnhancedCode {
-            class: class as u8 - b'0',
-            subject,
-            detail,
-        })
-        .parse(input)
+    let [class @ (b'2' | b'4' | b'5'), b'.', rest @ ..] = input else {
+        return None;
+    };
+    let (subject, rest) = number(rest)?;
+    let [b'.', rest @ ..] = rest else {
+        return None;
+    };
+    let (detail, rest) = number(rest)?;
+    let code = EnhancedCode {
+        class: class - b'0',
+        subject,
+        detail,
+    };
+    Some((code, rest))
 }
 
 /// The enhanced status code at the start of reply text, and the text after it (RFC 2034
@@ -893,16 +903,51 @@ fn enhanced_prefix(text: &[u8], class: u8) -> Option<(EnhancedCode, &[u8])> {
     if text.first() != Some(&(b'0' + class)) {
         return None;
     }
-    let (rest, code) = terminated(status_code, alt((char(' ').map(|_| ()), eof.map(|_| ()))))
-        .parse(text)
-        .ok()?;
-    Some((code, rest))
+    match status_code(text)? {
+        (code, []) => Some((code, &[])),
+        (code, [b' ', rest @ ..]) => Some((code, rest)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// `enhanced_prefix` as it was written with nom: the model for the hand-written one.
+    fn enhanced_prefix_nom(text: &[u8], class: u8) -> Option<(EnhancedCode, &[u8])> {
+        use nom::branch::alt;
+        use nom::bytes::complete::take_while_m_n;
+        use nom::character::complete::{char, one_of};
+        use nom::combinator::eof;
+        use nom::sequence::terminated;
+        use nom::{IResult, Parser};
+
+        fn status_code(input: &[u8]) -> IResult<&[u8], EnhancedCode> {
+            fn number(input: &[u8]) -> IResult<&[u8], u16> {
+                take_while_m_n(1, 3, |b: u8| b.is_ascii_digit())
+                    .map(|digits: &[u8]| {
+                        digits.iter().fold(0, |n, &d| n * 10 + u16::from(d - b'0'))
+                    })
+                    .parse(input)
+            }
+            (one_of("245"), char('.'), number, char('.'), number)
+                .map(|(class, _, subject, _, detail)| EnhancedCode {
+                    class: class as u8 - b'0',
+                    subject,
+                    detail,
+                })
+                .parse(input)
+        }
+        if text.first() != Some(&(b'0' + class)) {
+            return None;
+        }
+        let (rest, code) = terminated(status_code, alt((char(' ').map(|_| ()), eof.map(|_| ()))))
+            .parse(text)
+            .ok()?;
+        Some((code, rest))
+    }
 
     const LIMITS: ReplyLimits = ReplyLimits::DEFAULT;
 
@@ -1326,6 +1371,21 @@ mod tests {
                 prop_assert!(line.len() <= width, "{} > {}", line.len(), width);
             }
             prop_assert_eq!(reply.lines().concat().replace(' ', ""), text.replace(' ', ""));
+        }
+
+        #[test]
+        fn enhanced_prefix_agrees_with_the_nom_grammar(
+            text in prop_oneof![
+                "[2-5]\\.[0-9]{0,4}\\.[0-9]{0,4}( .{0,3}|[ -~]{0,2})",
+                "[0-9. ]{0,12}",
+                proptest::collection::vec(any::<u8>(), 0..12).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            ],
+            class in 2u8..=5,
+        ) {
+            prop_assert_eq!(
+                enhanced_prefix(text.as_bytes(), class),
+                enhanced_prefix_nom(text.as_bytes(), class)
+            );
         }
 
         #[test]
