@@ -632,6 +632,14 @@ impl ReplyDecoder {
             if line.index == 0 {
                 // Lines of a reply that was started over are not part of this one.
                 self.lines.clear();
+                if line.last {
+                    // Most replies are one line: a vector of exactly one, allocated once.
+                    let lines = vec![reply_text(line.text)];
+                    return Ok(Some((
+                        Reply::from_parts(line.code, line.enhanced, lines),
+                        line.end,
+                    )));
+                }
             }
             self.lines.push(reply_text(line.text));
             if line.last {
@@ -866,15 +874,20 @@ fn reply_line(line: &[u8]) -> Result<(ReplyCode, bool, &[u8]), ReplyError> {
 fn status_code(input: &[u8]) -> Option<(EnhancedCode, &[u8])> {
     /// One to three digits; a fourth is left for the caller to trip over.
     fn number(input: &[u8]) -> Option<(u16, &[u8])> {
-        let digits = input
-            .iter()
-            .take(3)
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        let value = input[..digits]
-            .iter()
-            .fold(0, |n, &d| n * 10 + u16::from(d - b'0'));
-        (digits > 0).then(|| (value, &input[digits..]))
+        let digit = |i: usize| {
+            input
+                .get(i)
+                .filter(|b| b.is_ascii_digit())
+                .map(|b| u16::from(b - b'0'))
+        };
+        let a = digit(0)?;
+        let Some(b) = digit(1) else {
+            return Some((a, &input[1..]));
+        };
+        let Some(c) = digit(2) else {
+            return Some((a * 10 + b, &input[2..]));
+        };
+        Some((a * 100 + b * 10 + c, &input[3..]))
     }
     let [class @ (b'2' | b'4' | b'5'), b'.', rest @ ..] = input else {
         return None;
@@ -898,6 +911,7 @@ fn status_code(input: &[u8]) -> Option<(EnhancedCode, &[u8])> {
 /// is the reply code's class, counts: anything else is plain text. RFC 3463 §2 gives the
 /// class the meaning of the reply code's first digit (2 success, 4 transient, 5
 /// permanent), so a code of another class cannot be this reply's.
+#[inline]
 fn enhanced_prefix(text: &[u8], class: u8) -> Option<(EnhancedCode, &[u8])> {
     // Cheap test first: most lines of most replies are not enhanced codes.
     if text.first() != Some(&(b'0' + class)) {
