@@ -227,7 +227,68 @@ impl fmt::Display for EnhancedCode {
 pub struct Reply {
     code: ReplyCode,
     enhanced: Option<EnhancedCode>,
-    lines: Vec<Cow<'static, str>>,
+    lines: Lines,
+}
+
+/// The text lines of a reply, never none. Most replies have one, kept without a vector
+/// of its own: one allocation less for every reply built or read. Compares, hashes and
+/// prints as the slice of lines, however they are kept.
+#[derive(Clone)]
+enum Lines {
+    One([Cow<'static, str>; 1]),
+    Many(Vec<Cow<'static, str>>),
+}
+
+impl Lines {
+    fn as_slice(&self) -> &[Cow<'static, str>] {
+        match self {
+            Lines::One(line) => line,
+            Lines::Many(lines) => lines,
+        }
+    }
+
+    fn push(&mut self, line: Cow<'static, str>) {
+        match self {
+            Lines::One([first]) => {
+                let first = std::mem::take(first);
+                *self = Lines::Many(vec![first, line]);
+            }
+            Lines::Many(lines) => lines.push(line),
+        }
+    }
+}
+
+impl From<Vec<Cow<'static, str>>> for Lines {
+    fn from(mut lines: Vec<Cow<'static, str>>) -> Lines {
+        match lines.pop() {
+            Some(line) if lines.is_empty() => Lines::One([line]),
+            Some(line) => {
+                lines.push(line);
+                Lines::Many(lines)
+            }
+            None => Lines::One([Cow::Borrowed("")]),
+        }
+    }
+}
+
+impl PartialEq for Lines {
+    fn eq(&self, other: &Lines) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Lines {}
+
+impl std::hash::Hash for Lines {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl fmt::Debug for Lines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_slice().fmt(f)
+    }
 }
 
 /// Text allowed on a reply line: RFC 5321 §4.2 `textstring = 1*(%d09 / %d32-126)`,
@@ -268,19 +329,19 @@ impl Reply {
                 return Err(BuildError::EnhancedClassMismatch);
             }
         }
-        let mut out = Vec::new();
+        let mut out: Option<Lines> = None;
         for line in lines {
             let line = line.into();
             check_reply_text(&line)?;
-            out.push(line);
-        }
-        if out.is_empty() {
-            out.push(Cow::Borrowed(""));
+            match &mut out {
+                None => out = Some(Lines::One([line])),
+                Some(lines) => lines.push(line),
+            }
         }
         Ok(Reply {
             code,
             enhanced,
-            lines: out,
+            lines: out.unwrap_or(Lines::One([Cow::Borrowed("")])),
         })
     }
 
@@ -306,7 +367,20 @@ impl Reply {
         Reply {
             code,
             enhanced,
-            lines,
+            lines: lines.into(),
+        }
+    }
+
+    /// A one-line reply from parts already validated by the parser.
+    fn from_line(
+        code: ReplyCode,
+        enhanced: Option<EnhancedCode>,
+        line: Cow<'static, str>,
+    ) -> Reply {
+        Reply {
+            code,
+            enhanced,
+            lines: Lines::One([line]),
         }
     }
 
@@ -365,7 +439,7 @@ impl Reply {
             }
             lines.push(Cow::Owned(rest.to_owned()));
         }
-        reply.lines = lines;
+        reply.lines = lines.into();
         Ok(reply)
     }
 
@@ -416,12 +490,12 @@ impl Reply {
 
     /// The text lines, without code, separator or enhanced code. Never empty.
     pub fn lines(&self) -> &[Cow<'static, str>] {
-        &self.lines
+        self.lines.as_slice()
     }
 
     /// The text lines joined with `\n`.
     pub fn text(&self) -> String {
-        self.lines.join("\n")
+        self.lines().join("\n")
     }
 
     /// The same reply with another enhanced code (`None` removes it), for servers that
@@ -454,8 +528,8 @@ impl Reply {
         // Formatted once, not once per line: EHLO replies repeat it on every line.
         let mut enhanced_buf = [0u8; 11];
         let enhanced_len = self.enhanced.map_or(0, |e| e.write_to(&mut enhanced_buf));
-        let last = self.lines.len() - 1;
-        for (i, line) in self.lines.iter().enumerate() {
+        let last = self.lines().len() - 1;
+        for (i, line) in self.lines().iter().enumerate() {
             out.put_slice(&digits);
             if i != last {
                 out.put_u8(b'-');
@@ -476,7 +550,7 @@ impl Reply {
 
     /// The serialized reply.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.lines.iter().map(|l| l.len() + 16).sum());
+        let mut out = Vec::with_capacity(self.lines().iter().map(|l| l.len() + 16).sum());
         self.encode(&mut out);
         out
     }
@@ -633,12 +707,9 @@ impl ReplyDecoder {
                 // Lines of a reply that was started over are not part of this one.
                 self.lines.clear();
                 if line.last {
-                    // Most replies are one line: a vector of exactly one, allocated once.
-                    let lines = vec![reply_text(line.text)];
-                    return Ok(Some((
-                        Reply::from_parts(line.code, line.enhanced, lines),
-                        line.end,
-                    )));
+                    // Most replies are one line, kept without a vector.
+                    let reply = Reply::from_line(line.code, line.enhanced, reply_text(line.text));
+                    return Ok(Some((reply, line.end)));
                 }
             }
             self.lines.push(reply_text(line.text));
@@ -1263,6 +1334,30 @@ mod tests {
             assert_eq!(Reply::parse(&bytes), Ok(reply.clone()), "{reply}");
             assert_eq!(Reply::parse(&bytes).unwrap().to_bytes(), bytes);
         }
+    }
+
+    #[test]
+    fn lines_compare_hash_and_print_alike_however_kept() {
+        use std::hash::{BuildHasher, RandomState};
+        let hasher = RandomState::new();
+        let mut one = Reply::new(250, None, "a").unwrap();
+        let decoded = Reply::parse(b"250 a\r\n").unwrap();
+        let wrapped = Reply::wrap(250, None, "a", 512).unwrap();
+        for other in [&decoded, &wrapped] {
+            assert_eq!(&one, other);
+            assert_eq!(hasher.hash_one(&one), hasher.hash_one(other));
+        }
+        assert_eq!(
+            format!("{one:?}"),
+            "Reply { code: ReplyCode(250), enhanced: None, lines: [\"a\"] }"
+        );
+        one.push_line("b").unwrap();
+        let two = Reply::with_lines(250, None, ["a", "b"]).unwrap();
+        assert_eq!(one, two);
+        assert_eq!(hasher.hash_one(&one), hasher.hash_one(&two));
+        assert_eq!(one, Reply::parse(b"250-a\r\n250 b\r\n").unwrap());
+        assert_eq!(one.lines(), ["a", "b"]);
+        assert_eq!(Reply::with_lines(250, None, [""; 0]).unwrap().lines(), [""]);
     }
 
     #[test]
