@@ -1,8 +1,8 @@
 //! The fast path of EHLO parsing.
 //!
-//! Nearly every EHLO reply has one shape: ASCII lines of `250-` or `250 `, a domain and
+//! Nearly every EHLO reply has one shape: lines of `250-` or `250 `, a domain and
 //! greeting, then one keyword per line, alone or followed by space-separated parameters,
-//! each line ending in CRLF. This module reads exactly that shape in one pass: a search
+//! each line ending in CRLF, all of it UTF-8 (ASCII, in practice). This module reads exactly that shape in one pass: a search
 //! eight octets at a time for the first octet below 0x21 finds where the keyword ends,
 //! and on a keyword-only line that octet is the CR, so finding the keyword also frames
 //! the line. Keywords and parameters then go through the same code as the full parser
