@@ -17,9 +17,13 @@
 //! ```
 
 use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
 
 use crate::error::BuildError;
 use crate::reply::{LineReader, Reply, ReplyCode, ReplyError, ReplyLimits};
+
+mod fast;
 
 /// Why a reply is not an EHLO capability list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -66,11 +70,16 @@ pub enum EhloError {
 ///     b"250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-AUTH PLAIN\r\n250 X-DEMO on\r\n"
 /// );
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Capabilities {
-    domain: String,
-    greeting: String,
+    /// The first line of the reply, less its code: the domain, then, if there is a
+    /// greeting, one space and the greeting. One string for both, so that reading a reply
+    /// allocates once for them; never a space at the end, so that equal capabilities are
+    /// stored alike.
+    first_line: String,
+    /// Where the domain ends in `first_line`.
+    domain_len: usize,
     /// PIPELINING: commands may be sent in groups (RFC 2920).
     pub pipelining: bool,
     /// SIZE (RFC 1870 §4): `None` when not announced, `Some(Some(n))` for a fixed limit
@@ -110,6 +119,34 @@ pub struct Capabilities {
     /// HELP is announced (RFC 5321 §4.1.1.8).
     pub help: bool,
     other: Vec<(String, Vec<String>)>,
+}
+
+impl fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As derived, with the domain and greeting apart, as they read.
+        f.debug_struct("Capabilities")
+            .field("domain", &self.domain())
+            .field("greeting", &self.greeting())
+            .field("pipelining", &self.pipelining)
+            .field("size", &self.size)
+            .field("eight_bit_mime", &self.eight_bit_mime)
+            .field("binary_mime", &self.binary_mime)
+            .field("chunking", &self.chunking)
+            .field("smtputf8", &self.smtputf8)
+            .field("dsn", &self.dsn)
+            .field("starttls", &self.starttls)
+            .field("auth", &self.auth)
+            .field("enhanced_status_codes", &self.enhanced_status_codes)
+            .field("requiretls", &self.requiretls)
+            .field("mt_priority", &self.mt_priority)
+            .field("deliver_by", &self.deliver_by)
+            .field("etrn", &self.etrn)
+            .field("vrfy", &self.vrfy)
+            .field("expn", &self.expn)
+            .field("help", &self.help)
+            .field("other", &self.other)
+            .finish()
+    }
 }
 
 /// The keywords with a typed field, in the order [`Capabilities::to_reply`] sends them
@@ -156,7 +193,7 @@ impl Keyword {
         Keyword::Help,
     ];
 
-    fn name(self) -> &'static str {
+    const fn name(self) -> &'static str {
         match self {
             Keyword::Pipelining => "PIPELINING",
             Keyword::Size => "SIZE",
@@ -178,52 +215,306 @@ impl Keyword {
         }
     }
 
-    /// Case-insensitive lookup without allocating: the length and the first one or two
-    /// letters single out one candidate, then one folding compare decides.
-    fn lookup(keyword: &str) -> Option<Keyword> {
-        use Keyword::*;
-        let bytes = keyword.as_bytes();
-        let letter = |i: usize| bytes.get(i).map_or(0, u8::to_ascii_uppercase);
-        let candidate = match (bytes.len(), letter(0)) {
-            (3, b'D') => Dsn,
-            (4, b'S') => Size,
-            (4, b'V') => Vrfy,
-            (4, b'E') if letter(1) == b'T' => Etrn,
-            (4, b'E') => Expn,
-            (4, b'A') => Auth,
-            (4, b'H') => Help,
-            (8, b'S') if letter(1) == b'T' => StartTls,
-            (8, b'S') => SmtpUtf8,
-            (8, b'8') => EightBitMime,
-            (8, b'C') => Chunking,
-            (9, b'D') => DeliverBy,
-            (10, b'P') => Pipelining,
-            (10, b'B') => BinaryMime,
-            (10, b'R') => RequireTls,
-            (11, b'M') => MtPriority,
-            (19, b'E') => EnhancedStatusCodes,
+    /// Case-insensitive lookup without allocating or a loop over octets: the word is read
+    /// as 8-octet windows, folded to lower case eight octets at a time and compared with
+    /// the names of its length, folded at compile time. Every line of every EHLO reply
+    /// goes through here.
+    fn lookup(word: &[u8]) -> Option<Keyword> {
+        let head = match word.len() {
+            3 => pack(&[word[0], word[1], word[2]]),
+            4 => pack(&[word[0], word[1], word[2], word[3]]),
+            8..=19 => window(word, 0),
             _ => return None,
         };
-        // Names are upper case, so folding the input alone is enough.
-        let name = candidate.name().as_bytes();
-        let same = name
-            .iter()
-            .zip(bytes)
-            .all(|(n, b)| *n == b.to_ascii_uppercase());
-        same.then_some(candidate)
+        Keyword::lookup_with_head(word, fold(head))
     }
+
+    /// [`Keyword::lookup`] of `word`, given `eight`, the eight octets from the start of
+    /// the word on (past its end when it is shorter), as one little-endian word: the
+    /// octets the search for the word's end has already read.
+    #[inline]
+    fn lookup_eight(word: &[u8], eight: u64) -> Option<Keyword> {
+        let n = word.len();
+        let head = if n < 8 {
+            eight & ((1 << (8 * n)) - 1)
+        } else {
+            eight
+        };
+        Keyword::lookup_with_head(word, fold(head))
+    }
+
+    /// [`Keyword::lookup`] with `head`, the word's first eight octets (zero-padded past its
+    /// end) folded, already at hand.
+    #[inline]
+    fn lookup_with_head(word: &[u8], head: u64) -> Option<Keyword> {
+        use Keyword::*;
+        let n = word.len();
+        // Names of eight octets or fewer are told apart by `head` alone.
+        let found = match n {
+            3 if head == const { short_key(Dsn) } => Dsn,
+            4 if head == const { short_key(Size) } => Size,
+            4 if head == const { short_key(Vrfy) } => Vrfy,
+            4 if head == const { short_key(Etrn) } => Etrn,
+            4 if head == const { short_key(Expn) } => Expn,
+            4 if head == const { short_key(Auth) } => Auth,
+            4 if head == const { short_key(Help) } => Help,
+            8 if head == const { short_key(StartTls) } => StartTls,
+            8 if head == const { short_key(SmtpUtf8) } => SmtpUtf8,
+            8 if head == const { short_key(EightBitMime) } => EightBitMime,
+            8 if head == const { short_key(Chunking) } => Chunking,
+            9..=19 => {
+                // Past eight octets, the last eight too, and for the one name longer than
+                // sixteen the middle.
+                let tail = fold(window(word, n - 8));
+                let is = |(h, t): (u64, u64)| head == h && tail == t;
+                match n {
+                    9 if is(const { long_key(DeliverBy) }) => DeliverBy,
+                    10 if is(const { long_key(Pipelining) }) => Pipelining,
+                    10 if is(const { long_key(BinaryMime) }) => BinaryMime,
+                    10 if is(const { long_key(RequireTls) }) => RequireTls,
+                    11 if is(const { long_key(MtPriority) }) => MtPriority,
+                    19 if is(const { long_key(EnhancedStatusCodes) })
+                        && fold(window(word, 8))
+                            == const { fold(window(EnhancedStatusCodes.name().as_bytes(), 8)) } =>
+                    {
+                        EnhancedStatusCodes
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        Some(found)
+    }
+}
+
+/// What [`Keyword::lookup`] compares a word of at most eight octets with.
+const fn short_key(keyword: Keyword) -> u64 {
+    fold(pack(keyword.name().as_bytes()))
+}
+
+/// What [`Keyword::lookup`] compares a word of more than eight octets with: its first and
+/// last eight octets.
+const fn long_key(keyword: Keyword) -> (u64, u64) {
+    let name = keyword.name().as_bytes();
+    (fold(window(name, 0)), fold(window(name, name.len() - 8)))
+}
+
+/// Octets `at..at + 8` of `bytes` as one little-endian word.
+const fn window(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0; 8];
+    let mut i = 0;
+    while i < 8 {
+        word[i] = bytes[at + i];
+        i += 1;
+    }
+    u64::from_le_bytes(word)
+}
+
+/// Up to eight octets as one little-endian word, zero-padded.
+const fn pack(bytes: &[u8]) -> u64 {
+    let mut word = [0; 8];
+    let mut i = 0;
+    while i < bytes.len() {
+        word[i] = bytes[i];
+        i += 1;
+    }
+    u64::from_le_bytes(word)
+}
+
+/// The eight octets of `word` with ASCII upper-case letters turned to lower case and
+/// everything else untouched, without a branch (the 0x20 bit is set only where an octet
+/// is 'A'..='Z', so a control character can never be taken for a digit).
+const fn fold(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    // No octet overflows into the next: at most 0x7f + 0x3f.
+    let low7 = word & !HIGH;
+    let at_least_a = low7 + ONES * (0x80 - b'A' as u64);
+    let above_z = low7 + ONES * (0x80 - b'Z' as u64 - 1);
+    let upper = at_least_a & !above_z & !word & HIGH;
+    word | (upper >> 2)
+}
+
+/// One line of an EHLO reply as the parser reads it: octets, in which words are found
+/// eight at a time and keywords looked up, and text, for the words that are kept.
+struct Line<'a> {
+    /// The line's text, without code, separator or CRLF.
+    bytes: &'a [u8],
+    /// `bytes` and whatever follows them in the same buffer (the CRLF, the next lines),
+    /// so that the last word of a line can be searched eight octets at a time too.
+    readable: &'a [u8],
+    /// The whole buffer as text and where `bytes` starts in it, when the buffer is UTF-8
+    /// (nearly always: EHLO replies are ASCII). One check for the buffer instead of one
+    /// per word kept.
+    text: Option<(&'a str, usize)>,
+}
+
+impl<'a> Line<'a> {
+    /// A line of a decoded [`Reply`].
+    fn of_str(line: &'a str) -> Line<'a> {
+        Line {
+            bytes: line.as_bytes(),
+            readable: line.as_bytes(),
+            text: Some((line, 0)),
+        }
+    }
+
+    /// The words from offset `at` of `bytes` on, as ranges of `bytes`.
+    fn words(&self, at: usize) -> Words<'a> {
+        Words {
+            bytes: self.readable,
+            end: self.bytes.len(),
+            at,
+        }
+    }
+
+    /// `bytes[range]` as text. As in [`Reply`], octets that are not UTF-8 are read
+    /// lossily (U+FFFD), never refused. Converting word by word reads the same as
+    /// converting the line and splitting it: a broken UTF-8 sequence never holds an ASCII
+    /// octet, so neither white space nor any other separator can be lost or made up.
+    #[inline]
+    fn text(&self, range: Range<usize>) -> Cow<'a, str> {
+        let whole = self
+            .text
+            .and_then(|(text, start)| text.get(start + range.start..start + range.end));
+        match whole {
+            Some(text) => Cow::Borrowed(text),
+            None => String::from_utf8_lossy(&self.bytes[range]),
+        }
+    }
+}
+
+/// The words of a line, as ranges, split at ASCII white space the way
+/// `str::split_ascii_whitespace` splits (runs count as one, no empty words); the ends of
+/// words are found eight octets at a time.
+struct Words<'a> {
+    /// The line's text and what may follow it (see [`Line::readable`]).
+    bytes: &'a [u8],
+    /// The end of the line's text in `bytes`.
+    end: usize,
+    /// Where the next word may start.
+    at: usize,
+}
+
+impl Iterator for Words<'_> {
+    type Item = Range<usize>;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Range<usize>> {
+        let line = self.bytes.get(..self.end)?;
+        let start = self.at
+            + line
+                .get(self.at..)?
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())?;
+        self.at = start + word_len(&self.bytes[start..], self.end - start);
+        Some(start..self.at)
+    }
+}
+
+/// The first word of a line and the keyword it names, found together in the common case:
+/// the line starts with a word (not with white space) and eight octets can be read from
+/// its start, in which the end of a short word and the octets to look up are both found
+/// with one load. `None` leaves it to [`Words`] and [`Keyword::lookup`], which give the
+/// same answer.
+fn quick_keyword(line: &Line<'_>) -> Option<(Range<usize>, Option<Keyword>)> {
+    let eight = load(line.readable.get(..8)?);
+    let end = line.bytes.len();
+    let low = below(eight, 0x21);
+    let n = if low == 0 {
+        // A word of more than eight octets, which all start it.
+        8 + word_len(&line.readable[8..], end.checked_sub(8)?)
+    } else {
+        // The lowest mark is the first octet below 0x21.
+        let n = (low.trailing_zeros() / 8) as usize;
+        if n == 0 || n > end || !line.readable[n].is_ascii_whitespace() {
+            // White space first, or a control character: the general path.
+            return None;
+        }
+        n
+    };
+    Some((0..n, Keyword::lookup_eight(&line.bytes[..n], eight)))
+}
+
+/// The length of the word at the start of `bytes`: up to the first ASCII white space, or
+/// `len` (at most `bytes.len()`), whichever comes first. White space octets are all below
+/// 0x21, and a word rarely holds another octet that low (a control character), so eight
+/// octets at a time are tested for one such, and only a hit is looked at.
+#[inline]
+fn word_len(bytes: &[u8], len: usize) -> usize {
+    let mut at = 0;
+    for eight in bytes.chunks_exact(8) {
+        let mut low = below(load(eight), 0x21);
+        while low != 0 {
+            let i = (low.trailing_zeros() / 8) as usize;
+            if at + i >= len || eight[i].is_ascii_whitespace() {
+                return len.min(at + i);
+            }
+            low &= low - 1;
+        }
+        at += 8;
+        if at >= len {
+            return len;
+        }
+    }
+    bytes[at..len]
+        .iter()
+        .position(u8::is_ascii_whitespace)
+        .map_or(len, |i| at + i)
+}
+
+/// The offset of the first space in `bytes[..len]`, where `bytes` may go on past `len`:
+/// how the domain ends on the first line. Searched eight octets at a time, like
+/// [`word_len`], for an octet below 0x21 that is a space.
+fn find_space(bytes: &[u8], len: usize) -> Option<usize> {
+    let mut at = 0;
+    for eight in bytes.chunks_exact(8) {
+        let mut low = below(load(eight), 0x21);
+        while low != 0 {
+            let i = (low.trailing_zeros() / 8) as usize;
+            if at + i >= len {
+                return None;
+            }
+            if eight[i] == b' ' {
+                return Some(at + i);
+            }
+            low &= low - 1;
+        }
+        at += 8;
+        if at >= len {
+            return None;
+        }
+    }
+    bytes[at..len]
+        .iter()
+        .position(|&b| b == b' ')
+        .map(|i| at + i)
+}
+
+/// A mark (0x80) on each of the eight octets of `eight` (little-endian) that is below `n`
+/// (at most 0x80): a search eight octets at a time, for the short
+/// lines of EHLO replies where a vector search costs more to set up than it saves. The
+/// lowest mark is exact; marks above it may be false, so any octet found past the first
+/// must be checked.
+fn below(eight: u64, n: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    eight.wrapping_sub(ONES * u64::from(n)) & !eight & (ONES * 0x80)
+}
+
+/// Eight octets as one little-endian word (`eight` holds eight; anything else reads as
+/// octets that are never below anything).
+fn load(eight: &[u8]) -> u64 {
+    u64::from_le_bytes(eight.try_into().unwrap_or([0xff; 8]))
 }
 
 /// ```text
 /// ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
 /// ```
 /// (RFC 5321 §4.1.1.1).
-fn is_ehlo_keyword(word: &str) -> bool {
-    let bytes = word.as_bytes();
-    bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+fn is_ehlo_keyword(word: &[u8]) -> bool {
+    word.first().is_some_and(u8::is_ascii_alphanumeric)
+        && word.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// ```text
@@ -252,12 +543,17 @@ fn check_param(param: &str) -> Result<(), BuildError> {
 }
 
 /// A decimal number made of digits only (no sign, no space); `None` on overflow.
-fn number(word: &str) -> Option<u64> {
-    if word.bytes().all(|b| b.is_ascii_digit()) {
-        word.parse().ok()
-    } else {
-        None
+fn number(word: &[u8]) -> Option<u64> {
+    if word.is_empty() {
+        return None;
     }
+    word.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 impl Capabilities {
@@ -273,13 +569,14 @@ impl Capabilities {
         if domain.is_empty() || domain.bytes().any(|b| b == b' ' || b.is_ascii_control()) {
             return Err(BuildError::Argument);
         }
-        Ok(Capabilities::empty(domain, String::new()))
+        Ok(Capabilities::empty(domain))
     }
 
-    fn empty(domain: String, greeting: String) -> Capabilities {
+    /// A server named `domain`, without greeting, announcing nothing.
+    fn empty(domain: String) -> Capabilities {
         Capabilities {
-            domain,
-            greeting,
+            domain_len: domain.len(),
+            first_line: domain,
             pipelining: false,
             size: None,
             eight_bit_mime: false,
@@ -303,12 +600,12 @@ impl Capabilities {
 
     /// The server's name, the first word of the reply.
     pub fn domain(&self) -> &str {
-        &self.domain
+        &self.first_line[..self.domain_len]
     }
 
     /// The free text after the domain on the first line (`ehlo-greet`), empty when none.
     pub fn greeting(&self) -> &str {
-        &self.greeting
+        self.first_line.get(self.domain_len + 1..).unwrap_or("")
     }
 
     /// Sets the text after the domain; it must not contain CR, LF or NUL.
@@ -317,8 +614,16 @@ impl Capabilities {
         if has_control(&greeting) {
             return Err(BuildError::ControlCharacter);
         }
-        self.greeting = greeting;
+        self.put_greeting(&greeting);
         Ok(self)
+    }
+
+    fn put_greeting(&mut self, greeting: &str) {
+        self.first_line.truncate(self.domain_len);
+        if !greeting.is_empty() {
+            self.first_line.push(' ');
+            self.first_line.push_str(greeting);
+        }
     }
 
     /// The SASL mechanisms of AUTH (RFC 4954 §3), upper-case, each once, in the order
@@ -344,8 +649,23 @@ impl Capabilities {
         self
     }
 
+    /// Adds a mechanism unless it is there already, allocating only for a new one.
     fn push_auth(&mut self, mechanism: &str) {
-        if !self.supports_auth(mechanism) {
+        // The same test as `supports_auth`: every name is stored upper-case, so only the
+        // new one needs folding.
+        let known = self.auth.iter().any(|known| {
+            known.len() == mechanism.len()
+                && known
+                    .bytes()
+                    .zip(mechanism.bytes())
+                    .all(|(k, m)| k == m.to_ascii_uppercase())
+        });
+        if !known {
+            if self.auth.capacity() == 0 {
+                // Room for the usual few mechanisms in one allocation, without the
+                // general growth path.
+                self.auth = Vec::with_capacity(4);
+            }
             self.auth.push(mechanism.to_ascii_uppercase());
         }
     }
@@ -395,7 +715,7 @@ impl Capabilities {
         if has_control(keyword) {
             return Err(BuildError::ControlCharacter);
         }
-        if !is_ehlo_keyword(keyword) || Keyword::lookup(keyword).is_some() {
+        if !is_ehlo_keyword(keyword.as_bytes()) || Keyword::lookup(keyword.as_bytes()).is_some() {
             return Err(BuildError::Argument);
         }
         let params = params
@@ -412,7 +732,7 @@ impl Capabilities {
     /// Whether `keyword` (case-insensitive) was announced. AUTH counts only with at least
     /// one mechanism.
     pub fn has(&self, keyword: &str) -> bool {
-        match Keyword::lookup(keyword) {
+        match Keyword::lookup(keyword.as_bytes()) {
             Some(known) => self.has_known(known),
             None => self.other_params(keyword).is_some(),
         }
@@ -465,9 +785,9 @@ impl Capabilities {
             return Err(EhloError::NotOk(reply.code()));
         }
         let lines = reply.lines();
-        let mut caps = Capabilities::from_first_line(&lines[0])?;
+        let mut caps = Capabilities::from_first_line(&Line::of_str(&lines[0]))?;
         for line in &lines[1..] {
-            caps.ehlo_line(line);
+            caps.ehlo_line(&Line::of_str(line));
         }
         Ok(caps)
     }
@@ -483,22 +803,32 @@ impl Capabilities {
     /// assert!(caps.starttls);
     /// ```
     pub fn parse(input: &[u8]) -> Result<Capabilities, EhloError> {
+        fast::parse(input).map_or_else(|| Capabilities::parse_full(input), Ok)
+    }
+
+    /// [`Capabilities::parse`] for any input; [`fast::parse`] reads the common shape
+    /// faster, and agrees with this.
+    fn parse_full(input: &[u8]) -> Result<Capabilities, EhloError> {
         let mut reader = LineReader::new(ReplyLimits::default());
+        // One UTF-8 check for the whole reply; the words kept are slices of it.
+        let whole = std::str::from_utf8(input).ok();
         // Framing errors anywhere win over what the lines say, as with `Reply::parse`.
         let mut caps: Result<Option<Capabilities>, EhloError> = Ok(None);
         loop {
             let line = reader.next_line(input)?.ok_or(ReplyError::Incomplete)?;
-            if let Ok(state) = &mut caps {
-                // As in `Reply`, text that is not UTF-8 is read lossily, never refused.
-                let text = match std::str::from_utf8(line.text) {
-                    Ok(text) => Cow::Borrowed(text),
-                    Err(_) => String::from_utf8_lossy(line.text),
-                };
-                match state {
-                    Some(state) => state.ehlo_line(&text),
-                    None if line.code != ReplyCode::OK => caps = Err(EhloError::NotOk(line.code)),
-                    None => caps = Capabilities::from_first_line(&text).map(Some),
-                }
+            // The text ends the line, just before its CRLF.
+            let start = line.end - 2 - line.text.len();
+            let text = Line {
+                bytes: line.text,
+                readable: &input[start..],
+                text: whole.map(|whole| (whole, start)),
+            };
+            match &mut caps {
+                Ok(Some(caps)) => caps.ehlo_line(&text),
+                Ok(None) if line.code != ReplyCode::OK => caps = Err(EhloError::NotOk(line.code)),
+                Ok(None) => caps = Capabilities::from_first_line(&text).map(Some),
+                // The first line decided; the rest is only read for framing errors.
+                Err(_) => {}
             }
             if line.last {
                 if line.end != input.len() {
@@ -514,69 +844,112 @@ impl Capabilities {
     /// ```
     /// (RFC 5321 §4.1.1.1), after the code: leading spaces are skipped, the domain runs to
     /// the next space, the greeting is the rest.
-    fn from_first_line(line: &str) -> Result<Capabilities, EhloError> {
-        let line = line.trim_start_matches(' ');
-        let (domain, greeting) = line.split_once(' ').unwrap_or((line, ""));
+    fn from_first_line(line: &Line<'_>) -> Result<Capabilities, EhloError> {
+        let bytes = line.bytes;
+        let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+        let space = find_space(&line.readable[start..], bytes.len() - start);
+        let (domain, greeting) = match space {
+            Some(space) => (start..start + space, start + space + 1..bytes.len()),
+            None => (start..bytes.len(), bytes.len()..bytes.len()),
+        };
         if domain.is_empty() {
             return Err(EhloError::MissingDomain);
         }
-        Ok(Capabilities::empty(domain.to_owned(), greeting.to_owned()))
+        let domain_text = line.text(domain.clone());
+        if greeting.is_empty() {
+            return Ok(Capabilities::empty(domain_text.into_owned()));
+        }
+        // Domain, space and greeting as one string; read lossily, they read the same as
+        // when read apart, split at an ASCII space.
+        let domain_len = domain_text.len();
+        let mut caps = Capabilities::empty(line.text(domain.start..greeting.end).into_owned());
+        caps.domain_len = domain_len;
+        Ok(caps)
     }
 
     /// ```text
     /// ehlo-line = ehlo-keyword *( SP ehlo-param )
     /// ```
-    /// (RFC 5321 §4.1.1.1), applied to the capabilities.
-    fn ehlo_line(&mut self, line: &str) {
+    /// (RFC 5321 §4.1.1.1), applied to the capabilities. Read as octets: only the words
+    /// kept become text (see [`Line::text`]).
+    fn ehlo_line(&mut self, line: &Line<'_>) {
         // No `ehlo-param` holds white space, so splitting at any of it reads the same
         // and tolerates tabs and runs of spaces.
-        let mut words = line.split_ascii_whitespace();
-        let Some(keyword) = words.next() else {
-            return;
+        let (first, known) = match quick_keyword(line) {
+            Some(found) => found,
+            None => {
+                let Some(first) = line.words(0).next() else {
+                    return;
+                };
+                let known = Keyword::lookup(&line.bytes[first.clone()]);
+                (first, known)
+            }
         };
-        let Some(known) = Keyword::lookup(keyword) else {
-            if keyword.len() > 5 && keyword.as_bytes()[..5].eq_ignore_ascii_case(b"AUTH=") {
-                // `AUTH=LOGIN PLAIN`: the first mechanism is glued to the keyword. The
-                // prefix matched five ASCII octets, so slicing after it is on a boundary.
-                self.push_auth(&keyword[5..]);
-                words.for_each(|mechanism| self.push_auth(mechanism));
-            } else if is_ehlo_keyword(keyword) {
-                let params = words.map(str::to_owned).collect();
-                self.other.push((keyword.to_ascii_uppercase(), params));
-            }
+        self.keyword_line(line, first, known);
+    }
+
+    /// [`Capabilities::ehlo_line`] once the keyword is found: `first`, the range of the
+    /// line's first word, names the keyword `known`.
+    #[inline]
+    fn keyword_line(&mut self, line: &Line<'_>, first: Range<usize>, known: Option<Keyword>) {
+        if let Some(flag) = known.and_then(|known| self.flag_mut(known)) {
+            // Whatever parameters come with a flag are ignored.
+            *flag = true;
             return;
-        };
-        match known {
-            Keyword::Pipelining => self.pipelining = true,
-            Keyword::Size => {
-                if self.size.is_none() {
-                    self.size = Some(words.next().and_then(number));
-                }
-            }
-            Keyword::Vrfy => self.vrfy = true,
-            Keyword::Etrn => self.etrn = true,
-            Keyword::Expn => self.expn = true,
-            Keyword::StartTls => self.starttls = true,
-            Keyword::Auth => words.for_each(|mechanism| self.push_auth(mechanism)),
-            Keyword::EnhancedStatusCodes => self.enhanced_status_codes = true,
-            Keyword::EightBitMime => self.eight_bit_mime = true,
-            Keyword::BinaryMime => self.binary_mime = true,
-            Keyword::Chunking => self.chunking = true,
-            Keyword::Dsn => self.dsn = true,
-            Keyword::SmtpUtf8 => self.smtputf8 = true,
-            Keyword::RequireTls => self.requiretls = true,
-            Keyword::MtPriority => {
-                if self.mt_priority.is_none() {
-                    self.mt_priority = Some(words.next().map(str::to_owned));
-                }
-            }
-            Keyword::DeliverBy => {
-                if self.deliver_by.is_none() {
-                    self.deliver_by = Some(words.next().and_then(number));
-                }
-            }
-            Keyword::Help => self.help = true,
         }
+        let mut words = line.words(first.end);
+        let keyword = &line.bytes[first.clone()];
+        let Some(known) = known else {
+            if keyword.len() > 5 && keyword[..5].eq_ignore_ascii_case(b"AUTH=") {
+                // `AUTH=LOGIN PLAIN`: the first mechanism is glued to the keyword.
+                self.push_auth(&line.text(first.start + 5..first.end));
+                words.for_each(|mechanism| self.push_auth(&line.text(mechanism)));
+            } else if is_ehlo_keyword(keyword) {
+                let params = words.map(|param| line.text(param).into_owned()).collect();
+                self.other
+                    .push((line.text(first).to_ascii_uppercase(), params));
+            }
+            return;
+        };
+        // For a value announced twice, the first wins.
+        match known {
+            Keyword::Size if self.size.is_none() => {
+                self.size = Some(words.next().and_then(|n| number(&line.bytes[n])));
+            }
+            Keyword::Auth => words.for_each(|mechanism| self.push_auth(&line.text(mechanism))),
+            Keyword::MtPriority if self.mt_priority.is_none() => {
+                self.mt_priority = Some(words.next().map(|policy| line.text(policy).into_owned()));
+            }
+            Keyword::DeliverBy if self.deliver_by.is_none() => {
+                self.deliver_by = Some(words.next().and_then(|n| number(&line.bytes[n])));
+            }
+            // Values announced before, and flags, set above.
+            _ => {}
+        }
+    }
+
+    /// The field of a keyword that is a flag, announced alone; `None` for the keywords
+    /// with parameters (SIZE, AUTH, MT-PRIORITY, DELIVERBY).
+    #[inline]
+    fn flag_mut(&mut self, keyword: Keyword) -> Option<&mut bool> {
+        Some(match keyword {
+            Keyword::Pipelining => &mut self.pipelining,
+            Keyword::Vrfy => &mut self.vrfy,
+            Keyword::Etrn => &mut self.etrn,
+            Keyword::Expn => &mut self.expn,
+            Keyword::StartTls => &mut self.starttls,
+            Keyword::EnhancedStatusCodes => &mut self.enhanced_status_codes,
+            Keyword::EightBitMime => &mut self.eight_bit_mime,
+            Keyword::BinaryMime => &mut self.binary_mime,
+            Keyword::Chunking => &mut self.chunking,
+            Keyword::Dsn => &mut self.dsn,
+            Keyword::SmtpUtf8 => &mut self.smtputf8,
+            Keyword::RequireTls => &mut self.requiretls,
+            Keyword::Help => &mut self.help,
+            Keyword::Size | Keyword::Auth | Keyword::MtPriority | Keyword::DeliverBy => {
+                return None;
+            }
+        })
     }
 
     /// The 250 reply announcing these capabilities: the domain line, then one line per
@@ -585,11 +958,7 @@ impl Capabilities {
     /// other parameters within the 512-octet line limit (RFC 5321 §4.5.3.1.5).
     pub fn to_reply(&self) -> Reply {
         let mut lines: Vec<Cow<'static, str>> = Vec::with_capacity(1 + Keyword::ALL.len());
-        lines.push(if self.greeting.is_empty() {
-            Cow::Owned(self.domain.clone())
-        } else {
-            Cow::Owned(format!("{} {}", self.domain, self.greeting))
-        });
+        lines.push(Cow::Owned(self.first_line.clone()));
         for keyword in Keyword::ALL {
             if !self.has_known(keyword) {
                 continue;
@@ -638,6 +1007,145 @@ mod tests {
             String::from_utf8_lossy(input)
         );
         via_reply
+    }
+
+    /// The text of an EHLO line: keywords in any case, parameters, AUTH in both forms,
+    /// runs of spaces and tabs, control characters, octets that are not UTF-8.
+    fn ehlo_text() -> impl Strategy<Value = Vec<u8>> {
+        let piece = proptest::sample::select(vec![
+            &b" "[..],
+            b"  ",
+            b"\t",
+            b"\x0b",
+            b"\x0c",
+            b"\x01",
+            b"\x18",
+            b"AUTH",
+            b"auth",
+            b"AUTH=",
+            b"Auth=Login",
+            b"PLAIN",
+            b"plain",
+            b"CRAM-MD5",
+            b"SIZE",
+            b"size",
+            b"0",
+            b"1234",
+            b"99999999999999999999",
+            b"+5",
+            b"PIPELINING",
+            b"pipelininG",
+            b"8BITMIME",
+            b"\x188BITMIME",
+            b"DSN",
+            b"dsn",
+            b"ENHANCEDSTATUSCODES",
+            b"enhancedSTATUScodes",
+            b"MT-PRIORITY",
+            b"MIXER",
+            b"DELIVERBY",
+            b"STARTTLS",
+            b"SMTPUTF8",
+            b"HELP",
+            b"X-EXPS",
+            b"x-link2state",
+            b"-x",
+            b"=junk",
+            b"mx.example.org",
+            b"\xc3\xa9",
+            b"\xff",
+            b"\xc3",
+        ])
+        .prop_map(<[u8]>::to_vec);
+        let piece = prop_oneof![
+            6 => piece,
+            1 => "[ -~]{0,10}".prop_map(String::into_bytes),
+            1 => proptest::collection::vec(any::<u8>(), 0..4),
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+    }
+
+    /// `from_reply` as it was written on text before it read octets: the model the octet
+    /// reader must agree with.
+    mod reference {
+        use super::*;
+
+        pub(super) fn from_reply(reply: &Reply) -> Result<Capabilities, EhloError> {
+            if reply.code() != ReplyCode::OK {
+                return Err(EhloError::NotOk(reply.code()));
+            }
+            let first = reply.lines()[0].trim_start_matches(' ');
+            let (domain, greeting) = first.split_once(' ').unwrap_or((first, ""));
+            if domain.is_empty() {
+                return Err(EhloError::MissingDomain);
+            }
+            let mut caps = Capabilities::empty(domain.to_owned());
+            caps.put_greeting(greeting);
+            for line in &reply.lines()[1..] {
+                ehlo_line(&mut caps, line);
+            }
+            Ok(caps)
+        }
+
+        fn push_auth(caps: &mut Capabilities, mechanism: &str) {
+            if !caps.supports_auth(mechanism) {
+                caps.auth.push(mechanism.to_ascii_uppercase());
+            }
+        }
+
+        fn number(word: &str) -> Option<u64> {
+            if word.bytes().all(|b| b.is_ascii_digit()) {
+                word.parse().ok()
+            } else {
+                None
+            }
+        }
+
+        fn ehlo_line(caps: &mut Capabilities, line: &str) {
+            let mut words = line.split_ascii_whitespace();
+            let Some(keyword) = words.next() else {
+                return;
+            };
+            let known = Keyword::ALL
+                .into_iter()
+                .find(|k| k.name().eq_ignore_ascii_case(keyword));
+            let Some(known) = known else {
+                if keyword.len() > 5 && keyword.as_bytes()[..5].eq_ignore_ascii_case(b"AUTH=") {
+                    push_auth(caps, &keyword[5..]);
+                    words.for_each(|mechanism| push_auth(caps, mechanism));
+                } else if is_ehlo_keyword(keyword.as_bytes()) {
+                    let params = words.map(str::to_owned).collect();
+                    caps.other.push((keyword.to_ascii_uppercase(), params));
+                }
+                return;
+            };
+            match known {
+                Keyword::Pipelining => caps.pipelining = true,
+                Keyword::Size if caps.size.is_none() => {
+                    caps.size = Some(words.next().and_then(number))
+                }
+                Keyword::Vrfy => caps.vrfy = true,
+                Keyword::Etrn => caps.etrn = true,
+                Keyword::Expn => caps.expn = true,
+                Keyword::StartTls => caps.starttls = true,
+                Keyword::Auth => words.for_each(|mechanism| push_auth(caps, mechanism)),
+                Keyword::EnhancedStatusCodes => caps.enhanced_status_codes = true,
+                Keyword::EightBitMime => caps.eight_bit_mime = true,
+                Keyword::BinaryMime => caps.binary_mime = true,
+                Keyword::Chunking => caps.chunking = true,
+                Keyword::Dsn => caps.dsn = true,
+                Keyword::SmtpUtf8 => caps.smtputf8 = true,
+                Keyword::RequireTls => caps.requiretls = true,
+                Keyword::MtPriority if caps.mt_priority.is_none() => {
+                    caps.mt_priority = Some(words.next().map(str::to_owned));
+                }
+                Keyword::DeliverBy if caps.deliver_by.is_none() => {
+                    caps.deliver_by = Some(words.next().and_then(number));
+                }
+                Keyword::Help => caps.help = true,
+                Keyword::Size | Keyword::MtPriority | Keyword::DeliverBy => {}
+            }
+        }
     }
 
     const POSTFIX: &[u8] = b"250-mail.example.com\r\n\
@@ -773,11 +1281,23 @@ mod tests {
     #[test]
     fn every_keyword_is_found() {
         for keyword in Keyword::ALL {
-            let name = keyword.name();
+            let name = keyword.name().as_bytes();
             assert_eq!(Keyword::lookup(name), Some(keyword));
             assert_eq!(Keyword::lookup(&name.to_ascii_lowercase()), Some(keyword));
             assert_eq!(Keyword::lookup(&name[1..]), None);
-            assert_eq!(Keyword::lookup(&format!("{name}X")), None);
+            assert_eq!(Keyword::lookup(&[name, b"X"].concat()), None);
+            // Octets one bit away from the name's (0x20: case, 0x80: not ASCII) match
+            // only when that bit is the case of a letter.
+            for i in 0..name.len() {
+                for bit in [0x20, 0x80] {
+                    let mut near = name.to_vec();
+                    near[i] ^= bit;
+                    let found = Keyword::lookup(&near);
+                    let expected =
+                        (bit == 0x20 && name[i].is_ascii_alphabetic()).then_some(keyword);
+                    assert_eq!(found, expected, "{:?}", String::from_utf8_lossy(&near));
+                }
+            }
         }
     }
 
@@ -854,6 +1374,24 @@ mod tests {
         assert!(!caps.has("auth"));
     }
 
+    #[test]
+    fn domain_and_greeting_read_and_compare_apart() {
+        let mut caps = Capabilities::new("mx").unwrap();
+        assert_eq!((caps.domain(), caps.greeting()), ("mx", ""));
+        caps.set_greeting("  hi ").unwrap();
+        assert_eq!((caps.domain(), caps.greeting()), ("mx", "  hi "));
+        caps.set_greeting("").unwrap();
+        assert_eq!(caps, Capabilities::new("mx").unwrap());
+        // A space after the domain and nothing else is no greeting.
+        assert_eq!(Capabilities::parse(b"250 mx \r\n"), Ok(caps.clone()));
+        assert!(
+            format!("{caps:?}").starts_with(
+                "Capabilities { domain: \"mx\", greeting: \"\", pipelining: false, size: None,"
+            ),
+            "{caps:?}"
+        );
+    }
+
     prop_compose! {
         fn capabilities()(
             domain in "[a-z][a-z0-9-]{0,10}(\\.[a-z]{2,5}){0,2}|\\[[0-9.]{7,15}\\]",
@@ -907,12 +1445,26 @@ mod tests {
                     .prop_flat_map(|name| proptest::collection::vec(any::<bool>(), name.len())
                         .prop_map(move |upper| name.chars().zip(upper)
                             .map(|(c, u)| if u { c } else { c.to_ascii_lowercase() })
-                            .collect::<String>())),
-                "[A-Za-z0-9-]{0,20}",
-                "[SEAHDCPBRM8][A-Z0-9-]{2,10}",
+                            .collect::<String>().into_bytes())),
+                "[A-Za-z0-9-]{0,20}".prop_map(String::into_bytes),
+                "[SEAHDCPBRM8][A-Z0-9-]{2,10}".prop_map(String::into_bytes),
+                // A name with one octet changed to anything: control characters next to
+                // digits, octets above 0x7f, the other case.
+                (
+                    proptest::sample::select(Keyword::ALL.map(Keyword::name).to_vec()),
+                    any::<prop::sample::Index>(),
+                    any::<u8>(),
+                ).prop_map(|(name, at, octet)| {
+                    let mut word = name.as_bytes().to_vec();
+                    word[at.index(name.len())] = octet;
+                    word
+                }),
+                proptest::collection::vec(any::<u8>(), 0..24),
             ],
         ) {
-            let linear = Keyword::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(&word));
+            let linear = Keyword::ALL
+                .into_iter()
+                .find(|k| k.name().as_bytes().eq_ignore_ascii_case(&word));
             prop_assert_eq!(Keyword::lookup(&word), linear);
         }
 
@@ -927,6 +1479,39 @@ mod tests {
             ], 0..30),
         ) {
             let _ = caps(&pieces.concat());
+        }
+
+        #[test]
+        fn words_split_like_split_ascii_whitespace(
+            line in ehlo_text(),
+            after in proptest::collection::vec(any::<u8>(), 0..12),
+        ) {
+            // Whatever follows the line in its buffer changes nothing.
+            let readable = [&line[..], &after].concat();
+            let lossy = String::from_utf8_lossy(&line);
+            let expected: Vec<&str> = lossy.split_ascii_whitespace().collect();
+            for readable in [&line[..], &readable] {
+                let text = Line { bytes: &line, readable, text: None };
+                let words: Vec<String> = text.words(0).map(|w| text.text(w).into_owned()).collect();
+                prop_assert_eq!(&words, &expected);
+                prop_assert_eq!(
+                    find_space(readable, line.len()),
+                    line.iter().position(|&b| b == b' ')
+                );
+                if let Some((first, known)) = quick_keyword(&text) {
+                    prop_assert_eq!(Some(first.clone()), text.words(0).next());
+                    prop_assert_eq!(known, Keyword::lookup(&line[first]));
+                }
+            }
+        }
+
+        #[test]
+        fn from_reply_agrees_with_a_reference_reading(
+            lines in proptest::collection::vec(ehlo_text(), 1..8),
+        ) {
+            let lines = lines.iter().map(|line| String::from_utf8_lossy(line).replace(['\r', '\n', '\0'], " "));
+            let reply = Reply::with_lines(250, None, lines).unwrap();
+            prop_assert_eq!(Capabilities::from_reply(&reply), reference::from_reply(&reply));
         }
 
         #[test]

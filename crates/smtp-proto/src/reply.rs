@@ -15,12 +15,6 @@ use std::fmt;
 
 use bytes::BufMut;
 use memchr::{memchr3, memrchr};
-use nom::branch::alt;
-use nom::bytes::complete::take_while_m_n;
-use nom::character::complete::{char, one_of};
-use nom::combinator::eof;
-use nom::sequence::terminated;
-use nom::{IResult, Parser};
 
 use crate::error::BuildError;
 
@@ -233,7 +227,68 @@ impl fmt::Display for EnhancedCode {
 pub struct Reply {
     code: ReplyCode,
     enhanced: Option<EnhancedCode>,
-    lines: Vec<Cow<'static, str>>,
+    lines: Lines,
+}
+
+/// The text lines of a reply, never none. Most replies have one, kept without a vector
+/// of its own: one allocation less for every reply built or read. Compares, hashes and
+/// prints as the slice of lines, however they are kept.
+#[derive(Clone)]
+enum Lines {
+    One([Cow<'static, str>; 1]),
+    Many(Vec<Cow<'static, str>>),
+}
+
+impl Lines {
+    fn as_slice(&self) -> &[Cow<'static, str>] {
+        match self {
+            Lines::One(line) => line,
+            Lines::Many(lines) => lines,
+        }
+    }
+
+    fn push(&mut self, line: Cow<'static, str>) {
+        match self {
+            Lines::One([first]) => {
+                let first = std::mem::take(first);
+                *self = Lines::Many(vec![first, line]);
+            }
+            Lines::Many(lines) => lines.push(line),
+        }
+    }
+}
+
+impl From<Vec<Cow<'static, str>>> for Lines {
+    fn from(mut lines: Vec<Cow<'static, str>>) -> Lines {
+        match lines.pop() {
+            Some(line) if lines.is_empty() => Lines::One([line]),
+            Some(line) => {
+                lines.push(line);
+                Lines::Many(lines)
+            }
+            None => Lines::One([Cow::Borrowed("")]),
+        }
+    }
+}
+
+impl PartialEq for Lines {
+    fn eq(&self, other: &Lines) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Lines {}
+
+impl std::hash::Hash for Lines {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
+}
+
+impl fmt::Debug for Lines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_slice().fmt(f)
+    }
 }
 
 /// Text allowed on a reply line: RFC 5321 §4.2 `textstring = 1*(%d09 / %d32-126)`,
@@ -274,19 +329,19 @@ impl Reply {
                 return Err(BuildError::EnhancedClassMismatch);
             }
         }
-        let mut out = Vec::new();
+        let mut out: Option<Lines> = None;
         for line in lines {
             let line = line.into();
             check_reply_text(&line)?;
-            out.push(line);
-        }
-        if out.is_empty() {
-            out.push(Cow::Borrowed(""));
+            match &mut out {
+                None => out = Some(Lines::One([line])),
+                Some(lines) => lines.push(line),
+            }
         }
         Ok(Reply {
             code,
             enhanced,
-            lines: out,
+            lines: out.unwrap_or(Lines::One([Cow::Borrowed("")])),
         })
     }
 
@@ -312,7 +367,20 @@ impl Reply {
         Reply {
             code,
             enhanced,
-            lines,
+            lines: lines.into(),
+        }
+    }
+
+    /// A one-line reply from parts already validated by the parser.
+    fn from_line(
+        code: ReplyCode,
+        enhanced: Option<EnhancedCode>,
+        line: Cow<'static, str>,
+    ) -> Reply {
+        Reply {
+            code,
+            enhanced,
+            lines: Lines::One([line]),
         }
     }
 
@@ -371,7 +439,7 @@ impl Reply {
             }
             lines.push(Cow::Owned(rest.to_owned()));
         }
-        reply.lines = lines;
+        reply.lines = lines.into();
         Ok(reply)
     }
 
@@ -422,12 +490,12 @@ impl Reply {
 
     /// The text lines, without code, separator or enhanced code. Never empty.
     pub fn lines(&self) -> &[Cow<'static, str>] {
-        &self.lines
+        self.lines.as_slice()
     }
 
     /// The text lines joined with `\n`.
     pub fn text(&self) -> String {
-        self.lines.join("\n")
+        self.lines().join("\n")
     }
 
     /// The same reply with another enhanced code (`None` removes it), for servers that
@@ -460,8 +528,8 @@ impl Reply {
         // Formatted once, not once per line: EHLO replies repeat it on every line.
         let mut enhanced_buf = [0u8; 11];
         let enhanced_len = self.enhanced.map_or(0, |e| e.write_to(&mut enhanced_buf));
-        let last = self.lines.len() - 1;
-        for (i, line) in self.lines.iter().enumerate() {
+        let last = self.lines().len() - 1;
+        for (i, line) in self.lines().iter().enumerate() {
             out.put_slice(&digits);
             if i != last {
                 out.put_u8(b'-');
@@ -482,7 +550,7 @@ impl Reply {
 
     /// The serialized reply.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.lines.iter().map(|l| l.len() + 16).sum());
+        let mut out = Vec::with_capacity(self.lines().iter().map(|l| l.len() + 16).sum());
         self.encode(&mut out);
         out
     }
@@ -638,6 +706,11 @@ impl ReplyDecoder {
             if line.index == 0 {
                 // Lines of a reply that was started over are not part of this one.
                 self.lines.clear();
+                if line.last {
+                    // Most replies are one line, kept without a vector.
+                    let reply = Reply::from_line(line.code, line.enhanced, reply_text(line.text));
+                    return Ok(Some((reply, line.end)));
+                }
             }
             self.lines.push(reply_text(line.text));
             if line.last {
@@ -866,20 +939,41 @@ fn reply_line(line: &[u8]) -> Result<(ReplyCode, bool, &[u8]), ReplyError> {
 /// subject     = 1*3digit
 /// detail      = 1*3digit
 /// ```
-/// (RFC 3463 §2).
-fn status_code(input: &[u8]) -> IResult<&[u8], EnhancedCode> {
-    fn number(input: &[u8]) -> IResult<&[u8], u16> {
-        take_while_m_n(1, 3, |b: u8| b.is_ascii_digit())
-            .map(|digits: &[u8]| digits.iter().fold(0, |n, &d| n * 10 + u16::from(d - b'0')))
-            .parse(input)
+/// (RFC 3463 §2), at the start of `input`: the code and what follows it. Written out by
+/// hand rather than with nom, like [`reply_line`]: every line of most replies starts with
+/// one.
+fn status_code(input: &[u8]) -> Option<(EnhancedCode, &[u8])> {
+    /// One to three digits; a fourth is left for the caller to trip over.
+    fn number(input: &[u8]) -> Option<(u16, &[u8])> {
+        let digit = |i: usize| {
+            input
+                .get(i)
+                .filter(|b| b.is_ascii_digit())
+                .map(|b| u16::from(b - b'0'))
+        };
+        let a = digit(0)?;
+        let Some(b) = digit(1) else {
+            return Some((a, &input[1..]));
+        };
+        let Some(c) = digit(2) else {
+            return Some((a * 10 + b, &input[2..]));
+        };
+        Some((a * 100 + b * 10 + c, &input[3..]))
     }
-    (one_of("245"), char('.'), number, char('.'), number)
-        .map(|(class, _, subject, _, detail)| EnhancedCode {
-            class: class as u8 - b'0',
-            subject,
-            detail,
-        })
-        .parse(input)
+    let [class @ (b'2' | b'4' | b'5'), b'.', rest @ ..] = input else {
+        return None;
+    };
+    let (subject, rest) = number(rest)?;
+    let [b'.', rest @ ..] = rest else {
+        return None;
+    };
+    let (detail, rest) = number(rest)?;
+    let code = EnhancedCode {
+        class: class - b'0',
+        subject,
+        detail,
+    };
+    Some((code, rest))
 }
 
 /// The enhanced status code at the start of reply text, and the text after it (RFC 2034
@@ -888,21 +982,57 @@ fn status_code(input: &[u8]) -> IResult<&[u8], EnhancedCode> {
 /// is the reply code's class, counts: anything else is plain text. RFC 3463 §2 gives the
 /// class the meaning of the reply code's first digit (2 success, 4 transient, 5
 /// permanent), so a code of another class cannot be this reply's.
+#[inline]
 fn enhanced_prefix(text: &[u8], class: u8) -> Option<(EnhancedCode, &[u8])> {
     // Cheap test first: most lines of most replies are not enhanced codes.
     if text.first() != Some(&(b'0' + class)) {
         return None;
     }
-    let (rest, code) = terminated(status_code, alt((char(' ').map(|_| ()), eof.map(|_| ()))))
-        .parse(text)
-        .ok()?;
-    Some((code, rest))
+    match status_code(text)? {
+        (code, []) => Some((code, &[])),
+        (code, [b' ', rest @ ..]) => Some((code, rest)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// `enhanced_prefix` as it was written with nom: the model for the hand-written one.
+    fn enhanced_prefix_nom(text: &[u8], class: u8) -> Option<(EnhancedCode, &[u8])> {
+        use nom::branch::alt;
+        use nom::bytes::complete::take_while_m_n;
+        use nom::character::complete::{char, one_of};
+        use nom::combinator::eof;
+        use nom::sequence::terminated;
+        use nom::{IResult, Parser};
+
+        fn status_code(input: &[u8]) -> IResult<&[u8], EnhancedCode> {
+            fn number(input: &[u8]) -> IResult<&[u8], u16> {
+                take_while_m_n(1, 3, |b: u8| b.is_ascii_digit())
+                    .map(|digits: &[u8]| {
+                        digits.iter().fold(0, |n, &d| n * 10 + u16::from(d - b'0'))
+                    })
+                    .parse(input)
+            }
+            (one_of("245"), char('.'), number, char('.'), number)
+                .map(|(class, _, subject, _, detail)| EnhancedCode {
+                    class: class as u8 - b'0',
+                    subject,
+                    detail,
+                })
+                .parse(input)
+        }
+        if text.first() != Some(&(b'0' + class)) {
+            return None;
+        }
+        let (rest, code) = terminated(status_code, alt((char(' ').map(|_| ()), eof.map(|_| ()))))
+            .parse(text)
+            .ok()?;
+        Some((code, rest))
+    }
 
     const LIMITS: ReplyLimits = ReplyLimits::DEFAULT;
 
@@ -1207,6 +1337,30 @@ mod tests {
     }
 
     #[test]
+    fn lines_compare_hash_and_print_alike_however_kept() {
+        use std::hash::{BuildHasher, RandomState};
+        let hasher = RandomState::new();
+        let mut one = Reply::new(250, None, "a").unwrap();
+        let decoded = Reply::parse(b"250 a\r\n").unwrap();
+        let wrapped = Reply::wrap(250, None, "a", 512).unwrap();
+        for other in [&decoded, &wrapped] {
+            assert_eq!(&one, other);
+            assert_eq!(hasher.hash_one(&one), hasher.hash_one(other));
+        }
+        assert_eq!(
+            format!("{one:?}"),
+            "Reply { code: ReplyCode(250), enhanced: None, lines: [\"a\"] }"
+        );
+        one.push_line("b").unwrap();
+        let two = Reply::with_lines(250, None, ["a", "b"]).unwrap();
+        assert_eq!(one, two);
+        assert_eq!(hasher.hash_one(&one), hasher.hash_one(&two));
+        assert_eq!(one, Reply::parse(b"250-a\r\n250 b\r\n").unwrap());
+        assert_eq!(one.lines(), ["a", "b"]);
+        assert_eq!(Reply::with_lines(250, None, [""; 0]).unwrap().lines(), [""]);
+    }
+
+    #[test]
     fn encodes_enhanced_codes_without_formatting() {
         for (class, subject, detail) in [(2, 0, 0), (4, 7, 12), (5, 100, 999), (2, 10, 1)] {
             let code = EnhancedCode::of(class, subject, detail);
@@ -1326,6 +1480,21 @@ mod tests {
                 prop_assert!(line.len() <= width, "{} > {}", line.len(), width);
             }
             prop_assert_eq!(reply.lines().concat().replace(' ', ""), text.replace(' ', ""));
+        }
+
+        #[test]
+        fn enhanced_prefix_agrees_with_the_nom_grammar(
+            text in prop_oneof![
+                "[2-5]\\.[0-9]{0,4}\\.[0-9]{0,4}( .{0,3}|[ -~]{0,2})",
+                "[0-9. ]{0,12}",
+                proptest::collection::vec(any::<u8>(), 0..12).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            ],
+            class in 2u8..=5,
+        ) {
+            prop_assert_eq!(
+                enhanced_prefix(text.as_bytes(), class),
+                enhanced_prefix_nom(text.as_bytes(), class)
+            );
         }
 
         #[test]
