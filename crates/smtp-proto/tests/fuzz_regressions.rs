@@ -283,3 +283,21 @@ fn only_one_crlf_is_removed_from_a_line() {
         );
     }
 }
+
+/// `address_params` found the command fast path slicing a string before the start of the
+/// text it had checked: with a null reverse-path, the first string was taken from ENVID
+/// even when AUTH came before it.
+#[test]
+fn mail_strings_after_a_null_path_in_any_order() {
+    use smtp_proto::{Command, ParseOptions};
+    for line in [
+        &b"MAIL FROM:<> AUTH= ENVID=ORCB"[..],
+        b"MAIL FROM:<> AUTH=a@b ENVID=x",
+        b"MAIL FROM:<> ENVID=x AUTH=a@b",
+    ] {
+        let options = ParseOptions::default();
+        let parsed = Command::parse_with(line, options);
+        assert!(parsed.is_ok(), "{parsed:?}");
+        assert_eq!(parsed, Command::parse_full(line, options));
+    }
+}

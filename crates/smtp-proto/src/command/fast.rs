@@ -517,14 +517,16 @@ fn mail(b: &[u8]) -> Option<(Command<'_>, usize)> {
             _ => return None,
         };
     };
+    // Where the strings start: the path comes first; ENVID and AUTH in either order.
+    let start = |v| match v {
+        Value::At(from, _) => from,
+        _ => last,
+    };
     let first = match path {
         Some(_) => lt + 1,
-        None => match (envid, auth) {
-            (Value::At(from, _), _) | (_, Value::At(from, _)) => from,
-            _ => last,
-        },
+        None => start(envid).min(start(auth)),
     };
-    let text = Text::new(b, first.min(last), last, line_end)?;
+    let text = Text::new(b, first, last, line_end)?;
     let xtext = |v| match v {
         Value::At(from, to) => Some(XText::borrowed(text.get(from, to))),
         _ => None,
@@ -692,6 +694,10 @@ mod tests {
             b"MAIL FROM:<>",
             b"MAIL FROM:<a@b.c> RET=HDRS ENVID=QQ314159 AUTH=<> SMTPUTF8 REQUIRETLS",
             b"MAIL FROM:<a@b.c> AUTH=e@x.org BODY=binarymime RET=full",
+            // Found by the address_params fuzz target: strings after a null path, AUTH
+            // (empty) before ENVID.
+            b"MAIL FROM:<> AUTH= ENVID=ORCB",
+            b"MAIL FROM:<> ENVID=X AUTH=y@z",
             b"RCPT TO:<carol@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;carol@example.com",
             b"RCPT TO:<postmaster>",
             b"RCPT TO:<Postmaster@example.org> NOTIFY=never",
