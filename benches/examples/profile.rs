@@ -19,7 +19,7 @@ fn main() {
         total += match what.as_str() {
             "commands" => commands_ours(black_box(&commands)),
             "commands-stalwart" => commands_stalwart(black_box(&commands)),
-            "ehlo" => ehlo_ours(black_box(fixtures::EHLO)).auth().len(),
+            "ehlo" => ehlo_ours(black_box(fixtures::EHLO)).auth().count(),
             "ehlo-stalwart" => ehlo_stalwart(black_box(fixtures::EHLO)).size,
             "replies" => replies_ours(black_box(&replies)),
             "replies-stalwart" => replies_stalwart(black_box(&replies)),

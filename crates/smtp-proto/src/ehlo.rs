@@ -57,7 +57,7 @@ pub enum EhloError {
 /// let caps = Capabilities::from_reply(&reply).unwrap();
 /// assert_eq!(caps.domain(), "mx.example.org");
 /// assert_eq!(caps.size_limit(), Some(35882577));
-/// assert_eq!(caps.auth(), ["LOGIN", "PLAIN"]);
+/// assert_eq!(caps.auth().collect::<Vec<_>>(), ["LOGIN", "PLAIN"]);
 /// assert!(caps.pipelining && caps.has("pipelining") && caps.supports_auth("plain"));
 ///
 /// // A server builds its own.
@@ -100,7 +100,9 @@ pub struct Capabilities {
     pub dsn: bool,
     /// STARTTLS: the session may be upgraded to TLS (RFC 3207).
     pub starttls: bool,
-    auth: Vec<String>,
+    /// The AUTH mechanisms, upper-case, each followed by nothing or one space: one
+    /// allocation for the whole list, which a client reads once per session.
+    auth: String,
     /// ENHANCEDSTATUSCODES: replies carry RFC 3463 codes (RFC 2034).
     pub enhanced_status_codes: bool,
     /// REQUIRETLS: the `REQUIRETLS` MAIL parameter is accepted (RFC 8689).
@@ -135,7 +137,7 @@ impl fmt::Debug for Capabilities {
             .field("smtputf8", &self.smtputf8)
             .field("dsn", &self.dsn)
             .field("starttls", &self.starttls)
-            .field("auth", &self.auth)
+            .field("auth", &self.auth().collect::<Vec<_>>())
             .field("enhanced_status_codes", &self.enhanced_status_codes)
             .field("requiretls", &self.requiretls)
             .field("mt_priority", &self.mt_priority)
@@ -585,7 +587,7 @@ impl Capabilities {
             smtputf8: false,
             dsn: false,
             starttls: false,
-            auth: Vec::new(),
+            auth: String::new(),
             enhanced_status_codes: false,
             requiretls: false,
             mt_priority: None,
@@ -627,10 +629,16 @@ impl Capabilities {
     }
 
     /// The SASL mechanisms of AUTH (RFC 4954 §3), upper-case, each once, in the order
-    /// first announced; empty when AUTH is not announced (or announced with no mechanism,
+    /// first announced; none when AUTH is not announced (or announced with no mechanism,
     /// which offers nothing to use).
-    pub fn auth(&self) -> &[String] {
-        &self.auth
+    ///
+    /// ```
+    /// use smtp_proto::ehlo::Capabilities;
+    /// let caps = Capabilities::parse(b"250-mx\r\n250 AUTH plain LOGIN\r\n").unwrap();
+    /// assert_eq!(caps.auth().collect::<Vec<_>>(), ["PLAIN", "LOGIN"]);
+    /// ```
+    pub fn auth(&self) -> std::str::SplitAsciiWhitespace<'_> {
+        self.auth.split_ascii_whitespace()
     }
 
     /// Announces a SASL mechanism. Names are case-insensitive (RFC 4954 §3) and stored
@@ -653,20 +661,36 @@ impl Capabilities {
     fn push_auth(&mut self, mechanism: &str) {
         // The same test as `supports_auth`: every name is stored upper-case, so only the
         // new one needs folding.
-        let known = self.auth.iter().any(|known| {
-            known.len() == mechanism.len()
-                && known
-                    .bytes()
-                    .zip(mechanism.bytes())
-                    .all(|(k, m)| k == m.to_ascii_uppercase())
-        });
+        let (list, new) = (self.auth.as_bytes(), mechanism.as_bytes());
+        let mut known = false;
+        let mut i = 0;
+        while i < list.len() {
+            let end = list[i..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(list.len(), |n| i + n);
+            if end - i == new.len()
+                && list[i..end]
+                    .iter()
+                    .zip(new)
+                    .all(|(k, m)| *k == m.to_ascii_uppercase())
+            {
+                known = true;
+                break;
+            }
+            i = end + 1;
+        }
         if !known {
             if self.auth.capacity() == 0 {
                 // Room for the usual few mechanisms in one allocation, without the
                 // general growth path.
-                self.auth = Vec::with_capacity(4);
+                self.auth = String::with_capacity(32);
+            } else {
+                self.auth.push(' ');
             }
-            self.auth.push(mechanism.to_ascii_uppercase());
+            let start = self.auth.len();
+            self.auth.push_str(mechanism);
+            self.auth[start..].make_ascii_uppercase();
         }
     }
 
@@ -762,7 +786,7 @@ impl Capabilities {
 
     /// Whether AUTH offers `mechanism` (case-insensitive, RFC 4954 §3).
     pub fn supports_auth(&self, mechanism: &str) -> bool {
-        self.auth.iter().any(|m| m.eq_ignore_ascii_case(mechanism))
+        self.auth().any(|m| m.eq_ignore_ascii_case(mechanism))
     }
 
     /// The fixed message size limit in octets, if the server declared one: SIZE with a
@@ -968,7 +992,7 @@ impl Capabilities {
                 Keyword::Size => self.size.flatten().map(|n| n.to_string()),
                 Keyword::DeliverBy => self.deliver_by.flatten().map(|n| n.to_string()),
                 Keyword::MtPriority => self.mt_priority.clone().flatten(),
-                Keyword::Auth => Some(self.auth.join(" ")),
+                Keyword::Auth => Some(self.auth.clone()),
                 _ => None,
             };
             lines.push(match value {
@@ -1089,7 +1113,10 @@ mod tests {
 
         fn push_auth(caps: &mut Capabilities, mechanism: &str) {
             if !caps.supports_auth(mechanism) {
-                caps.auth.push(mechanism.to_ascii_uppercase());
+                if !caps.auth.is_empty() {
+                    caps.auth.push(' ');
+                }
+                caps.auth.push_str(&mechanism.to_ascii_uppercase());
             }
         }
 
@@ -1180,7 +1207,7 @@ mod tests {
         assert!(!caps.vrfy && !caps.binary_mime && !caps.requiretls && !caps.help);
         assert_eq!(caps.size, Some(Some(10_240_000)));
         // Both AUTH forms merged, each mechanism once (RFC 4954 §3).
-        assert_eq!(caps.auth(), ["PLAIN", "LOGIN"]);
+        assert_eq!(caps.auth().collect::<Vec<_>>(), ["PLAIN", "LOGIN"]);
         assert!(caps.other().is_empty());
         assert_eq!(Capabilities::from_reply(&caps.to_reply()), Ok(caps));
     }
@@ -1192,7 +1219,7 @@ mod tests {
         assert_eq!(caps.greeting(), "at your service, [203.0.113.7]");
         assert_eq!(caps.size_limit(), Some(35_882_577));
         assert_eq!(
-            caps.auth(),
+            caps.auth().collect::<Vec<_>>(),
             [
                 "LOGIN",
                 "PLAIN",
@@ -1235,10 +1262,10 @@ mod tests {
         has!(b"250-mx\r\n250 SIZE +5\r\n" => |c| c.size == Some(None)); // RFC 1870 §4 digits only
         has!(b"250-mx\r\n250 SIZE 99999999999999999999\r\n" => |c| c.size == Some(None)); // overflow
         has!(b"250-mx\r\n250-SIZE 1\r\n250 SIZE 2\r\n" => |c| c.size == Some(Some(1))); // first wins
-        has!(b"250-mx\r\n250 AUTH=LOGIN PLAIN\r\n" => |c| c.auth() == ["LOGIN", "PLAIN"]); // pre-RFC 4954 form
-        has!(b"250-mx\r\n250 auth=login\r\n" => |c| c.auth() == ["LOGIN"]); // old form, lower case
-        has!(b"250-mx\r\n250 AUTH\r\n" => |c| c.auth().is_empty() && !c.has("AUTH")); // RFC 4954 §3 no mechanism
-        has!(b"250-mx\r\n250 AUTH  cram-md5   plain\r\n" => |c| c.auth() == ["CRAM-MD5", "PLAIN"]); // runs of spaces
+        has!(b"250-mx\r\n250 AUTH=LOGIN PLAIN\r\n" => |c| c.auth().collect::<Vec<_>>() == ["LOGIN", "PLAIN"]); // pre-RFC 4954 form
+        has!(b"250-mx\r\n250 auth=login\r\n" => |c| c.auth().collect::<Vec<_>>() == ["LOGIN"]); // old form, lower case
+        has!(b"250-mx\r\n250 AUTH\r\n" => |c| c.auth().next().is_none() && !c.has("AUTH")); // RFC 4954 §3 no mechanism
+        has!(b"250-mx\r\n250 AUTH  cram-md5   plain\r\n" => |c| c.auth().collect::<Vec<_>>() == ["CRAM-MD5", "PLAIN"]); // runs of spaces
         has!(b"250-mx\r\n250 8bitmime\r\n" => |c| c.eight_bit_mime); // RFC 6152
         has!(b"250-mx\r\n250 BINARYMIME\r\n" => |c| c.binary_mime); // RFC 3030
         has!(b"250-mx\r\n250 REQUIRETLS\r\n" => |c| c.requiretls); // RFC 8689
@@ -1363,7 +1390,7 @@ mod tests {
         caps.starttls = true;
         caps.size = Some(None);
         caps.deliver_by = Some(Some(60));
-        assert_eq!(caps.auth(), ["LOGIN", "PLAIN"]);
+        assert_eq!(caps.auth().collect::<Vec<_>>(), ["LOGIN", "PLAIN"]);
         assert_eq!(
             String::from_utf8(caps.to_reply().to_bytes()).unwrap(),
             "250-mx.example.org ESMTP ready\r\n250-PIPELINING\r\n250-SIZE\r\n250-STARTTLS\r\n\

@@ -863,12 +863,7 @@ impl Client {
         let offered: Vec<Mechanism> = self
             .caps
             .as_ref()
-            .map(|c| {
-                c.auth()
-                    .iter()
-                    .filter_map(|m| Mechanism::parse(m).ok())
-                    .collect()
-            })
+            .map(|c| c.auth().filter_map(|m| Mechanism::parse(m).ok()).collect())
             .unwrap_or_default();
         let cleartext_ok = self.tls || self.config.allow_cleartext_auth;
         let mechanism = match &self.config.mechanism {
