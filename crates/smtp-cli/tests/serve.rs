@@ -555,6 +555,29 @@ fn sigint_shuts_down_gracefully(io: &str) {
     assert!(log.contains("SIGINT: shutting down"), "{log}");
 }
 
+/// Hardening bug 1: the skipped tail of an over-long line is never run as a command,
+/// whether the next line arrives in the same read or later.
+fn over_long_line_tail_is_not_executed(io: &str) {
+    let server = Serve::start(io, &["--no-tls"]);
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    read_line(&mut c);
+    let mut input = vec![b'Z'; 511];
+    input.extend_from_slice(b"QUIT\r\nNOOP\r\n");
+    c.write_all(&input).unwrap();
+    assert_eq!(read_line(&mut c), "500 5.5.2 Error: line too long\r\n");
+    assert_eq!(read_line(&mut c), "250 2.0.0 Ok\r\n");
+    // The tail and the next command in separate writes.
+    c.write_all(&[b'Y'; 700]).unwrap();
+    assert_eq!(read_line(&mut c), "500 5.5.2 Error: line too long\r\n");
+    c.write_all(b"RCPT TO:<evil@example.net>\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    c.write_all(b"RSET\r\n").unwrap();
+    assert_eq!(read_line(&mut c), "250 2.0.0 Ok\r\n");
+    c.write_all(b"QUIT\r\n").unwrap();
+    assert_eq!(read_line(&mut c), "221 2.0.0 Bye\r\n");
+    assert!(server.stop().success());
+}
+
 #[test]
 fn usage_and_config_errors_are_the_same_on_both_adapters() {
     let smtp = env!("CARGO_BIN_EXE_smtp");
@@ -678,4 +701,5 @@ on_both!(
     max_connections_and_timeout,
     sigterm_mid_data_leaves_nothing_behind,
     sigint_shuts_down_gracefully,
+    over_long_line_tail_is_not_executed,
 );

@@ -29,7 +29,8 @@ pub enum Line<'a> {
         discarded: usize,
     },
     /// A complete line, without its CRLF. `consumed` counts everything to drop from the
-    /// buffer, CRLF and any skipped tail of an earlier over-long line included.
+    /// buffer, CRLF and any skipped tail of an earlier over-long line included: the line
+    /// starts at `consumed - line.len() - 2`, not necessarily at the start of the buffer.
     Complete {
         /// The line, CRLF excluded.
         line: &'a [u8],

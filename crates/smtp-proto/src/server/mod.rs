@@ -57,7 +57,7 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 
 pub use config::{Extensions, Limits, ServerConfig, SyncPolicy, Timeouts};
 pub use event::{AbortReason, Event, HostError, Output, ProtocolError};
@@ -565,24 +565,43 @@ impl Server {
         }
     }
 
-    fn read_command(&mut self) -> bool {
-        let (len, consumed) = match self.framer.next_line(&self.inbuf) {
+    /// Takes the next framed line out of the buffer, CRLF excluded: `None` when more
+    /// input is needed.
+    fn next_line(&mut self) -> Option<Result<Bytes, CommandError>> {
+        match self.framer.next_line(&self.inbuf) {
             Line::NeedMore { discarded } => {
-                let _ = self.inbuf.split_to(discarded);
-                return false;
+                self.inbuf.advance(discarded);
+                None
             }
             Line::Error { error, consumed } => {
-                let _ = self.inbuf.split_to(consumed);
+                self.inbuf.advance(consumed);
+                Some(Err(error))
+            }
+            Line::Complete { line, consumed } => {
+                // What precedes the line is the skipped tail of an over-long line: drop
+                // it, never parse it (a smuggled command would hide there).
+                let len = line.len();
+                self.inbuf.advance(consumed - len - 2);
+                let mut line = self.inbuf.split_to(len + 2).freeze();
+                line.truncate(len);
+                Some(Ok(line))
+            }
+        }
+    }
+
+    fn read_command(&mut self) -> bool {
+        let line = match self.next_line() {
+            None => return false,
+            Some(Err(error)) => {
                 self.command_error(error);
                 return true;
             }
-            Line::Complete { line, consumed } => (line.len(), consumed),
+            Some(Ok(line)) => line,
         };
-        let line = self.inbuf.split_to(consumed).freeze();
         let options = crate::ParseOptions {
             utf8: self.config.extensions.smtputf8 && self.txn.as_ref().is_none_or(|t| t.smtputf8),
         };
-        match Command::parse_with(&line[..len], options) {
+        match Command::parse_with(&line, options) {
             Ok(command) => self.handle_command(command),
             Err(error) => self.command_error(error),
         }
@@ -1197,13 +1216,9 @@ impl Server {
     }
 
     fn read_auth_line(&mut self) -> bool {
-        let (len, consumed) = match self.framer.next_line(&self.inbuf) {
-            Line::NeedMore { discarded } => {
-                let _ = self.inbuf.split_to(discarded);
-                return false;
-            }
-            Line::Error { error, consumed } => {
-                let _ = self.inbuf.split_to(consumed);
+        let line = match self.next_line() {
+            None => return false,
+            Some(Err(error)) => {
                 self.end_auth();
                 if error == CommandError::LineTooLong {
                     // RFC 4954 §6.
@@ -1215,9 +1230,8 @@ impl Server {
                 }
                 return true;
             }
-            Line::Complete { line, consumed } => (line.len(), consumed),
+            Some(Ok(line)) => line,
         };
-        let line = self.inbuf.split_to(consumed).freeze();
         if !self.inbuf.is_empty() && self.config.sync == SyncPolicy::Reject {
             // RFC 4954 §4: the client waits for each challenge.
             self.fatal(ProtocolError::Synchronization);
@@ -1230,7 +1244,7 @@ impl Server {
         else {
             return false;
         };
-        let step = exchange.handle_line(&line[..len]);
+        let step = exchange.handle_line(&line);
         self.auth_step(exchange, step, reject);
         true
     }
