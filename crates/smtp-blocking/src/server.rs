@@ -178,8 +178,9 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
-    /// Starts a graceful shutdown and returns at once: the server stops accepting, lets
-    /// sessions finish for its shutdown timeout, then closes the rest with `421 4.3.2`.
+    /// Starts a graceful shutdown and returns at once: the server stops accepting,
+    /// sessions between transactions get `421 4.3.2` at once, those with a transaction
+    /// open may finish it within the shutdown timeout, and the rest then get the same.
     /// [`Server::run`] returns when every session has ended. Calling it again does
     /// nothing.
     pub fn shutdown(&self) {
@@ -209,6 +210,9 @@ pub(crate) struct Control {
     changed: Condvar,
     /// No more connections are taken.
     stopping: AtomicBool,
+    /// Shutting down: sessions close at their next command boundary outside a
+    /// transaction.
+    draining: AtomicBool,
     /// The grace period is over: sessions close with 421.
     force_close: AtomicBool,
 }
@@ -220,8 +224,16 @@ struct ControlState {
     active: usize,
     /// Threads answering connections over the limit.
     refusing: usize,
-    /// A clone of each session's socket, to wake its blocked read at force close.
-    sockets: HashMap<u64, TcpStream>,
+    /// Each session's socket, to wake its blocked read at shutdown.
+    sockets: HashMap<u64, Registered>,
+}
+
+/// A session as the shutdown sees it.
+struct Registered {
+    /// A clone of the session's socket.
+    tcp: TcpStream,
+    /// The session is between transactions (see [`Server::is_idle`](smtp_proto::server::Server::is_idle)).
+    idle: Arc<AtomicBool>,
 }
 
 impl Control {
@@ -246,6 +258,27 @@ impl Control {
         self.force_close.load(Ordering::Acquire)
     }
 
+    /// Whether a shutdown has started.
+    pub(crate) fn draining(&self) -> bool {
+        // SeqCst, paired with the session's store of its idle flag: either the session
+        // sees the drain before it blocks, or the drain sees it idle and wakes it.
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Starts the drain: sessions between transactions are woken from their reads
+    /// (their read side shut) and close with `421 4.3.2`; the others finish their
+    /// transaction first.
+    fn drain(&self) {
+        let state = self.lock();
+        self.draining.store(true, Ordering::SeqCst);
+        for session in state.sockets.values() {
+            if session.idle.load(Ordering::SeqCst) {
+                let _ = session.tcp.shutdown(Shutdown::Read);
+            }
+        }
+        self.changed.notify_all();
+    }
+
     /// Blocks until `deadline` (forever when `None`) or a forced close, whichever comes
     /// first; true for the forced close.
     pub(crate) fn sleep_until(&self, deadline: Option<Instant>) -> bool {
@@ -265,16 +298,27 @@ impl Control {
         }
     }
 
-    /// Registers a session's socket so that a forced close can wake its reads.
-    fn register(&self, id: u64, tcp: &TcpStream) {
-        let Ok(clone) = tcp.try_clone() else { return };
+    /// Registers a session's socket so that a shutdown can wake its reads; the session
+    /// keeps the returned flag up to date.
+    fn register(&self, id: u64, tcp: &TcpStream) -> Arc<AtomicBool> {
+        let idle = Arc::new(AtomicBool::new(false));
+        let Ok(clone) = tcp.try_clone() else {
+            return idle;
+        };
         // Under the lock: the shutdown sets the flag and walks the sockets holding it, so
         // a socket is either walked or sees the flag here.
         let mut state = self.lock();
         if self.force_closing() {
             let _ = clone.shutdown(Shutdown::Read);
         }
-        state.sockets.insert(id, clone);
+        state.sockets.insert(
+            id,
+            Registered {
+                tcp: clone,
+                idle: Arc::clone(&idle),
+            },
+        );
+        idle
     }
 }
 
@@ -349,9 +393,9 @@ impl<H: Host> Server<H> {
         self.shared.control.lock().active
     }
 
-    /// Accepts connections until [`ShutdownHandle::shutdown`], then stops accepting, lets
-    /// the sessions finish for the shutdown timeout, closes the rest with
-    /// `421 4.3.2 ... shutting down`, and returns once every session has ended (or, for
+    /// Accepts connections until [`ShutdownHandle::shutdown`], then stops accepting,
+    /// closes sessions between transactions with `421 4.3.2 ... shutting down`, lets
+    /// open transactions finish for the shutdown timeout, closes the rest the same way, and returns once every session has ended (or, for
     /// clients that do not even read that reply, once the write timeout has passed).
     pub fn run(self) {
         let Server {
@@ -386,6 +430,7 @@ impl<H: Host> Server<H> {
         for acceptor in acceptors {
             let _ = acceptor.join();
         }
+        control.drain();
         let mut state = control.lock();
         info!(
             sessions = state.active,
@@ -406,8 +451,8 @@ impl<H: Host> Server<H> {
             control.force_close.store(true, Ordering::Release);
             // Blocked reads return at once (end of input); the sessions see the flag and
             // say 421 through their machines. Their write side stays open for that.
-            for tcp in state.sockets.values() {
-                let _ = tcp.shutdown(Shutdown::Read);
+            for session in state.sockets.values() {
+                let _ = session.tcp.shutdown(Shutdown::Read);
             }
             control.changed.notify_all();
             // A client that reads nothing is cut off by the write timeout.
@@ -533,11 +578,18 @@ impl<H: Host> Shared<H> {
         };
         let mut machine = Machine::new(Arc::clone(&self.config), info, Instant::now());
         machine.close_with(self.config.too_many_connections_reply());
-        let session = self.session(id, peer, local, false);
+        let session = self.session(id, peer, local, false, Arc::default());
         session.run(stream, machine, &mut Refused);
     }
 
-    fn session(&self, id: u64, peer: SocketAddr, local: SocketAddr, linger: bool) -> Session {
+    fn session(
+        &self,
+        id: u64,
+        peer: SocketAddr,
+        local: SocketAddr,
+        linger: bool,
+        idle: Arc<AtomicBool>,
+    ) -> Session {
         Session {
             id,
             peer,
@@ -545,6 +597,7 @@ impl<H: Host> Shared<H> {
             tls: self.tls.clone(),
             control: Arc::clone(&self.control),
             linger,
+            idle,
         }
     }
 
@@ -568,7 +621,7 @@ impl<H: Host> Shared<H> {
         // Replies are small and already batched per pipelined group (RFC 2920 §3.2).
         let _ = tcp.set_nodelay(true);
         let _ = tcp.set_write_timeout(Some(self.write_timeout));
-        self.control.register(id, &tcp);
+        let idle = self.control.register(id, &tcp);
         let stream = if implicit_tls {
             match self.handshake(tcp) {
                 Ok(stream) => {
@@ -586,7 +639,7 @@ impl<H: Host> Shared<H> {
             tls: implicit_tls,
         };
         let mut machine = Machine::new(Arc::clone(&self.config), info, Instant::now());
-        let session = self.session(id, peer, local, true);
+        let session = self.session(id, peer, local, true, idle);
         let connect = ConnectInfo {
             id,
             peer,

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use smtp_proto::server::{Event, Output, Server};
@@ -28,6 +29,8 @@ pub(crate) struct Session {
     pub(crate) control: Arc<Control>,
     /// Wait a little for the client to close after our last reply.
     pub(crate) linger: bool,
+    /// Set while the machine is between transactions, for the shutdown to see.
+    pub(crate) idle: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -50,6 +53,8 @@ impl Session {
         // The connection broke: the machine still gets to say goodbye to the handler
         // (MessageAborted), but nothing more is written.
         let mut broken = false;
+        // The machine was told about the shutdown.
+        let mut drained = false;
         loop {
             match server.poll_output() {
                 Output::Transmit(bytes) => {
@@ -89,6 +94,13 @@ impl Session {
                         self.force_close(&mut server);
                         continue;
                     }
+                    self.idle.store(server.is_idle(), Ordering::SeqCst);
+                    if !drained && self.control.draining() {
+                        drained = true;
+                        let reply = server.config().shutdown_reply();
+                        server.shutdown(reply);
+                        continue;
+                    }
                     if !read {
                         // Backpressure: the machine wants no input now. This loop gives
                         // every decision before polling again, so only the deadline or a
@@ -102,8 +114,10 @@ impl Session {
                     match stream.read(&mut buf, deadline) {
                         ReadResult::Data(n) => server.handle_input(&buf[..n], Instant::now()),
                         ReadResult::Timeout => server.handle_timeout(Instant::now()),
-                        // A forced close shuts the read side: that is not the client.
-                        _ if self.control.force_closing() => self.force_close(&mut server),
+                        // A shutdown shuts the read side: that is not the client.
+                        _ if self.control.force_closing() || self.control.draining() => {
+                            self.force_close(&mut server)
+                        }
                         ReadResult::Eof => {
                             debug!("client closed the connection");
                             server.handle_eof(Instant::now());
@@ -120,7 +134,8 @@ impl Session {
         info!("disconnected");
     }
 
-    /// The shutdown grace period is over: the machine says 421 and closes.
+    /// The shutdown grace period is over, or the shutdown woke an idle session: the
+    /// machine says 421 and closes.
     fn force_close(&self, server: &mut Server) {
         let reply = server.config().shutdown_reply();
         server.close_with(reply);

@@ -578,6 +578,75 @@ fn over_long_line_tail_is_not_executed(io: &str) {
     assert!(server.stop().success());
 }
 
+/// Sends `cmd` and reads its reply (all lines of it); the last line.
+fn command(c: &mut TcpStream, cmd: &str) -> String {
+    c.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+    loop {
+        let line = read_line(c);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line;
+        }
+    }
+}
+
+/// During the shutdown grace period only a transaction already open goes on: a session
+/// between transactions gets `421 4.3.2` at once, and the one that finishes its message
+/// gets it right after the final reply instead of starting another.
+fn shutdown_spares_only_open_transactions(io: &str) {
+    let mut server = Serve::start(io, &["--no-tls", "--shutdown-timeout", "8"]);
+    let addr = server.addrs[0].0;
+    let mut idle = TcpStream::connect(addr).unwrap();
+    read_line(&mut idle);
+    assert!(command(&mut idle, "EHLO idle.example").starts_with("250 "));
+    let mut busy = TcpStream::connect(addr).unwrap();
+    read_line(&mut busy);
+    assert!(command(&mut busy, "EHLO busy.example").starts_with("250 "));
+    assert_eq!(
+        command(&mut busy, "MAIL FROM:<a@example.org>"),
+        "250 2.1.0 Ok\r\n"
+    );
+    let mut child = server.child.take().unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let started = Instant::now();
+    let bye =
+        format!("421 4.3.2 {HOSTNAME} Service shutting down, closing transmission channel\r\n");
+    assert_eq!(read_line(&mut idle), bye);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(read_line(&mut idle), "", "closed after the 421");
+    assert_eq!(
+        command(&mut busy, "RCPT TO:<b@example.org>"),
+        "250 2.1.5 Ok\r\n"
+    );
+    assert!(command(&mut busy, "DATA").starts_with("354 "));
+    let done = command(
+        &mut busy,
+        "Subject: last\r\n\r\nfinished in the grace period\r\n.",
+    );
+    assert!(done.starts_with("250 2.0.0 "), "{done}");
+    assert_eq!(
+        read_line(&mut busy),
+        bye,
+        "no new transaction after the last"
+    );
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(8), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let stored = server.stored();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].ends_with(b"\r\n\r\nfinished in the grace period\r\n"));
+}
+
 #[test]
 fn usage_and_config_errors_are_the_same_on_both_adapters() {
     let smtp = env!("CARGO_BIN_EXE_smtp");
@@ -702,4 +771,5 @@ on_both!(
     sigterm_mid_data_leaves_nothing_behind,
     sigint_shuts_down_gracefully,
     over_long_line_tail_is_not_executed,
+    shutdown_spares_only_open_transactions,
 );

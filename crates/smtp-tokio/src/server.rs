@@ -125,6 +125,7 @@ impl<H: Host> Builder<H> {
                 tls: self.tls.map(TlsAcceptor::from),
                 limit: Arc::new(Semaphore::new(self.max_connections)),
                 next_id: AtomicU64::new(1),
+                draining: CancellationToken::new(),
                 force_close: CancellationToken::new(),
                 write_timeout,
             }),
@@ -178,6 +179,7 @@ struct Shared<H> {
     tls: Option<TlsAcceptor>,
     limit: Arc<Semaphore>,
     next_id: AtomicU64,
+    draining: CancellationToken,
     force_close: CancellationToken,
     write_timeout: Duration,
 }
@@ -207,9 +209,9 @@ impl<H: Host> Server<H> {
         &self.shared.config
     }
 
-    /// Accepts connections until `shutdown` completes, then stops accepting, lets the
-    /// sessions finish for the shutdown timeout, closes the rest with
-    /// `421 4.3.2 ... shutting down`, and returns once every session has ended.
+    /// Accepts connections until `shutdown` completes, then stops accepting, closes
+    /// sessions between transactions with `421 4.3.2 ... shutting down`, lets open
+    /// transactions finish for the shutdown timeout, closes the rest the same way, and returns once every session has ended.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let Server {
             shared,
@@ -250,6 +252,8 @@ impl<H: Host> Server<H> {
             }
         }
         drop(listeners);
+        // Sessions between transactions close now; one in a transaction finishes it.
+        shared.draining.cancel();
         info!(
             sessions = sessions.len(),
             "shutting down: no longer accepting"
@@ -313,6 +317,7 @@ impl<H: Host> Shared<H> {
             peer,
             local,
             tls: self.tls.clone(),
+            draining: self.draining.clone(),
             force_close: self.force_close.clone(),
             write_timeout: self.write_timeout,
         };

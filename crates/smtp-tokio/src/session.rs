@@ -2,7 +2,7 @@
 //!
 //! Transmit → write; Event → ask the handler, then `accept`/`reject`; StartTls → hand the
 //! raw socket to rustls; Close → shut down; Wait → read (when asked), sleep until the
-//! deadline, or close on forced shutdown. Nothing here knows SMTP: every byte that goes
+//! deadline, tell the machine a shutdown started, or close on forced shutdown. Nothing here knows SMTP: every byte that goes
 //! out was produced by the machine.
 
 use std::future::poll_fn;
@@ -37,6 +37,9 @@ pub(crate) struct Session {
     pub(crate) peer: SocketAddr,
     pub(crate) local: SocketAddr,
     pub(crate) tls: Option<TlsAcceptor>,
+    /// Cancelled when the server starts shutting down: the session closes at its next
+    /// command boundary outside a transaction.
+    pub(crate) draining: CancellationToken,
     /// Cancelled when the server's shutdown grace period is over.
     pub(crate) force_close: CancellationToken,
     /// How long a write may block (a client that stops reading).
@@ -50,6 +53,9 @@ enum Wake {
     Eof,
     Failed(io::Error),
     Deadline,
+    /// The server started shutting down.
+    Drain,
+    /// The grace period is over.
     Shutdown,
 }
 
@@ -82,6 +88,8 @@ impl Session {
         // The connection broke: the machine still gets to say goodbye to the handler
         // (MessageAborted), but nothing more is written.
         let mut broken = false;
+        // The machine was told about the shutdown.
+        let mut drained = false;
         loop {
             match server.poll_output() {
                 Output::Transmit(bytes) => {
@@ -124,7 +132,10 @@ impl Session {
                         // After handle_eof the machine closes; waiting here would hang.
                         break;
                     }
-                    match self.wait(&mut stream, &mut server, deadline, read).await {
+                    match self
+                        .wait(&mut stream, &mut server, deadline, read, drained)
+                        .await
+                    {
                         Wake::Input => {}
                         Wake::Eof => {
                             debug!("client closed the connection");
@@ -136,6 +147,11 @@ impl Session {
                             server.handle_eof(Instant::now());
                         }
                         Wake::Deadline => server.handle_timeout(Instant::now()),
+                        Wake::Drain => {
+                            drained = true;
+                            let reply = server.config().shutdown_reply();
+                            server.shutdown(reply);
+                        }
                         Wake::Shutdown => {
                             let reply = server.config().shutdown_reply();
                             server.close_with(reply);
@@ -157,6 +173,7 @@ impl Session {
         server: &mut Server,
         deadline: Option<Instant>,
         read: bool,
+        drained: bool,
     ) -> Wake {
         let input = poll_fn(|cx| {
             let mut buf = [0u8; READ_CHUNK];
@@ -180,6 +197,7 @@ impl Session {
         tokio::select! {
             biased;
             () = self.force_close.cancelled() => Wake::Shutdown,
+            () = self.draining.cancelled(), if !drained => Wake::Drain,
             wake = input, if read => wake,
             () = sleep => Wake::Deadline,
         }

@@ -444,6 +444,14 @@ async fn graceful_shutdown_lets_sessions_finish_then_closes_them() {
     let mut c = connect(addr).await;
     c.reply().await;
     c.cmd("EHLO client.example").await;
+    assert!(
+        c.cmd("MAIL FROM:<alice@example.org>")
+            .await
+            .starts_with("250 2.1.0")
+    );
+    let mut idle = connect(addr).await;
+    idle.reply().await;
+    idle.cmd("EHLO idle.example").await;
     let Running {
         addrs: _,
         mut stop,
@@ -470,13 +478,21 @@ async fn graceful_shutdown_lets_sessions_finish_then_closes_them() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused, "no new sessions after the shutdown signal");
-    // ...the open session may still deliver within the grace period...
-    send_message(&mut c).await;
-    // ...and is then closed by the machine's 421.
-    assert_eq!(
-        c.reply().await,
-        "421 4.3.2 mx.test.example Service shutting down, closing transmission channel\r\n"
+    // ...a session between transactions is closed at once...
+    let bye = "421 4.3.2 mx.test.example Service shutting down, closing transmission channel\r\n";
+    assert_eq!(idle.reply().await, bye);
+    assert_eq!(idle.reply().await, "");
+    // ...one with a transaction open may still deliver within the grace period...
+    assert!(
+        c.cmd("RCPT TO:<bob@example.org>")
+            .await
+            .starts_with("250 2.1.5")
     );
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let r = c.cmd("Subject: hi\r\n\r\n..dot\r\n8bit \u{e9}\r\n.").await;
+    assert_eq!(r, "250 stored\r\n");
+    // ...and is then closed by the machine's 421, with no new transaction.
+    assert_eq!(c.reply().await, bye);
     assert_eq!(c.reply().await, "");
     tokio::time::timeout(Duration::from_secs(10), task)
         .await

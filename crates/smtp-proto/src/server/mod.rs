@@ -253,6 +253,13 @@ impl Server {
         self.inbuf.len()
     }
 
+    /// Whether the session is between transactions, waiting for a command: a
+    /// [`shutdown`](Server::shutdown) now closes it at once. An adapter uses this to
+    /// wake only such sessions when it starts shutting down.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Command) && self.txn.is_none()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.config
@@ -1030,6 +1037,11 @@ impl Server {
                 self.send(r.clone());
             }
             self.send(r);
+            if last {
+                // RFC 3030 §2: BDAT LAST ends the transaction, refused or not, as the
+                // final dot of DATA does.
+                self.txn = None;
+            }
             self.phase = Phase::Command;
             return true;
         }
