@@ -55,6 +55,16 @@ fn is_qtext(b: u8, utf8: bool) -> bool {
 
 /// Turns validated bytes into `&str`; non-ASCII bytes only get here in UTF-8 mode, where
 /// a broken sequence is a syntax error.
+/// Whether UTF-8 text holds what must never reach a header or a terminal: C1 controls
+/// (NEL, U+0085, ends a line for some readers) and the line and paragraph separators
+/// U+2028 and U+2029. RFC 5198 §2 keeps C1 controls out of Net-Unicode and says the two
+/// separators SHOULD NOT be used. C0 controls never get past the grammar.
+pub(crate) fn has_unsafe_unicode(s: &str) -> bool {
+    !s.is_ascii()
+        && s.chars()
+            .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
 fn utf8_str(input: &[u8]) -> Result<&str, AddressError> {
     std::str::from_utf8(input).map_err(|_| AddressError::Syntax)
 }
@@ -74,6 +84,7 @@ impl<'a> Domain<'a> {
     /// ```
     pub fn parse(s: &'a str, utf8: bool) -> Result<Domain<'a>, AddressError> {
         match domain(s.as_bytes(), utf8) {
+            Ok((b"", d)) if has_unsafe_unicode(d.as_str()) => Err(AddressError::ControlCharacter),
             Ok((b"", d)) => Ok(d),
             _ => Err(non_ascii_or(s.as_bytes(), utf8, AddressError::Syntax)),
         }
@@ -297,6 +308,7 @@ impl<'a> Host<'a> {
     /// Parses a whole string as a domain or address literal (the HELO/EHLO argument).
     pub fn parse(s: &'a str, utf8: bool) -> Result<Host<'a>, AddressError> {
         match host(s.as_bytes(), utf8) {
+            Ok((b"", h)) if h.is_unsafe() => Err(AddressError::ControlCharacter),
             Ok((b"", h)) => Ok(h),
             Err(nom::Err::Failure(_)) => Err(AddressError::DomainTooLong),
             _ => Err(non_ascii_or(s.as_bytes(), utf8, AddressError::Syntax)),
@@ -306,6 +318,12 @@ impl<'a> Host<'a> {
     /// Whether the host needs SMTPUTF8.
     pub fn is_utf8(&self) -> bool {
         matches!(self, Host::Domain(d) if d.is_utf8())
+    }
+
+    /// Whether the name holds a C1 control or a line or paragraph separator (see
+    /// [`has_unsafe_unicode`]): never accepted in a HELO name or an address.
+    pub(crate) fn is_unsafe(&self) -> bool {
+        matches!(self, Host::Domain(d) if has_unsafe_unicode(d.as_str()))
     }
 
     /// Detaches from the input buffer.
@@ -373,6 +391,9 @@ impl<'a> Mailbox<'a> {
             return Err(AddressError::ControlCharacter);
         }
         let host = Host::parse(host, true)?.into_owned();
+        if has_unsafe_unicode(local) {
+            return Err(AddressError::ControlCharacter);
+        }
         let mailbox = Mailbox {
             local: Cow::Owned(local.to_owned()),
             host,
@@ -387,6 +408,7 @@ impl<'a> Mailbox<'a> {
             return Err(AddressError::ControlCharacter);
         }
         match mailbox(s.as_bytes(), true) {
+            Ok((b"", m)) if m.is_unsafe() => Err(AddressError::ControlCharacter),
             Ok((b"", m)) => {
                 m.check_limits()?;
                 Ok(m)
@@ -403,6 +425,11 @@ impl<'a> Mailbox<'a> {
             local: Cow::Borrowed(local),
             host,
         }
+    }
+
+    /// See [`Host::is_unsafe`].
+    fn is_unsafe(&self) -> bool {
+        has_unsafe_unicode(&self.local) || self.host.is_unsafe()
     }
 
     fn check_limits(&self) -> Result<(), AddressError> {
@@ -750,6 +777,9 @@ fn checked_path(input: &[u8], utf8: bool) -> Result<(&[u8], Mailbox<'_>), Addres
         Ok((rest, m)) => {
             if input.len() - rest.len() > MAX_PATH {
                 return Err(AddressError::PathTooLong);
+            }
+            if m.is_unsafe() {
+                return Err(AddressError::ControlCharacter);
             }
             m.check_limits()?;
             Ok((rest, m))

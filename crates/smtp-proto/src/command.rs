@@ -402,7 +402,7 @@ impl<'a> Command<'a> {
             Verb::Helo | Verb::Ehlo | Verb::Lhlo => {
                 let arg = args.ok_or(syntax(verb))?;
                 let host = match address::host(arg, utf8) {
-                    Ok((b"", host)) => host,
+                    Ok((b"", host)) if !host.is_unsafe() => host,
                     _ => return Err(syntax(verb)),
                 };
                 Ok(match verb {

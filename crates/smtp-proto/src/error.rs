@@ -26,7 +26,9 @@ pub enum AddressError {
     /// UTF-8 in an address without SMTPUTF8 (RFC 6531 §3.3).
     #[error("non-ASCII address without SMTPUTF8")]
     Utf8NotPermitted,
-    /// CR, LF or NUL in a value given to a builder: it could never be sent.
+    /// A control character: CR, LF or NUL given to a builder (it could never be sent),
+    /// or a C1 control or a Unicode line or paragraph separator (U+2028, U+2029) in a
+    /// UTF-8 address, which would break a header line or a terminal (RFC 5198 §2).
     #[error("control character in address")]
     ControlCharacter,
 }
@@ -153,6 +155,18 @@ fn address_reply(verb: Verb, error: AddressError) -> Reply {
             553,
             Some((5, 6, 7)),
             "Non-ASCII addresses not permitted for that recipient",
+        ),
+        // RFC 5321 §3.6.2, §4.2.5: 553 for a mailbox name not allowed; RFC 3463 X.1.7
+        // and X.1.3 for bad sender and recipient syntax.
+        (AddressError::ControlCharacter, true) => Reply::fixed(
+            553,
+            Some((5, 1, 7)),
+            "Control or line separator character in sender address",
+        ),
+        (AddressError::ControlCharacter, false) => Reply::fixed(
+            553,
+            Some((5, 1, 3)),
+            "Control or line separator character in recipient address",
         ),
         // RFC 5321 §4.5.3.1: "501 Path too long".
         (

@@ -587,3 +587,41 @@ fn decoder_limits() {
     long.extend_from_slice(b"\r\n");
     assert!(matches!(dec.decode(&long), Decoded::Command { .. }));
 }
+
+/// RFC 5198 §2: C1 controls and U+2028/U+2029 are refused in every way an address or a
+/// HELO name is built or read, while other non-ASCII text is fine.
+#[test]
+fn unsafe_unicode_never_makes_an_address_or_a_name() {
+    use smtp_proto::{AddressError, Host};
+    let utf8 = || ParseOptions { utf8: true };
+    for bad in ["\u{85}", "\u{9b}", "\u{2028}", "\u{2029}"] {
+        let local = format!("a{bad}b");
+        let domain = format!("x{bad}y.example");
+        assert_eq!(
+            Mailbox::new(&local, "example.org"),
+            Err(AddressError::ControlCharacter)
+        );
+        assert_eq!(
+            Mailbox::new("a", &domain),
+            Err(AddressError::ControlCharacter)
+        );
+        assert_eq!(
+            Mailbox::parse(&format!("{local}@example.org")),
+            Err(AddressError::ControlCharacter)
+        );
+        assert_eq!(
+            Host::parse(&domain, true),
+            Err(AddressError::ControlCharacter)
+        );
+        let line = format!("EHLO {domain}\r\n");
+        assert!(
+            Command::parse_with(line.as_bytes(), utf8()).is_err(),
+            "{line:?}"
+        );
+        let line = format!("RCPT TO:<{local}@example.org>\r\n");
+        let err = Command::parse_with(line.as_bytes(), utf8()).unwrap_err();
+        assert_eq!(err.reply().code().get(), 553, "{line:?}");
+    }
+    assert!(Mailbox::new("jörg", "bücher.example").is_ok());
+    assert!(Host::parse("bücher.example", true).is_ok());
+}
