@@ -20,6 +20,7 @@ fn session() -> Server {
     config.sync = SyncPolicy::Allow;
     config.helo_required = false;
     config.limits.max_errors = 10_000;
+    config.timeouts.error_delay = std::time::Duration::ZERO;
     config.extensions.auth = vec!["PLAIN".into()];
     config.auth_requires_tls = false;
     let mut server = Server::new(Arc::new(config), PeerInfo::default(), Instant::now());

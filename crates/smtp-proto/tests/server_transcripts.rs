@@ -7,11 +7,14 @@
 //! - `S: text`        the next line the server sent (all output is checked, in order);
 //! - `H: reject CODE X.Y.Z text` / `H: accept` / `H: accept CODE X.Y.Z text` /
 //!   `H: challenge text`  the host's next decision (otherwise: accept);
-//! - `E: Name`        an event of that name happened since the previous check;
+//! - `E: Name`        an event of that name happened since the previous check (`Delay`:
+//!   replies were held back by the error delay, and the harness let the time pass);
+//! - `N: Name`        no event of that name happened since the previous check;
 //! - `M: text`        a line of the message the host stored last (CRLF-joined);
 //! - `X: tls` (the session asked for TLS and the handshake completes), `X: close` (the
 //!   session closed), `X: eof` (the client hangs up), `X: timeout` (time passes beyond the
-//!   deadline), `X: open` (the session is still open).
+//!   deadline), `X: wait SECONDS` (that much time passes), `X: open` (the session is
+//!   still open).
 //!
 //! Each transcript runs four ways (h11 style): each client burst whole, byte by byte, in
 //! 3-byte pieces (unless it says `! whole-only`: pipelining violations depend on what
@@ -79,6 +82,12 @@ fn configure(config: &mut ServerConfig, key: &str, value: &str) -> bool {
         "max-size" => config.limits.max_message_size = Some(value.parse().unwrap()),
         "max-recipients" => config.limits.max_recipients = value.parse().unwrap(),
         "max-errors" => config.limits.max_errors = value.parse().unwrap(),
+        "soft-errors" => config.limits.soft_errors = value.parse().unwrap(),
+        "max-junk" => config.limits.max_junk_commands = value.parse().unwrap(),
+        "overshoot" => config.limits.recipient_overshoot = value.parse().unwrap(),
+        "command-timeout" => config.timeouts.command = Duration::from_secs(value.parse().unwrap()),
+        "data-timeout" => config.timeouts.data_block = Duration::from_secs(value.parse().unwrap()),
+        "min-data-rate" => config.timeouts.min_data_rate = value.parse().unwrap(),
         "max-auth-failures" => config.limits.max_auth_failures = value.parse().unwrap(),
         "require-tls" => config.require_tls = true,
         "require-auth" => config.require_auth = true,
@@ -132,6 +141,17 @@ impl Harness {
                 Output::Event(e) => self.event(e),
                 Output::StartTls => self.tls_requested = true,
                 Output::Close => self.closed = true,
+                // Replies held back (the error delay): time passes as an adapter would
+                // let it, and the transcript can check for it with `E: Delay`.
+                Output::Wait {
+                    deadline: Some(until),
+                    read: false,
+                } if !self.tls_requested && !self.closed => {
+                    assert!(until > self.now, "{}: a delay that is over", self.file);
+                    self.events.push("Delay".into());
+                    self.now = until;
+                    self.server.handle_timeout(until);
+                }
                 Output::Wait { .. } => break,
             }
         }
@@ -262,6 +282,13 @@ fn run(file: &str, text: &str, feed: Feed) {
             let found = h.events.iter().position(|e| e == t);
             let i = found.unwrap_or_else(|| panic!("{ctx}: no event {t} in {:?}", h.events));
             h.events.drain(..=i);
+        } else if let Some(t) = line.strip_prefix("N: ") {
+            assert!(
+                !h.events.iter().any(|e| e == t),
+                "{ctx}: {t} in {:?}",
+                h.events
+            );
+            h.events.clear();
         } else if let Some(t) = line.strip_prefix("M: ") {
             expected_message.push(t.to_owned());
         } else if let Some(t) = line.strip_prefix("X: ") {
@@ -274,6 +301,12 @@ fn run(file: &str, text: &str, feed: Feed) {
                 }
                 "close" => assert!(h.closed, "{ctx}: session not closed"),
                 "open" => assert!(!h.closed, "{ctx}: session closed"),
+                wait if wait.starts_with("wait ") => {
+                    let secs: u64 = wait[5..].parse().unwrap();
+                    h.now += Duration::from_secs(secs);
+                    h.server.handle_timeout(h.now);
+                    h.drain();
+                }
                 "eof" => {
                     h.server.handle_eof(h.now);
                     h.drain();

@@ -84,8 +84,22 @@ pub struct Limits {
     pub max_line: usize,
     /// AUTH lines (RFC 4954 §4: 12288).
     pub max_auth_line: usize,
-    /// Bad commands before `421 4.7.0` and close (Postfix's `smtpd_hard_error_limit`).
+    /// Errors before `421 4.7.0` and close (Postfix's `smtpd_hard_error_limit`, 20).
+    /// Errors are commands that fail: bad syntax or sequence, unknown commands, and
+    /// the host's refusals (relay denied, unknown recipient, ...). A message accepted
+    /// forgives them.
     pub max_errors: u32,
+    /// Errors after which every reply is delayed by [`Timeouts::error_delay`]
+    /// (Postfix's `smtpd_soft_error_limit`, 10).
+    pub soft_errors: u32,
+    /// HELO, EHLO, RSET, NOOP, VRFY, EXPN, ETRN and HELP commands allowed before each
+    /// one more counts as an error (Postfix's `smtpd_junk_command_limit`, 100). A
+    /// message accepted resets the count.
+    pub max_junk_commands: u32,
+    /// RCPT commands refused with `452 4.5.3` over [`max_recipients`](Self::max_recipients)
+    /// before each one more counts as an error (Postfix's
+    /// `smtpd_recipient_overshoot_limit`, 1000).
+    pub recipient_overshoot: usize,
     /// Failed AUTH attempts before `421 4.7.0` and close.
     pub max_auth_failures: u32,
     /// Input held while waiting for a decision before the session stops asking for more
@@ -101,6 +115,9 @@ impl Default for Limits {
             max_line: crate::line::MAX_COMMAND_LINE,
             max_auth_line: crate::line::MAX_AUTH_LINE,
             max_errors: 20,
+            soft_errors: 10,
+            max_junk_commands: 100,
+            recipient_overshoot: 1000,
             max_auth_failures: 3,
             max_buffered: 64 * 1024,
         }
@@ -111,11 +128,24 @@ impl Default for Limits {
 /// minutes" while awaiting the next command; §4.5.3.2.5 data block).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Waiting for the next command (§4.5.3.2.7: 5 minutes).
+    /// Waiting for the next command (§4.5.3.2.7: 5 minutes), counted from the first
+    /// octet of a command line to its end, so that a client trickling a line one octet
+    /// at a time cannot hold the session open (Postfix's `smtpd_per_record_deadline`).
     pub command: Duration,
     /// Waiting for the next piece of a DATA or BDAT body (§4.5.3.2.5: 3 minutes on the
-    /// client side; the server uses the same).
+    /// client side; the server uses the same). Each piece received pushes the deadline
+    /// back by its size at [`min_data_rate`](Self::min_data_rate), never beyond this
+    /// from now.
     pub data_block: Duration,
+    /// Octets per second a body must arrive at, on average, for the session to go on
+    /// (Postfix's `smtpd_min_data_rate`, 500); 0: any rate, each piece restarts
+    /// [`data_block`](Self::data_block).
+    pub min_data_rate: u64,
+    /// How long each reply is held back once the client has made
+    /// [`Limits::soft_errors`] errors (Postfix's `smtpd_error_sleep_time`, 1 s). The
+    /// session asks for the wait ([`Output::Wait`](super::Output::Wait) with `read:
+    /// false`); nothing blocks.
+    pub error_delay: Duration,
     /// Waiting for the TLS handshake after `220 Ready to start TLS`.
     pub tls_handshake: Duration,
 }
@@ -125,6 +155,8 @@ impl Default for Timeouts {
         Timeouts {
             command: Duration::from_secs(300),
             data_block: Duration::from_secs(180),
+            min_data_rate: 500,
+            error_delay: Duration::from_secs(1),
             tls_handshake: Duration::from_secs(60),
         }
     }

@@ -53,7 +53,7 @@ mod event;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -160,6 +160,8 @@ struct Transaction {
     recipients: Vec<ForwardPath<'static>>,
     /// RCPT commands tried, accepted or not.
     rcpt_attempts: usize,
+    /// RCPT commands refused for being over the recipient limit.
+    overshoot: usize,
     /// Octets received in BDAT chunks so far.
     bdat_size: u64,
     /// BDAT chunks have been received.
@@ -183,9 +185,17 @@ pub struct Server {
     auth: Option<String>,
     txn: Option<Transaction>,
     errors: u32,
+    /// HELO, EHLO, RSET, NOOP, VRFY, EXPN, ETRN and HELP commands since the last message.
+    junk: u32,
     auth_failures: u32,
-    /// The last time input arrived or the session changed phase on its own.
+    /// The latest time the host has passed in.
+    now: Instant,
+    /// What the deadline counts from: the first octet of the command line being read,
+    /// the start of a body pushed back by what has arrived of it, or the time the
+    /// session last changed phase on its own.
     last_activity: Instant,
+    /// Replies are held until then (the error delay).
+    hold_until: Option<Instant>,
     /// `Output::Close` has been queued.
     closing: bool,
     /// The reply for a BDAT chunk being discarded outside any transaction.
@@ -222,8 +232,11 @@ impl Server {
             auth: None,
             txn: None,
             errors: 0,
+            junk: 0,
             auth_failures: 0,
+            now,
             last_activity: now,
+            hold_until: None,
             closing: false,
             pending_bdat_reply: None,
             shutdown: None,
@@ -357,7 +370,22 @@ impl Server {
         if matches!(self.phase, Phase::Closed) || bytes.is_empty() {
             return;
         }
-        self.last_activity = now;
+        self.now = now;
+        match self.phase {
+            Phase::Data(_) | Phase::Bdat { .. } => {
+                // Postfix's smtpd_min_data_rate: each piece buys time by its size.
+                let rate = self.config.timeouts.min_data_rate;
+                self.last_activity = if rate == 0 {
+                    now
+                } else {
+                    let bought = Duration::from_secs_f64(bytes.len() as f64 / rate as f64);
+                    (self.last_activity + bought).min(now)
+                };
+            }
+            // A new record starts: its whole line must arrive within the timeout.
+            _ if self.inbuf.is_empty() && !self.framer.is_skipping() => self.last_activity = now,
+            _ => {}
+        }
         if matches!(self.phase, Phase::Tls) {
             // The adapter runs the handshake on the raw socket: anything that still comes
             // through here is plaintext sent after STARTTLS (CVE-2011-0411).
@@ -368,10 +396,11 @@ impl Server {
     }
 
     /// The peer closed its side (or the connection broke).
-    pub fn handle_eof(&mut self, _now: Instant) {
+    pub fn handle_eof(&mut self, now: Instant) {
         if matches!(self.phase, Phase::Closed) {
             return;
         }
+        self.now = now;
         if self.in_message() {
             self.event(Event::MessageAborted {
                 reason: AbortReason::Disconnected,
@@ -384,6 +413,7 @@ impl Server {
     /// Time passed; if the deadline from [`Output::Wait`] is reached, the session sends
     /// `421 4.4.2` and closes (RFC 5321 §4.5.3.2).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         match self.deadline() {
             Some(deadline) if now >= deadline => {}
             _ => return,
@@ -406,6 +436,7 @@ impl Server {
         if !matches!(self.phase, Phase::Tls) {
             return;
         }
+        self.now = now;
         self.last_activity = now;
         self.tls = true;
         self.helo = None;
@@ -515,6 +546,15 @@ impl Server {
             // No progress without the outside world: flush the replies of the whole
             // pipelined batch in one write (RFC 2920 §3.2).
             if !self.outbuf.is_empty() {
+                match self.hold_until {
+                    Some(until) if self.now < until => {
+                        return Output::Wait {
+                            deadline: Some(until),
+                            read: false,
+                        };
+                    }
+                    _ => self.hold_until = None,
+                }
                 return Output::Transmit(self.outbuf.split().freeze());
             }
             let read = match self.phase {
@@ -597,6 +637,9 @@ impl Server {
     }
 
     fn read_command(&mut self) -> bool {
+        if self.too_many_errors() {
+            return true;
+        }
         let line = match self.next_line() {
             None => return false,
             Some(Err(error)) => {
@@ -680,6 +723,25 @@ impl Server {
         if pipelined && must_wait && self.config.sync == SyncPolicy::Reject {
             self.fatal(ProtocolError::Synchronization);
             return;
+        }
+        // Postfix's smtpd_junk_command_limit: what does not move mail along.
+        let junk = matches!(
+            verb,
+            Verb::Helo
+                | Verb::Ehlo
+                | Verb::Lhlo
+                | Verb::Rset
+                | Verb::Noop
+                | Verb::Vrfy
+                | Verb::Expn
+                | Verb::Etrn
+                | Verb::Help
+        );
+        if junk {
+            self.junk += 1;
+            if self.junk > self.config.limits.max_junk_commands {
+                self.count_error();
+            }
         }
         match command {
             Command::Helo(host) | Command::Ehlo(host) | Command::Lhlo(host) => {
@@ -821,6 +883,10 @@ impl Server {
         // RFC 5321 §4.5.3.1.10: 452 for too many recipients, so the client retries the
         // rest later.
         if txn.recipients.len() >= self.config.limits.max_recipients {
+            txn.overshoot += 1;
+            if txn.overshoot > self.config.limits.recipient_overshoot {
+                self.count_error();
+            }
             return self.send(reply(452, (4, 5, 3), "Error: too many recipients"));
         }
         let (to, params) = (to.into_owned(), params.into_owned());
@@ -863,6 +929,7 @@ impl Server {
             .with_long_lines(self.config.long_lines)
             .with_max_size(self.config.limits.max_message_size);
         self.phase = Phase::Data(decoder);
+        self.last_activity = self.now;
         self.event(Event::MessageStart);
     }
 
@@ -1271,6 +1338,13 @@ impl Server {
             Verdict::Accept(r) => (true, r),
             Verdict::Reject(r) => (false, Some(r)),
         };
+        // As Postfix counts them: a refused command is an error (relay denied, unknown
+        // user, ...), and a message taken forgives the errors and junk commands before
+        // it. AUTH failures have their own count; an LMTP recipient's delivery result is
+        // not the client's error.
+        let is_message = matches!(pending, Pending::Message { .. });
+        let counts = !matches!(pending, Pending::Auth { .. } | Pending::Challenge)
+            && !(is_message && self.config.lmtp);
         match pending {
             Pending::Hello { verb, host } => {
                 if accepted {
@@ -1295,6 +1369,7 @@ impl Server {
                         smtputf8: params.smtputf8,
                         recipients: Vec::new(),
                         rcpt_attempts: 0,
+                        overshoot: 0,
                         bdat_size: 0,
                         bdat_started: false,
                         bdat_failed: None,
@@ -1366,6 +1441,12 @@ impl Server {
             Pending::Etrn => {
                 self.send(custom.unwrap_or_else(|| reply(250, (2, 0, 0), "Queuing started")))
             }
+        }
+        if is_message && accepted {
+            self.errors = 0;
+            self.junk = 0;
+        } else if counts && !accepted {
+            self.count_error();
         }
         Ok(())
     }
@@ -1447,6 +1528,12 @@ impl Server {
             reply.with_enhanced(None)
         };
         reply.encode(&mut self.outbuf);
+        // Postfix's smtpd_error_sleep_time: past the soft limit every reply waits, one
+        // delay after the other for a pipelined batch.
+        let delay = self.config.timeouts.error_delay;
+        if self.errors >= self.config.limits.soft_errors && !delay.is_zero() {
+            self.hold_until = Some(self.hold_until.unwrap_or(self.now).max(self.now) + delay);
+        }
     }
 
     fn flush(&mut self) {
@@ -1499,14 +1586,27 @@ impl Server {
     /// A client error: reported, counted, and the session closes at the limit.
     fn violation(&mut self, error: ProtocolError) {
         self.event(Event::ProtocolError(error));
+        self.count_error();
+    }
+
+    /// A command that failed, for whatever reason: the session closes at the limit.
+    /// The limit is checked before the next command is read
+    /// ([`too_many_errors`](Self::too_many_errors)), as Postfix does.
+    fn count_error(&mut self) {
         self.errors += 1;
-        if self.errors >= self.config.limits.max_errors && !self.closing {
-            let text = format!("{} Error: too many errors", self.config.hostname);
-            self.send(reply(421, (4, 7, 0), text));
-            self.event(Event::ProtocolError(ProtocolError::TooManyErrors));
-            self.abort_message();
-            self.close();
+    }
+
+    /// At the error limit, `421 4.7.0` and close (Postfix's `smtpd_hard_error_limit`).
+    fn too_many_errors(&mut self) -> bool {
+        if self.errors < self.config.limits.max_errors || self.closing {
+            return false;
         }
+        let text = format!("{} Error: too many errors", self.config.hostname);
+        self.send(reply(421, (4, 7, 0), text));
+        self.event(Event::ProtocolError(ProtocolError::TooManyErrors));
+        self.abort_message();
+        self.close();
+        true
     }
 
     fn bad_sequence(&mut self, verb: Verb, text: &'static str) {
