@@ -207,7 +207,7 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/smtp"
 [[ -x "$BIN" ]] || { echo "run.sh: $BIN not built" >&2; exit 70; }
 
 # ---------------------------------------------------------------- servers
-SERVE_OPTS=(--discard --log-level warn --no-tls)
+SERVE_OPTS=(--discard --log-level warn --no-tls --max-connections-per-ip 0)
 start_serve tokio "${SERVE_OPTS[@]}" || { echo "run.sh: smtp serve: $SERVE_ERR" >&2; exit 70; }
 P_TOKIO="$SERVE_PORT" PID_TOKIO="$SERVE_PID"
 log "smtp serve (tokio) on $P_TOKIO"
@@ -264,7 +264,7 @@ SEND=("$BIN" send --count "$MESSAGES" --concurrency "$SESSIONS" --size "$SIZE" -
 SEND5=("$BIN" send --count "$ISSUE5" --concurrency "$SESSIONS" --starttls never)
 
 CMD[srv]="smtp-source -d -s $SESSIONS -m $MESSAGES -l $SIZE 127.0.0.1:PORT"
-CMD[srv_tokio]="smtp serve --listen 127.0.0.1:PORT --discard --log-level warn --no-tls"
+CMD[srv_tokio]="smtp serve --listen 127.0.0.1:PORT --discard --log-level warn --no-tls --max-connections-per-ip 0"
 CMD[srv_blocking]="${CMD[srv_tokio]} --io blocking"
 CMD[srv_sink]="smtp-sink $( ((EUID == 0)) && echo '-u nobody ')127.0.0.1:PORT 1000"
 CMD[srv_aio]="python3 -m aiosmtpd -n -l 127.0.0.1:PORT -c aiosmtpd.handlers.Sink"

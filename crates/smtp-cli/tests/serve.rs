@@ -647,6 +647,72 @@ fn shutdown_spares_only_open_transactions(io: &str) {
     assert!(stored[0].ends_with(b"\r\n\r\nfinished in the grace period\r\n"));
 }
 
+/// Postfix's anvil: connections at once from one client, and AUTH failures per client
+/// within ten minutes, across sessions.
+fn per_client_limits(io: &str) {
+    let server = Serve::start(
+        io,
+        &[
+            "--no-tls",
+            "--auth-file",
+            "{auth}",
+            "--allow-insecure-auth",
+            "--max-connections-per-ip",
+            "2",
+            "--max-auth-failures-per-ip",
+            "2",
+        ],
+    );
+    let addr = server.addrs[0].0;
+    let greeting = format!("220 {HOSTNAME} ESMTP\r\n");
+    let mut first = TcpStream::connect(addr).unwrap();
+    assert_eq!(read_line(&mut first), greeting);
+    let mut second = TcpStream::connect(addr).unwrap();
+    assert_eq!(read_line(&mut second), greeting);
+    let mut third = TcpStream::connect(addr).unwrap();
+    assert_eq!(
+        read_line(&mut third),
+        format!("421 4.7.0 {HOSTNAME} Error: too many connections from 127.0.0.1\r\n")
+    );
+    assert_eq!(read_line(&mut third), "", "closed");
+    // A slot given back (once the connection is closed) is free again.
+    assert_eq!(command(&mut second, "QUIT"), "221 2.0.0 Bye\r\n");
+    drop(second);
+    let started = Instant::now();
+    let mut again = loop {
+        let mut c = TcpStream::connect(addr).unwrap();
+        if read_line(&mut c) == greeting {
+            break c;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "slot not given back"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Two failures from this client, then even the right password is refused, in this
+    // session and in the next.
+    assert!(command(&mut first, "EHLO client.example").starts_with("250 "));
+    for _ in 0..2 {
+        assert_eq!(
+            command(&mut first, "AUTH PLAIN AHRpbQB3cm9uZw=="),
+            "535 5.7.8 Authentication credentials invalid\r\n"
+        );
+    }
+    let blocked =
+        "454 4.7.0 Temporary authentication failure: too many failed attempts from 127.0.0.1\r\n";
+    assert_eq!(
+        command(&mut first, "AUTH PLAIN AHRpbQB0YW5zdGFhZg=="),
+        blocked
+    );
+    assert!(command(&mut again, "EHLO client.example").starts_with("250 "));
+    assert_eq!(
+        command(&mut again, "AUTH PLAIN AHRpbQB0YW5zdGFhZg=="),
+        blocked
+    );
+    assert!(server.stop().success());
+}
+
 #[test]
 fn usage_and_config_errors_are_the_same_on_both_adapters() {
     let smtp = env!("CARGO_BIN_EXE_smtp");
@@ -772,4 +838,5 @@ on_both!(
     sigint_shuts_down_gracefully,
     over_long_line_tail_is_not_executed,
     shutdown_spares_only_open_transactions,
+    per_client_limits,
 );

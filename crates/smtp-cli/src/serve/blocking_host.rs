@@ -83,8 +83,8 @@ struct BlockingHost(Arc<Shared>);
 
 impl Host for BlockingHost {
     type Handler = BlockingSession;
-    fn connect(&self, _: &ConnectInfo) -> Result<BlockingSession, Reply> {
-        Ok(BlockingSession(Session::new(Arc::clone(&self.0))))
+    fn connect(&self, info: &ConnectInfo) -> Result<BlockingSession, Reply> {
+        Session::connect(Arc::clone(&self.0), info.peer.ip()).map(BlockingSession)
     }
 }
 

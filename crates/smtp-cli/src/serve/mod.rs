@@ -19,7 +19,7 @@ use std::time::Duration;
 use clap::Args;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use smtp_proto::server::ServerConfig;
+use smtp_proto::server::{Anvil, AnvilLimits, ServerConfig};
 
 use crate::delivery::Store;
 use crate::maildir::Maildir;
@@ -86,6 +86,14 @@ pub(crate) struct ServeArgs {
     /// Concurrent connections; over it, clients get 421 4.3.2.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     max_connections: usize,
+    /// Concurrent connections from one client (an IPv4 address, an IPv6 /64); over it,
+    /// 421 4.7.0. 0: no limit (load tests from one address need that).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    max_connections_per_ip: u32,
+    /// Failed AUTH attempts one client may make in 10 minutes; after that its AUTH gets
+    /// 454 4.7.0 until the 10 minutes are over. 0: no limit.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    max_auth_failures_per_ip: u32,
     /// On SIGINT/SIGTERM, how long open sessions may finish before they get 421 4.3.2.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_timeout: u64,
@@ -212,11 +220,19 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
         .chain(args.implicit_tls.iter().map(|a| (a.clone(), true)))
         .collect();
     Ok(Setup {
-        hostname,
+        hostname: hostname.clone(),
         config,
         shared: Arc::new(Shared {
             policy: Policy::new(users, &args.local_domains),
             store: Store::new(maildir),
+            anvil: std::sync::Mutex::new(Anvil::new(
+                &hostname,
+                AnvilLimits {
+                    max_connections_per_ip: args.max_connections_per_ip,
+                    max_auth_failures: args.max_auth_failures_per_ip,
+                    ..AnvilLimits::default()
+                },
+            )),
         }),
         tls,
         listeners,

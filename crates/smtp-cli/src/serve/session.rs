@@ -2,11 +2,13 @@
 //! of the adapters' `Handler` traits, synchronous. The ones that may reach the disk say
 //! so first (`*_blocks`), for the tokio host to run them off its reactor threads.
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use smtp_proto::ForwardPath;
 use smtp_proto::sasl::Credentials;
-use smtp_proto::server::Server;
+use smtp_proto::server::{Anvil, Server};
+use smtp_proto::{ForwardPath, Reply};
 
 use crate::delivery::{Message, NewMessage, Store};
 use crate::policy::{Policy, Verdict};
@@ -15,28 +17,56 @@ use crate::policy::{Policy, Verdict};
 pub(crate) struct Shared {
     pub(crate) policy: Policy,
     pub(crate) store: Store,
+    /// Connections and AUTH failures per client.
+    pub(crate) anvil: Mutex<Anvil>,
 }
 
-/// One session's state: the message being received.
+impl Shared {
+    fn anvil(&self) -> MutexGuard<'_, Anvil> {
+        // The counts stay usable if a session thread panicked holding the lock.
+        self.anvil.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One session's state: the client, and the message being received.
 pub(crate) struct Session {
     shared: Arc<Shared>,
+    client: IpAddr,
     message: Option<Message>,
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>) -> Session {
-        Session {
+    /// A new connection from `client`, or the reply refusing it (too many connections
+    /// from that client).
+    pub(crate) fn connect(shared: Arc<Shared>, client: IpAddr) -> Result<Session, Reply> {
+        shared.anvil().connect(client, Instant::now())?;
+        Ok(Session {
             shared,
+            client,
             message: None,
-        }
+        })
     }
 
     pub(crate) fn rcpt(&self, session: &Server, to: &ForwardPath<'_>) -> Verdict {
         self.shared.policy.rcpt(session, to)
     }
 
+    /// AUTH: refused at once while the client has failed too often, else checked, and a
+    /// failure counted.
     pub(crate) fn auth(&self, credentials: &Credentials) -> Verdict {
-        self.shared.policy.auth(credentials)
+        if let Some(refusal) = self
+            .shared
+            .anvil()
+            .auth_refusal(self.client, Instant::now())
+        {
+            tracing::info!(client = %self.client, "AUTH refused: too many failures");
+            return Verdict::Reject(refusal);
+        }
+        let verdict = self.shared.policy.auth(credentials);
+        if !verdict.is_accept() {
+            self.shared.anvil().auth_failed(self.client, Instant::now());
+        }
+        verdict
     }
 
     /// The first half of the message start: its id and head, from the session. No I/O.
@@ -89,5 +119,11 @@ impl Session {
     /// The message will not be accepted: its file in `tmp/` is removed.
     pub(crate) fn aborted(&mut self) {
         self.message = None;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shared.anvil().disconnect(self.client);
     }
 }

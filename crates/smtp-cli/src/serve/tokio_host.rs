@@ -88,8 +88,9 @@ struct TokioHost(Arc<Shared>);
 
 impl Host for TokioHost {
     type Handler = TokioSession;
-    fn connect(&self, _: &ConnectInfo) -> Result<TokioSession, Reply> {
-        Ok(TokioSession(Some(Session::new(Arc::clone(&self.0)))))
+    fn connect(&self, info: &ConnectInfo) -> Result<TokioSession, Reply> {
+        let session = Session::connect(Arc::clone(&self.0), info.peer.ip())?;
+        Ok(TokioSession(Some(session)))
     }
 }
 

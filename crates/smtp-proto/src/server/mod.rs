@@ -47,6 +47,7 @@
 //! enhanced status code the RFCs give; the host decides only policy (HELO, MAIL, RCPT,
 //! the message, credentials, VRFY/EXPN/ETRN). `docs/state-machines.md` draws the table.
 
+mod anvil;
 mod config;
 mod event;
 
@@ -59,6 +60,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::{Buf as _, Bytes, BytesMut};
 
+pub use anvil::{Anvil, AnvilLimits};
 pub use config::{Extensions, Limits, ServerConfig, SyncPolicy, Timeouts};
 pub use event::{AbortReason, Event, HostError, Output, ProtocolError};
 
