@@ -713,6 +713,60 @@ fn per_client_limits(io: &str) {
     assert!(server.stop().success());
 }
 
+/// Under a low open-file limit, `--max-connections` is lowered to what the limit holds
+/// (said at start), so that every client over it still gets `421 4.3.2` rather than
+/// nothing (accept failing with EMFILE).
+fn low_open_file_limit(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "ulimit -n 256 && exec '{}' serve --io {io} --listen 127.0.0.1:0 --hostname {HOSTNAME} \
+         --no-tls --discard --max-connections-per-ip 0",
+        env!("CARGO_BIN_EXE_smtp")
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(
+        stderr.contains(
+            "smtp serve: --max-connections 1000 lowered to 42: the open-file limit is 256 (ulimit -n)"
+        ),
+        "{stderr}"
+    );
+    let mut clients = Vec::new();
+    let (mut greeted, mut refused) = (0, 0);
+    for _ in 0..150 {
+        let mut c = TcpStream::connect(addr).unwrap();
+        let first = read_line(&mut c);
+        if first == format!("220 {HOSTNAME} ESMTP\r\n") {
+            greeted += 1;
+            clients.push(c);
+        } else {
+            assert_eq!(
+                first,
+                format!("421 4.3.2 {HOSTNAME} Error: too many connections\r\n")
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!((greeted, refused), (42, 108));
+    drop(clients);
+    terminate(&mut child);
+}
+
 #[test]
 fn usage_and_config_errors_are_the_same_on_both_adapters() {
     let smtp = env!("CARGO_BIN_EXE_smtp");
@@ -839,4 +893,5 @@ on_both!(
     over_long_line_tail_is_not_executed,
     shutdown_spares_only_open_transactions,
     per_client_limits,
+    low_open_file_limit,
 );

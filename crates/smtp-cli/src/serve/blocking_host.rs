@@ -5,7 +5,6 @@
 //! SIGINT and SIGTERM are caught by a thread of their own (`signal-hook`), which asks
 //! the server to shut down through its `ShutdownHandle`.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +17,7 @@ use smtp_proto::{ForwardPath, RcptParams, Reply};
 use tracing::info;
 
 use super::session::{Session, Shared};
-use super::{Setup, announce, bind_error, build_error, signal_error};
+use super::{Setup, announce, bind_error, build_error, listen, signal_error};
 
 /// Runs the server until SIGINT or SIGTERM; returns the exit status.
 pub(super) fn run(setup: Setup) -> u8 {
@@ -29,7 +28,7 @@ pub(super) fn run(setup: Setup) -> u8 {
         builder = builder.tls(tls);
     }
     for (addr, implicit) in &setup.listeners {
-        let listener = match TcpListener::bind(addr.as_str()) {
+        let listener = match listen(addr) {
             Ok(l) => l,
             Err(e) => return bind_error(addr, &e),
         };

@@ -236,9 +236,74 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
         }),
         tls,
         listeners,
-        max_connections: args.max_connections.max(1),
+        max_connections: fit_max_connections(args.max_connections.max(1))?,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     })
+}
+
+/// File descriptors one session may hold at once: its socket, and while a message is
+/// stored its file and, for the fsync, its directory.
+const FDS_PER_SESSION: u64 = 3;
+
+/// File descriptors kept apart from the sessions: standard streams, listeners, the
+/// event queue, log files, and connections over capacity for the moment it takes to
+/// answer them `421 4.3.2`.
+const FDS_RESERVED: u64 = 128;
+
+/// Raises the soft open-file limit to the hard one, and lowers `--max-connections` to
+/// what the limit can hold, saying so: past the limit, accept fails and a client would
+/// get neither a greeting nor a `421`. `Err` is the exit status.
+fn fit_max_connections(requested: usize) -> Result<usize, u8> {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            eprintln!("smtp serve: cannot read the open-file limit: {e}");
+            return Ok(requested);
+        }
+    };
+    let capacity = limit.saturating_sub(FDS_RESERVED) / FDS_PER_SESSION;
+    if capacity == 0 {
+        eprintln!(
+            "smtp serve: the open-file limit ({limit}) is too low to serve any connection \
+             (ulimit -n)"
+        );
+        return Err(EX_CONFIG);
+    }
+    let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+    if requested > capacity {
+        eprintln!(
+            "smtp serve: --max-connections {requested} lowered to {capacity}: the open-file \
+             limit is {limit} (ulimit -n)"
+        );
+        return Ok(capacity);
+    }
+    Ok(requested)
+}
+
+/// The listen backlog asked for; the kernel caps it at `net.core.somaxconn` (4096 on
+/// current Linux). std's 128 let a burst of connects time out.
+const BACKLOG: i32 = 4096;
+
+/// Binds a listener (the first of `addr`'s addresses that binds) with [`BACKLOG`].
+fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs as _;
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address");
+    for addr in addr.to_socket_addrs()? {
+        let bound = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|socket| {
+                // As std does on Unix: a restart can bind while old connections linger.
+                socket.set_reuse_address(true)?;
+                socket.bind(&addr.into())?;
+                socket.listen(BACKLOG)?;
+                Ok(socket)
+            });
+        match bound {
+            Ok(socket) => return Ok(socket.into()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Binds a listener, or says why not (the exit status is EX_CONFIG).

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use super::session::{Session, Shared};
-use super::{EX_SOFTWARE, Setup, announce, bind_error, build_error, signal_error};
+use super::{EX_SOFTWARE, Setup, announce, bind_error, build_error, listen, signal_error};
 
 /// Runs the server until SIGINT or SIGTERM; returns the exit status.
 pub(super) fn run(setup: Setup) -> u8 {
@@ -42,7 +42,11 @@ async fn serve(setup: Setup) -> u8 {
         builder = builder.tls(tls);
     }
     for (addr, implicit) in &setup.listeners {
-        let listener = match TcpListener::bind(addr.as_str()).await {
+        let bound = listen(addr).and_then(|l| {
+            l.set_nonblocking(true)?;
+            TcpListener::from_std(l)
+        });
+        let listener = match bound {
             Ok(l) => l,
             Err(e) => return bind_error(addr, &e),
         };
