@@ -1345,8 +1345,8 @@ impl Server {
         // it. AUTH failures have their own count; an LMTP recipient's delivery result is
         // not the client's error.
         let is_message = matches!(pending, Pending::Message { .. });
-        let counts = !matches!(pending, Pending::Auth { .. } | Pending::Challenge)
-            && !(is_message && self.config.lmtp);
+        let own_count = matches!(pending, Pending::Auth { .. } | Pending::Challenge);
+        let counts = !(own_count || is_message && self.config.lmtp);
         match pending {
             Pending::Hello { verb, host } => {
                 if accepted {
