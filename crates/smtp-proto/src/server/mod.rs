@@ -67,6 +67,7 @@ pub use event::{AbortReason, Event, HostError, Output, ProtocolError};
 use crate::address::{ForwardPath, Host, ReversePath};
 use crate::command::{Command, Verb};
 use crate::data::{DataDecoder, DataError, DecodeStep};
+use crate::ehlo::Capabilities;
 use crate::error::CommandError;
 use crate::line::{Line, LineFramer};
 use crate::params::{BodyType, MailParams, RcptParams};
@@ -1456,59 +1457,31 @@ impl Server {
     /// The EHLO/LHLO reply: extensions allowed in the current state.
     fn ehlo_reply(&self) -> Reply {
         let ext = &self.config.extensions;
-        let mut lines: Vec<String> = vec![self.config.hostname.clone()];
-        if ext.pipelining {
-            lines.push("PIPELINING".into());
+        // The hostname was checked when the configuration was built.
+        let Ok(mut caps) = Capabilities::new(self.config.hostname.clone()) else {
+            return Reply::fixed(250, None, "Ok");
+        };
+        caps.pipelining = ext.pipelining;
+        caps.size = Some(self.config.limits.max_message_size);
+        caps.vrfy = ext.vrfy;
+        caps.etrn = ext.etrn;
+        caps.starttls = ext.starttls && !self.tls;
+        for mechanism in self.offered_mechanisms() {
+            let _ = caps.add_auth(mechanism.as_str());
         }
-        lines.push(match self.config.limits.max_message_size {
-            Some(max) => format!("SIZE {max}"),
-            None => "SIZE".into(),
-        });
-        if ext.vrfy {
-            lines.push("VRFY".into());
-        }
-        if ext.etrn {
-            lines.push("ETRN".into());
-        }
-        if ext.starttls && !self.tls {
-            lines.push("STARTTLS".into());
-        }
-        let mechs = self.offered_mechanisms();
-        if !mechs.is_empty() {
-            let names: Vec<&str> = mechs.iter().map(Mechanism::as_str).collect();
-            lines.push(format!("AUTH {}", names.join(" ")));
-        }
-        if ext.enhanced_status_codes {
-            lines.push("ENHANCEDSTATUSCODES".into());
-        }
-        if ext.eight_bit_mime {
-            lines.push("8BITMIME".into());
-        }
-        if ext.dsn {
-            lines.push("DSN".into());
-        }
-        if ext.smtputf8 {
-            lines.push("SMTPUTF8".into());
-        }
-        if ext.chunking {
-            lines.push("CHUNKING".into());
-            if ext.binary_mime {
-                lines.push("BINARYMIME".into());
-            }
-        }
-        if ext.requiretls && self.tls {
-            lines.push("REQUIRETLS".into());
-        }
-        if ext.mt_priority {
-            lines.push("MT-PRIORITY".into());
-        }
-        if ext.deliver_by {
-            lines.push("DELIVERBY".into());
-        }
-        if ext.help {
-            lines.push("HELP".into());
-        }
-        Reply::with_lines(250, None, lines).unwrap_or_else(|_| Reply::fixed(250, None, "Ok"))
+        caps.enhanced_status_codes = ext.enhanced_status_codes;
+        caps.eight_bit_mime = ext.eight_bit_mime;
+        caps.dsn = ext.dsn;
+        caps.smtputf8 = ext.smtputf8;
+        caps.chunking = ext.chunking;
+        // RFC 3030 §3: BINARYMIME only with CHUNKING.
+        caps.binary_mime = ext.chunking && ext.binary_mime;
+        // RFC 8689 §4: REQUIRETLS only over TLS.
+        caps.requiretls = ext.requiretls && self.tls;
+        let _ = caps.set_mt_priority(ext.mt_priority.then_some(None));
+        caps.deliver_by = ext.deliver_by.then_some(None);
+        caps.help = ext.help;
+        caps.to_reply()
     }
 
     // ---- helpers ---------------------------------------------------------------------
