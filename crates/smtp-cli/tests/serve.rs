@@ -14,8 +14,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const HOSTNAME: &str = "mx.test.example";
-const USERS: &str =
-    "tim:tanstaaf\n# a comment\nbob:{SHA256}32sHF2qbF8xMmvwle9QEcy59CbdkNseJD3t74U5Xl5Q=\n";
+/// Clear text, a fast hash, and Dovecot passwd-file lines with slow hashes (made by
+/// Apache's `htpasswd -B` and argon2-cffi: "battery staple" and "correct horse").
+const USERS: &str = "tim:tanstaaf\n# a comment\nbob:{SHA256}32sHF2qbF8xMmvwle9QEcy59CbdkNseJD3t74U5Xl5Q=\n\
+carol:{BLF-CRYPT}$2y$05$QqRlEqfZx6e5.hEU4f2NSes.QFOQoAQDFL/YDRZEn6zD7e/n7/vJ6:1000:1000::/home/carol::\n\
+dave@example.org:{ARGON2ID}$argon2id$v=19$m=1024,t=2,p=1$rDZ/g1x3Zbwr5+pj6YP7tw$792Pa4rDa2XgmV2py84jAcsn2qUAgBfmCvw6GDMkPHc::::::\n";
 
 /// A running `smtp serve`.
 struct Serve {
@@ -301,6 +304,82 @@ fn python_auth_plain_login_cram_md5(io: &str) {
     assert!(server.stop().success());
 }
 
+fn python_auth_slow_hashes_and_the_weak_password_warning(io: &str) {
+    let server = Serve::start(io, &["--auth-file", "{auth}"]);
+    let port = server.port().to_string();
+    python(&["auth", &port, "PLAIN", "carol", "battery staple", "tls"]);
+    python(&[
+        "auth",
+        &port,
+        "LOGIN",
+        "dave@example.org",
+        "correct horse",
+        "tls",
+    ]);
+    assert_eq!(server.stored().len(), 2);
+    // CRAM-MD5 is offered (tim's password is in clear) but cannot check a hash.
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let reply = ehlo(&mut c);
+    assert!(reply.contains("AUTH CRAM-MD5\r\n"), "{reply}");
+    c.write_all(b"AUTH CRAM-MD5\r\n").unwrap();
+    assert!(read_line(&mut c).starts_with("334 "));
+    c.write_all(b"Y2Fyb2wgMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\r\n")
+        .unwrap();
+    assert!(read_line(&mut c).starts_with("535 5.7.8 "));
+    let log = server.stderr();
+    assert!(
+        log.contains(
+            "--auth-file: 2 of 4 users have a password in clear text or behind a fast hash, \
+             which a stolen file gives up quickly: \"bob\" (SHA256), \"tim\" (clear text); \
+             ARGON2ID, SHA512-CRYPT and BLF-CRYPT are slow hashes (CRAM-MD5 still needs the \
+             password in clear text)"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "--auth-file: CRAM-MD5 works for the 1 users with a password in clear text; \
+             the other 3 can use PLAIN and LOGIN"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("battery staple"), "{log}");
+    assert!(server.stop().success());
+}
+
+fn hashed_passwords_only_no_cram_md5_no_warning(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("dovecot-users");
+    let hashed: String = USERS.lines().skip(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&users, hashed).unwrap();
+    let server = Serve::start(
+        io,
+        &[
+            "--auth-file",
+            users.to_str().unwrap(),
+            "--no-tls",
+            "--allow-insecure-auth",
+        ],
+    );
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let reply = ehlo(&mut c);
+    assert!(
+        reply.contains("AUTH PLAIN LOGIN\r\n"),
+        "no CRAM-MD5: {reply}"
+    );
+    // PLAIN for carol with "battery staple".
+    c.write_all(b"AUTH PLAIN AGNhcm9sAGJhdHRlcnkgc3RhcGxl\r\n")
+        .unwrap();
+    assert_eq!(read_line(&mut c), "235 2.7.0 Authentication successful\r\n");
+    let log = server.stderr();
+    assert!(!log.contains("a stolen file"), "{log}");
+    assert!(
+        log.contains("--auth-file: no password in clear text, so CRAM-MD5 is not offered"),
+        "{log}"
+    );
+    assert!(server.stop().success());
+}
+
 fn python_auth_insecure_allowed(io: &str) {
     let server = Serve::start(
         io,
@@ -473,6 +552,20 @@ fn read_line(s: &mut TcpStream) -> String {
         }
     }
     String::from_utf8(out).unwrap()
+}
+
+/// Reads the greeting, sends EHLO and returns its reply.
+fn ehlo(s: &mut TcpStream) -> String {
+    assert!(read_line(s).starts_with("220 "));
+    s.write_all(b"EHLO client.example\r\n").unwrap();
+    let mut reply = String::new();
+    loop {
+        let line = read_line(s);
+        reply.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return reply;
+        }
+    }
 }
 
 fn max_connections_and_timeout(io: &str) {
@@ -667,6 +760,8 @@ on_both!(
     python_plain_8bit_multiple_recipients_byte_for_byte,
     python_starttls,
     python_auth_plain_login_cram_md5,
+    python_auth_slow_hashes_and_the_weak_password_warning,
+    hashed_passwords_only_no_cram_md5_no_warning,
     python_auth_insecure_allowed,
     python_relay_policy,
     python_require_tls_and_require_auth,

@@ -60,8 +60,11 @@ pub(crate) struct ServeArgs {
     /// MAIL before STARTTLS gets 530 5.7.0.
     #[arg(long)]
     require_tls: bool,
-    /// Users for AUTH PLAIN, LOGIN and CRAM-MD5: `user:password` lines (`{SHA256}` and
-    /// `{SSHA256}` hashed passwords work for PLAIN and LOGIN only).
+    /// Users for AUTH PLAIN, LOGIN and CRAM-MD5: `user:password` lines, or Dovecot
+    /// passwd-file lines with `{ARGON2ID}`, `{ARGON2I}`, `{SHA512-CRYPT}`,
+    /// `{SHA256-CRYPT}`, `{BLF-CRYPT}`, `{CRYPT}`, `{SHA256}`, `{SSHA256}`, `{PLAIN}`
+    /// passwords (hashed ones work for PLAIN and LOGIN only; CRAM-MD5 is offered when
+    /// some password is in clear text).
     #[arg(long, value_name = "FILE")]
     auth_file: Option<PathBuf>,
     /// Offer PLAIN and LOGIN without TLS.
@@ -169,7 +172,12 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
     let users = match &args.auth_file {
         Some(path) => match PasswordFile::load(path) {
             Ok(users) => {
-                config.extensions.auth = vec!["PLAIN".into(), "LOGIN".into(), "CRAM-MD5".into()];
+                config.extensions.auth = vec!["PLAIN".into(), "LOGIN".into()];
+                // CRAM-MD5 can only check a password kept in clear (RFC 2195 §2).
+                if users.any_clear() {
+                    config.extensions.auth.push("CRAM-MD5".into());
+                }
+                warn_weak_passwords(&users);
                 users
             }
             Err(e) => {
@@ -223,6 +231,36 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
         max_connections: args.max_connections.max(1),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     })
+}
+
+/// Logs, at start, the `--auth-file` users whose password a stolen file gives up
+/// quickly (in clear text or behind a fast hash), and who can use CRAM-MD5.
+fn warn_weak_passwords(users: &PasswordFile) {
+    let weak = users.weak();
+    if !weak.is_empty() {
+        let list: Vec<String> = weak
+            .iter()
+            .map(|(user, how)| format!("{user:?} ({how})"))
+            .collect();
+        tracing::warn!(
+            "--auth-file: {} of {} users have a password in clear text or behind a fast hash, \
+             which a stolen file gives up quickly: {}; ARGON2ID, SHA512-CRYPT and BLF-CRYPT \
+             are slow hashes (CRAM-MD5 still needs the password in clear text)",
+            weak.len(),
+            users.len(),
+            list.join(", ")
+        );
+    }
+    let clear = weak.iter().filter(|(_, how)| *how == "clear text").count();
+    if clear == 0 {
+        tracing::info!("--auth-file: no password in clear text, so CRAM-MD5 is not offered");
+    } else if clear < users.len() {
+        tracing::info!(
+            "--auth-file: CRAM-MD5 works for the {clear} users with a password in clear \
+             text; the other {} can use PLAIN and LOGIN",
+            users.len() - clear
+        );
+    }
 }
 
 /// Binds a listener, or says why not (the exit status is EX_CONFIG).

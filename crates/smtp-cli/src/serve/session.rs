@@ -35,6 +35,11 @@ impl Session {
         self.shared.policy.rcpt(session, to)
     }
 
+    /// Whether checking these credentials costs real CPU time (a slow password hash).
+    pub(crate) fn auth_blocks(&self, credentials: &Credentials) -> bool {
+        self.shared.policy.auth_is_slow(credentials)
+    }
+
     pub(crate) fn auth(&self, credentials: &Credentials) -> Verdict {
         self.shared.policy.auth(credentials)
     }
