@@ -9,7 +9,9 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing::{info, warn};
 
 /// Bytes gathered in memory before a write reaches the file.
 const BUFFER: usize = 64 * 1024;
@@ -25,12 +27,14 @@ pub(crate) struct Maildir {
 }
 
 impl Maildir {
-    /// Opens `root`, creating it and its three subdirectories when missing.
+    /// Opens `root`, creating it and its three subdirectories when missing, and removes
+    /// what earlier runs left in `tmp/` (see [`clean_tmp`]).
     pub(crate) fn open(root: &Path, hostname: &str) -> io::Result<Maildir> {
         for sub in ["tmp", "new", "cur"] {
             std::fs::create_dir_all(root.join(sub))?;
         }
         let host = hostname.replace('/', "\\057").replace(':', "\\072");
+        clean_tmp(&root.join("tmp"), &host, SystemTime::now());
         Ok(Maildir {
             tmp: root.join("tmp"),
             new: root.join("new"),
@@ -73,6 +77,74 @@ impl Maildir {
         delivery.write(head)?;
         Ok(delivery)
     }
+}
+
+/// How long a file may sit in `tmp/` before it is taken for a leftover, whoever wrote
+/// it: 36 hours, the Maildir convention (<https://cr.yp.to/proto/maildir.html>).
+const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
+
+/// Removes the leftovers in a Maildir's `tmp/` at start: files that a previous run of
+/// this server left there (a `kill -9` in the middle of DATA), known by the names
+/// [`Maildir::unique_name`] makes for this host, and any file not modified for
+/// [`TMP_MAX_AGE`]. A file named for this host by a process that is still running (a
+/// second server on the same Maildir) stays, as do other programs' fresh files (Dovecot
+/// names its own `<secs>.M<usecs>P<pid>.<host>`, without our `Q<seq>`). Returns how many
+/// files were removed; failures are logged, not fatal.
+pub(crate) fn clean_tmp(tmp: &Path, host: &str, now: SystemTime) -> usize {
+    let entries = match std::fs::read_dir(tmp) {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(dir = %tmp.display(), error = %e, "cannot list tmp/ to clean it");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let name = entry.file_name();
+        let own_leftover = name
+            .to_str()
+            .and_then(|n| own_name_pid(n, host))
+            .is_some_and(|pid| !process_running(pid));
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > TMP_MAX_AGE);
+        if own_leftover || old {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => warn!(file = %entry.path().display(), error = %e, "cannot remove"),
+            }
+        }
+    }
+    if removed > 0 {
+        info!(dir = %tmp.display(), removed, "leftovers of earlier runs removed from tmp/");
+    }
+    removed
+}
+
+/// The process id in a name [`Maildir::unique_name`] made for `host`
+/// (`<secs>.M<usecs>P<pid>Q<seq>.<host>`), or `None` for any other name.
+fn own_name_pid(name: &str, host: &str) -> Option<u32> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let rest = name.strip_suffix(host)?.strip_suffix('.')?;
+    let (secs, rest) = rest.split_once(".M")?;
+    let (usecs, rest) = rest.split_once('P')?;
+    let (pid, seq) = rest.split_once('Q')?;
+    (digits(secs) && digits(usecs) && digits(seq) && digits(pid)).then(|| pid.parse().ok())?
+}
+
+/// Whether another process with this id is running now. This process has written nothing
+/// yet when it cleans, so a file with its own id is from an earlier one (a container's
+/// server is often pid 1 on every run). Without `/proc`, no process is taken as running.
+fn process_running(pid: u32) -> bool {
+    pid != std::process::id()
+        && Path::new("/proc/self").exists()
+        && Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// A message being written into `tmp/`. Dropped without [`Delivery::commit`], its file
@@ -173,7 +245,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn dates() {
@@ -201,6 +272,61 @@ mod tests {
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
+        );
+    }
+
+    #[test]
+    fn own_names() {
+        let host = "mx\\057x\\072y";
+        for (name, pid) in [
+            ("1700000000.M123P42Q7.mx\\057x\\072y", Some(42)),
+            ("1.M0P1Q0.mx\\057x\\072y", Some(1)),
+            // Dovecot's names have no Q.
+            ("1700000000.M123P42.mx\\057x\\072y", None),
+            ("1700000000.M123P42Q7.other", None),
+            ("1700000000.M123P42Q7.xmx\\057x\\072y", None),
+            ("1700000000.M123P42Q.mx\\057x\\072y", None),
+            ("1700000000.M12aP42Q7.mx\\057x\\072y", None),
+            ("1700000000.V801I1234M567.mx\\057x\\072y", None),
+            ("x1700000000.M123P42Q7.mx\\057x\\072y", None),
+            ("1700000000.M123P99999999999Q7.mx\\057x\\072y", None),
+        ] {
+            assert_eq!(own_name_pid(name, host), pid, "{name}");
+        }
+    }
+
+    #[test]
+    fn clean_tmp_keeps_fresh_foreign_and_live_files() {
+        let dir = tempfile::tempdir().unwrap();
+        Maildir::open(dir.path(), "mx.example").unwrap();
+        let tmp = dir.path().join("tmp");
+        let now = SystemTime::now();
+        let put = |name: &str, age: u64| {
+            let f = File::create(tmp.join(name)).unwrap();
+            f.set_modified(now - Duration::from_secs(age)).unwrap();
+        };
+        let me = std::process::id();
+        let running = std::os::unix::process::parent_id();
+        put("1.M1P4294967295Q0.mx.example", 0); // own name, no such process: removed
+        put(&format!("1.M1P{me}Q0.mx.example"), 0); // own name and pid: an earlier run's
+        put("1.V1I1M1.other.example", 37 * 3600); // another program's, too old
+        put(&format!("2.M1P{running}Q0.mx.example"), 40 * 3600); // too old
+        put("1.M1P4294967295.mx.example", 35 * 3600); // Dovecot's, young enough: kept
+        put(&format!("3.M1P{running}Q0.mx.example"), 0); // a running server's: kept
+        std::fs::create_dir(tmp.join("a-dir")).unwrap();
+        assert_eq!(clean_tmp(&tmp, "mx.example", now), 4);
+        let mut left: Vec<String> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "1.M1P4294967295.mx.example".to_owned(),
+                format!("3.M1P{running}Q0.mx.example"),
+                "a-dir".to_owned()
+            ]
         );
     }
 }

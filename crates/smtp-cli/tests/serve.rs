@@ -31,7 +31,11 @@ impl Serve {
     /// Starts `smtp serve --io IO` on a free port with a Maildir and an auth file in a
     /// temporary directory (`{auth}` in `args` stands for the auth file's path).
     fn start(io: &str, args: &[&str]) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
+        Serve::start_in(io, args, tempfile::tempdir().unwrap())
+    }
+
+    /// [`Serve::start`] in a directory that may hold an earlier server's Maildir.
+    fn start_in(io: &str, args: &[&str], dir: tempfile::TempDir) -> Serve {
         let auth = dir.path().join("users");
         std::fs::write(&auth, USERS).unwrap();
         let args: Vec<String> = args
@@ -587,10 +591,9 @@ fn max_connections_and_timeout(io: &str) {
     assert!(server.stop().success());
 }
 
-fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
-    let server = Serve::start(io, &["--shutdown-timeout", "1"]);
-    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
-    read_line(&mut c);
+/// Sends a message's first bytes and leaves it unfinished.
+fn start_data(c: &mut TcpStream) {
+    read_line(c);
     for cmd in [
         "EHLO client.example",
         "MAIL FROM:<a@example.org>",
@@ -599,13 +602,19 @@ fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
     ] {
         c.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
         loop {
-            let line = read_line(&mut c);
+            let line = read_line(c);
             if line.as_bytes().get(3) != Some(&b'-') {
                 break;
             }
         }
     }
     c.write_all(b"Subject: half\r\n\r\nhalf a mess").unwrap();
+}
+
+fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
+    let server = Serve::start(io, &["--shutdown-timeout", "1"]);
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    start_data(&mut c);
     std::thread::sleep(Duration::from_millis(200));
     let maildir = server.maildir();
     assert_eq!(
@@ -624,6 +633,44 @@ fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
         files(&maildir.join("new")).is_empty(),
         "nothing half-written in new/"
     );
+}
+
+fn kill_9_mid_data_leftovers_cleaned_at_next_start(io: &str) {
+    let mut first = Serve::start(io, &[]);
+    let mut c = TcpStream::connect(first.addrs[0].0).unwrap();
+    start_data(&mut c);
+    std::thread::sleep(Duration::from_millis(200));
+    let tmp = first.maildir().join("tmp");
+    let leftover = files(&tmp);
+    assert_eq!(leftover.len(), 1, "being written in tmp/");
+    let mut child = first.child.take().unwrap();
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    assert_eq!(files(&tmp), leftover, "kill -9 leaves the file in tmp/");
+    let dir = std::mem::replace(&mut first.dir, tempfile::tempdir().unwrap());
+    // Another program's files: one 37 hours old, one fresh; and an own-named file
+    // 20 hours old from a process that is not running.
+    let now = std::time::SystemTime::now();
+    let put = |name: &str, hours: u64| {
+        let f = std::fs::File::create(tmp.join(name)).unwrap();
+        f.set_modified(now - Duration::from_secs(hours * 3600))
+            .unwrap();
+    };
+    put("1700000000.V801I1234M567.other.example", 37);
+    put("1700000000.M1P2.mx.test.example", 0);
+    put("1700000000.M1P4294967295Q9.mx.test.example", 20);
+    let second = Serve::start_in(io, &[], dir);
+    assert_eq!(
+        files(&tmp),
+        [tmp.join("1700000000.M1P2.mx.test.example")],
+        "only the fresh foreign file stays"
+    );
+    let log = second.stderr();
+    assert!(
+        log.contains("leftovers of earlier runs removed from tmp/") && log.contains("removed=3"),
+        "{log}"
+    );
+    assert!(second.stop().success());
 }
 
 fn sigint_shuts_down_gracefully(io: &str) {
@@ -773,4 +820,5 @@ on_both!(
     max_connections_and_timeout,
     sigterm_mid_data_leaves_nothing_behind,
     sigint_shuts_down_gracefully,
+    kill_9_mid_data_leftovers_cleaned_at_next_start,
 );
