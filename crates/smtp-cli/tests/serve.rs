@@ -348,6 +348,7 @@ fn python_auth_slow_hashes_and_the_weak_password_warning(io: &str) {
         "{log}"
     );
     assert!(!log.contains("battery staple"), "{log}");
+    drop(c);
     assert!(server.stop().success());
 }
 
@@ -381,6 +382,7 @@ fn hashed_passwords_only_no_cram_md5_no_warning(io: &str) {
         log.contains("--auth-file: no password in clear text, so CRAM-MD5 is not offered"),
         "{log}"
     );
+    drop(c);
     assert!(server.stop().success());
 }
 
@@ -570,6 +572,246 @@ fn ehlo(s: &mut TcpStream) -> String {
             return reply;
         }
     }
+}
+
+/// Reads one reply, every line of it.
+fn read_reply(s: &mut TcpStream) -> String {
+    let mut reply = String::new();
+    loop {
+        let line = read_line(s);
+        reply.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return reply;
+        }
+    }
+}
+
+/// Sends each command and reads its reply; after `DATA` sends `body` and the final dot.
+/// Returns the replies in order, the greeting first.
+fn converse(s: &mut TcpStream, commands: &[&str], body: &[u8]) -> Vec<String> {
+    let mut replies = vec![read_reply(s)];
+    for cmd in commands {
+        s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        replies.push(read_reply(s));
+        if *cmd == "DATA" {
+            s.write_all(body).unwrap();
+            s.write_all(b".\r\n").unwrap();
+            replies.push(read_reply(s));
+        }
+    }
+    replies
+}
+
+/// Every file under `dir`, as paths relative to it, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap();
+                out.push(rel.to_str().unwrap().to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The one file in a Maildir's `new/` (and nothing in its `tmp/`).
+fn only_file(maildir: &Path) -> Vec<u8> {
+    assert!(
+        files(&maildir.join("tmp")).is_empty(),
+        "{}",
+        maildir.display()
+    );
+    assert!(maildir.join("cur").is_dir());
+    let new = files(&maildir.join("new"));
+    assert_eq!(new.len(), 1, "{}: {new:?}", maildir.display());
+    std::fs::read(&new[0]).unwrap()
+}
+
+const BODY: &[u8] = b"Subject: per recipient\r\nBcc: carol@other.example\r\n\r\nHello.\r\n";
+
+/// What a copy for `to` holds, id and date aside.
+fn copy_for(to: &str, with: &str) -> Vec<u8> {
+    let head = format!(
+        "Return-Path: <alice@example.org>\r\nDelivered-To: {to}\r\n\
+         Received: from client.example ([127.0.0.1])\r\n\tby {HOSTNAME} with {with} id ID;\r\n\tDATE\r\n"
+    );
+    [head.as_bytes(), BODY].concat()
+}
+
+fn maildir_per_recipient_one_copy_each(io: &str) {
+    let server = Serve::start(io, &["--maildir-per-recipient", "--no-tls"]);
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let replies = converse(
+        &mut c,
+        &[
+            "EHLO client.example",
+            "MAIL FROM:<alice@example.org>",
+            "RCPT TO:<bob@example.org>",
+            "RCPT TO:<Carol@Other.EXAMPLE>",
+            "RCPT TO:<bob@example.org>",
+            "DATA",
+            "QUIT",
+        ],
+        BODY,
+    );
+    assert!(
+        replies[7].starts_with("250 2.0.0 Ok: queued as "),
+        "{replies:?}"
+    );
+    let md = server.maildir();
+    assert_eq!(
+        tree(&md).iter().filter(|f| f.contains("/new/")).count(),
+        2,
+        "one file per distinct recipient: {:?}",
+        tree(&md)
+    );
+    assert!(!md.join("tmp").exists(), "no Maildir of its own at the top");
+    let bob = only_file(&md.join("example.org/bob"));
+    let carol = only_file(&md.join("other.example/Carol"));
+    let show = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
+    assert_eq!(
+        show(&without_id_and_date(&bob)),
+        show(&copy_for("<bob@example.org>", "ESMTP"))
+    );
+    assert_eq!(
+        show(&without_id_and_date(&carol)),
+        show(&copy_for("<Carol@Other.EXAMPLE>", "ESMTP"))
+    );
+    let log = server.stderr();
+    assert!(log.contains("mailbox=example.org/bob"), "{log}");
+    drop(c);
+    assert!(server.stop().success());
+}
+
+fn maildir_per_recipient_hostile_local_parts_stay_inside(io: &str) {
+    let server = Serve::start(io, &["--maildir-per-recipient", "--no-tls"]);
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let rcpts = [
+        r#"<"../../../escape"@example.org>"#,
+        r#"<".."@example.org>"#,
+        r#"<".profile"@example.org>"#,
+        r#"<"a/b\\c"@Example.Org>"#,
+        "<jörg@Bücher.example>",
+        "<Postmaster>",
+        &format!("<{}@example.org>", "x".repeat(64)),
+    ];
+    let mut commands = vec![
+        "EHLO client.example".to_owned(),
+        "MAIL FROM:<alice@example.org> SMTPUTF8".to_owned(),
+    ];
+    commands.extend(rcpts.iter().map(|r| format!("RCPT TO:{r}")));
+    commands.push("DATA".to_owned());
+    let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+    let replies = converse(&mut c, &commands, BODY);
+    for (rcpt, reply) in rcpts.iter().zip(&replies[3..]) {
+        assert!(reply.starts_with("250 "), "{rcpt}: {reply}");
+    }
+    assert!(
+        replies
+            .last()
+            .unwrap()
+            .starts_with("250 2.0.0 Ok: queued as "),
+        "{replies:?}"
+    );
+    let md = server.maildir();
+    let long = format!("example.org/{}", "x".repeat(64));
+    for (rcpt, mailbox) in rcpts.iter().zip([
+        "example.org/%2E.%2F..%2F..%2Fescape",
+        "example.org/%2E.",
+        "example.org/%2Eprofile",
+        "example.org/a%2Fb%5Cc",
+        "bücher.example/jörg",
+        "mx.test.example/postmaster",
+        &long,
+    ]) {
+        let copy = only_file(&md.join(mailbox));
+        assert_eq!(
+            String::from_utf8_lossy(&without_id_and_date(&copy)),
+            String::from_utf8_lossy(&copy_for(rcpt, "UTF8SMTP")),
+            "{rcpt} in {mailbox}"
+        );
+    }
+    // Nothing outside the Maildir: the temporary directory holds only what the test
+    // put there and the Maildir.
+    let top: Vec<String> = tree(server.dir.path())
+        .into_iter()
+        .filter(|f| !f.starts_with("maildir/"))
+        .collect();
+    assert_eq!(top, ["stderr", "users"]);
+    assert_eq!(tree(&md).len(), rcpts.len());
+    drop(c);
+    assert!(server.stop().success());
+}
+
+fn maildir_per_recipient_lmtp_replies_per_copy(io: &str) {
+    let server = Serve::start(io, &["--maildir-per-recipient", "--no-tls", "--lmtp"]);
+    // bob's Maildir cannot be made: a file is in the way.
+    let md = server.maildir();
+    std::fs::create_dir_all(md.join("example.org")).unwrap();
+    std::fs::write(md.join("example.org/bob"), b"in the way").unwrap();
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let replies = converse(
+        &mut c,
+        &[
+            "LHLO client.example",
+            "MAIL FROM:<alice@example.org>",
+            "RCPT TO:<carol@other.example>",
+            "RCPT TO:<bob@example.org>",
+            "DATA",
+        ],
+        BODY,
+    );
+    assert!(
+        replies[6].starts_with("250 2.0.0 Ok: queued as "),
+        "carol first: {replies:?}"
+    );
+    assert_eq!(
+        read_reply(&mut c),
+        "451 4.3.0 Error: local error in processing: storage failure\r\n",
+        "then bob"
+    );
+    let carol = only_file(&md.join("other.example/carol"));
+    assert_eq!(
+        String::from_utf8_lossy(&without_id_and_date(&carol)),
+        String::from_utf8_lossy(&copy_for("<carol@other.example>", "LMTP"))
+    );
+    drop(c);
+    assert!(server.stop().success());
+    // SMTP: the same failure fails the whole message, and no copy is left behind.
+    let server2 = Serve::start(io, &["--maildir-per-recipient", "--no-tls"]);
+    let md2 = server2.maildir();
+    std::fs::create_dir_all(md2.join("example.org")).unwrap();
+    std::fs::write(md2.join("example.org/bob"), b"in the way").unwrap();
+    let mut c = TcpStream::connect(server2.addrs[0].0).unwrap();
+    let replies = converse(
+        &mut c,
+        &[
+            "EHLO client.example",
+            "MAIL FROM:<alice@example.org>",
+            "RCPT TO:<carol@other.example>",
+            "RCPT TO:<bob@example.org>",
+            "DATA",
+        ],
+        BODY,
+    );
+    assert_eq!(
+        replies[6],
+        "451 4.3.0 Error: local error in processing: storage failure\r\n"
+    );
+    assert_eq!(
+        tree(&md2),
+        ["example.org/bob"],
+        "carol's copy not kept either"
+    );
+    drop(c);
+    assert!(server2.stop().success());
 }
 
 fn max_connections_and_timeout(io: &str) {
@@ -821,4 +1063,7 @@ on_both!(
     sigterm_mid_data_leaves_nothing_behind,
     sigint_shuts_down_gracefully,
     kill_9_mid_data_leftovers_cleaned_at_next_start,
+    maildir_per_recipient_one_copy_each,
+    maildir_per_recipient_hostile_local_parts_stay_inside,
+    maildir_per_recipient_lmtp_replies_per_copy,
 );

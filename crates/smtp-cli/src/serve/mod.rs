@@ -45,6 +45,10 @@ pub(crate) struct ServeArgs {
     /// Where accepted messages are stored.
     #[arg(long, value_name = "DIR", default_value = "./maildir")]
     maildir: PathBuf,
+    /// Store each recipient's copy in a Maildir of its own, `DIR/<domain>/<local-part>/`,
+    /// with only its own `Delivered-To:`.
+    #[arg(long, conflicts_with = "discard")]
+    maildir_per_recipient: bool,
     /// Accept messages and drop them (for benchmarks).
     #[arg(long)]
     discard: bool,
@@ -190,7 +194,7 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
     let maildir = if args.discard {
         None
     } else {
-        match Maildir::open(&args.maildir, &hostname) {
+        match Maildir::open(&args.maildir, &hostname, args.maildir_per_recipient) {
             Ok(m) => Some(m),
             Err(e) => {
                 eprintln!("smtp serve: --maildir {}: {e}", args.maildir.display());
@@ -220,11 +224,11 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
         .chain(args.implicit_tls.iter().map(|a| (a.clone(), true)))
         .collect();
     Ok(Setup {
-        hostname,
+        hostname: hostname.clone(),
         config,
         shared: Arc::new(Shared {
             policy: Policy::new(users, &args.local_domains),
-            store: Store::new(maildir),
+            store: Store::new(maildir, &hostname),
         }),
         tls,
         listeners,

@@ -167,8 +167,8 @@ impl Handler for TokioSession {
         self.with(blocks, Session::lmtp_end).await;
     }
 
-    async fn lmtp_delivery(&mut self, _: &Context<'_>, _: &ForwardPath<'static>) -> Decision {
-        self.session().lmtp_delivery()
+    async fn lmtp_delivery(&mut self, _: &Context<'_>, to: &ForwardPath<'static>) -> Decision {
+        self.session().lmtp_delivery(to)
     }
 
     async fn auth(
