@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
+use std::sync::{Condvar, Mutex};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier as _};
 use base64::Engine as _;
@@ -73,6 +74,46 @@ impl Stored {
 #[derive(Default)]
 pub(crate) struct PasswordFile {
     users: HashMap<String, Stored>,
+    slow: Gate,
+}
+
+/// Lets a few slow hashes be computed at once, one per core: each may take tens of
+/// megabytes (Argon2's `m=`) and the whole of a core, and a crowd of clients sending
+/// passwords at once must not take the server's memory (Dovecot keeps them to its auth
+/// worker processes likewise). Waiting blocks the thread, which is the session's own
+/// (`--io blocking`) or one of tokio's blocking pool.
+struct Gate {
+    busy: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate {
+            busy: Mutex::new(0),
+            freed: Condvar::new(),
+            max: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+impl Gate {
+    /// Runs `f` once fewer than `max` others are running.
+    fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        let lock = || self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut busy = lock();
+            while *busy >= self.max {
+                busy = self.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+            }
+            *busy += 1;
+        }
+        let r = f();
+        *lock() -= 1;
+        self.freed.notify_one();
+        r
+    }
 }
 
 impl PasswordFile {
@@ -108,7 +149,10 @@ impl PasswordFile {
             };
             users.insert(user.to_owned(), stored);
         }
-        Ok(PasswordFile { users })
+        Ok(PasswordFile {
+            users,
+            slow: Gate::default(),
+        })
     }
 
     /// Whether `credentials` prove to be `user`'s. Costs real CPU time for a slow hash
@@ -134,7 +178,7 @@ impl PasswordFile {
                 let got = digest(&SHA256, &input);
                 bool::from(got.as_ref().ct_eq(want.as_slice()))
             }
-            Stored::Slow { scheme, hash } => verify_slow(*scheme, sent, hash),
+            Stored::Slow { scheme, hash } => self.slow.run(|| verify_slow(*scheme, sent, hash)),
         }
     }
 
@@ -225,7 +269,12 @@ fn parse_scheme(scheme: &str, value: &str) -> Result<Stored, String> {
             v if v.starts_with("$6$") || v.starts_with("$5$") => {
                 slow(Slow::ShaCrypt, &["$6$", "$5$"])
             }
-            _ => slow(Slow::Bcrypt, BCRYPT),
+            v if BCRYPT.iter().any(|p| v.starts_with(p)) => slow(Slow::Bcrypt, BCRYPT),
+            _ => Err(
+                "a {CRYPT} hash here is bcrypt ($2y$), SHA-crypt ($5$, $6$) or Argon2; \
+                 DES, MD5 and yescrypt ones are not supported"
+                    .into(),
+            ),
         },
         _ => Err(format!(
             "unsupported password scheme {{{scheme}}} (supported: PLAIN, CLEAR, SHA256, \
@@ -439,7 +488,10 @@ mod tests {
             ),
             ("u:{SHA512-CRYPT}$6$", "bad {SHA512-CRYPT} hash"),
             ("u:{BLF-CRYPT}$2y$05$short", "bad {BLF-CRYPT} hash"),
-            ("u:{CRYPT}abJnggxhB/yWI", "starts with $2y$"),
+            (
+                "u:{CRYPT}abJnggxhB/yWI",
+                "DES, MD5 and yescrypt ones are not supported",
+            ),
             ("u:{SHA256}c2hvcnQ=", "32 bytes"),
         ] {
             let e = PasswordFile::parse(&format!("# first\n{line}\n"))
@@ -464,5 +516,29 @@ mod tests {
             panic!()
         };
         assert!(!f.verify("u", &c));
+    }
+
+    #[test]
+    fn gate_lets_max_through_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let gate = Gate {
+            max: 2,
+            ..Gate::default()
+        };
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..6 {
+                s.spawn(|| {
+                    gate.run(|| {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    })
+                });
+            }
+        });
+        assert!((1..=2).contains(&most.load(Ordering::SeqCst)));
+        assert_eq!(*gate.busy.lock().unwrap(), 0);
     }
 }

@@ -333,8 +333,8 @@ fn python_auth_slow_hashes_and_the_weak_password_warning(io: &str) {
     let log = server.stderr();
     assert!(
         log.contains(
-            "--auth-file: 2 of 4 users have a password in clear text or behind a fast hash, \
-             which a stolen file gives up quickly: \"bob\" (SHA256), \"tim\" (clear text); \
+            "--auth-file: passwords in clear text or behind a fast hash, which a stolen file \
+             gives up quickly, for 2 of 4 users: \"bob\" (SHA256), \"tim\" (clear text); \
              ARGON2ID, SHA512-CRYPT and BLF-CRYPT are slow hashes (CRAM-MD5 still needs the \
              password in clear text)"
         ),
@@ -342,8 +342,8 @@ fn python_auth_slow_hashes_and_the_weak_password_warning(io: &str) {
     );
     assert!(
         log.contains(
-            "--auth-file: CRAM-MD5 works for the 1 users with a password in clear text; \
-             the other 3 can use PLAIN and LOGIN"
+            "--auth-file: CRAM-MD5 works only for passwords in clear text (1 of 4 users); \
+             the others can use PLAIN and LOGIN"
         ),
         "{log}"
     );
@@ -945,6 +945,7 @@ fn usage_and_config_errors_are_the_same_on_both_adapters() {
         &["serve", "--io", "nope"][..],
         &["serve", "--no-such-flag"][..],
         &["serve", "--no-tls", "--require-tls"][..],
+        &["serve", "--discard", "--maildir-per-recipient"][..],
     ] {
         assert_eq!(run(args).status.code(), Some(64), "{args:?}");
     }

@@ -247,8 +247,8 @@ fn warn_weak_passwords(users: &PasswordFile) {
             .map(|(user, how)| format!("{user:?} ({how})"))
             .collect();
         tracing::warn!(
-            "--auth-file: {} of {} users have a password in clear text or behind a fast hash, \
-             which a stolen file gives up quickly: {}; ARGON2ID, SHA512-CRYPT and BLF-CRYPT \
+            "--auth-file: passwords in clear text or behind a fast hash, which a stolen file \
+             gives up quickly, for {} of {} users: {}; ARGON2ID, SHA512-CRYPT and BLF-CRYPT \
              are slow hashes (CRAM-MD5 still needs the password in clear text)",
             weak.len(),
             users.len(),
@@ -260,9 +260,9 @@ fn warn_weak_passwords(users: &PasswordFile) {
         tracing::info!("--auth-file: no password in clear text, so CRAM-MD5 is not offered");
     } else if clear < users.len() {
         tracing::info!(
-            "--auth-file: CRAM-MD5 works for the {clear} users with a password in clear \
-             text; the other {} can use PLAIN and LOGIN",
-            users.len() - clear
+            "--auth-file: CRAM-MD5 works only for passwords in clear text ({clear} of {} \
+             users); the others can use PLAIN and LOGIN",
+            users.len()
         );
     }
 }
