@@ -40,6 +40,9 @@ impl Maildir {
     /// removed from each existing one's `tmp/`.
     pub(crate) fn open(root: &Path, hostname: &str, per_recipient: bool) -> io::Result<Maildir> {
         std::fs::create_dir_all(root)?;
+        // The root's own entry too, for the first message's sake.
+        let parent = root.parent().filter(|p| !p.as_os_str().is_empty());
+        File::open(parent.unwrap_or(Path::new(".")))?.sync_all()?;
         let host = hostname.replace('/', "\\057").replace(':', "\\072");
         let now = SystemTime::now();
         if per_recipient {
