@@ -1,47 +1,60 @@
 //! What becomes of an accepted message, whatever the adapter: its queue id, the lines put
-//! before it (`Return-Path:`, `Delivered-To:`, `Received:`), its Maildir file, and the
-//! reply to the end of its data.
+//! before it (`Return-Path:`, `Delivered-To:`, `Received:`), its Maildir file (or one file
+//! per recipient with `--maildir-per-recipient`), and the reply to the end of its data.
 //!
 //! Synchronous code. Every call that may touch the disk has a companion that says whether
 //! it will (`*_blocks`), so that the tokio host runs only those on its blocking pool and
 //! the blocking host simply calls them.
 
 use std::io;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use smtp_proto::server::Server;
-use smtp_proto::{EnhancedCode, Reply};
+use smtp_proto::{EnhancedCode, ForwardPath, Reply};
 use tracing::{error, info};
 
-use crate::maildir::{Delivery, Maildir, rfc5322_date};
+use crate::maildir::{BUFFER, Delivery, Maildir, mailbox_path, rfc5322_date};
 use crate::policy::Verdict;
 
-/// Where messages go: a Maildir, or nowhere (`--discard`); and the queue-id counter.
+/// Where messages go: a Maildir (one for all, or one per recipient), or nowhere
+/// (`--discard`); and the queue-id counter.
 pub(crate) struct Store {
     maildir: Option<Maildir>,
+    /// The server's name: the domain of `<Postmaster>`'s Maildir.
+    hostname: String,
     seq: AtomicU64,
 }
 
-/// A message about to be opened: its id and, when it is stored, the lines put before
-/// it. Built from the session without I/O.
+/// A message about to be opened: its id and, when it is stored, the files to write.
+/// Built from the session without I/O.
 pub(crate) struct NewMessage {
     id: String,
-    head: Option<Vec<u8>>,
+    copies: Vec<NewCopy>,
+}
+
+/// One file of a message: the recipient's Maildir (`None`: the one Maildir), the lines
+/// put before the message, and the recipients whose copy it is.
+struct NewCopy {
+    mailbox: Option<PathBuf>,
+    head: Vec<u8>,
+    recipients: Vec<ForwardPath<'static>>,
 }
 
 impl NewMessage {
     /// Whether [`Store::open`] will touch the disk.
     pub(crate) fn open_blocks(&self) -> bool {
-        self.head.is_some()
+        !self.copies.is_empty()
     }
 }
 
 impl Store {
     /// `None`: `--discard`.
-    pub(crate) fn new(maildir: Option<Maildir>) -> Store {
+    pub(crate) fn new(maildir: Option<Maildir>, hostname: &str) -> Store {
         Store {
             maildir,
+            hostname: hostname.to_owned(),
             seq: AtomicU64::new(0),
         }
     }
@@ -56,44 +69,91 @@ impl Store {
     }
 
     /// The message the session is about to receive (its reverse-path and recipients are
-    /// final). No I/O.
+    /// final). No I/O. With a Maildir per recipient, each distinct recipient gets a copy
+    /// with only its own `Delivered-To:`, so that no copy shows the others (Bcc).
     pub(crate) fn prepare(&self, session: &Server) -> NewMessage {
         let id = self.queue_id();
-        let head = self
-            .maildir
-            .as_ref()
-            .map(|_| prefix(session, &id, SystemTime::now()).into_bytes());
-        NewMessage { id, head }
+        let now = SystemTime::now();
+        let copies = match &self.maildir {
+            None => Vec::new(),
+            Some(m) if m.per_recipient() => {
+                let mut copies: Vec<NewCopy> = Vec::new();
+                for to in session.recipients() {
+                    if copies.iter().any(|c| c.recipients.contains(to)) {
+                        continue; // the same address twice: one copy
+                    }
+                    let (domain, local) = match to.mailbox() {
+                        Some(m) => (m.host().to_string(), m.local_part()),
+                        // RFC 5321 §4.1.1.3: <Postmaster> is this server's.
+                        None => (self.hostname.clone(), "postmaster"),
+                    };
+                    let to = std::slice::from_ref(to);
+                    copies.push(NewCopy {
+                        mailbox: Some(mailbox_path(&domain, local)),
+                        head: prefix(session, to, &id, now).into_bytes(),
+                        recipients: to.to_vec(),
+                    });
+                }
+                copies
+            }
+            Some(_) => vec![NewCopy {
+                mailbox: None,
+                head: prefix(session, session.recipients(), &id, now).into_bytes(),
+                recipients: session.recipients().to_vec(),
+            }],
+        };
+        NewMessage { id, copies }
     }
 
-    /// Opens the message's file in `tmp/` and writes its head; blocking when
+    /// Opens the message's files in `tmp/` and writes their heads; blocking when
     /// [`NewMessage::open_blocks`]. A failure is remembered for the end of data.
     pub(crate) fn open(&self, new: NewMessage) -> Message {
-        let mut msg = Message {
+        // Many copies share the memory one file would have for its buffer.
+        let buffer = (BUFFER / new.copies.len().max(1)).max(8 * 1024);
+        let copies = new
+            .copies
+            .into_iter()
+            .map(|c| {
+                let begun = self
+                    .maildir
+                    .as_ref()
+                    .map(|m| m.begin_in(c.mailbox.as_deref(), &c.head, buffer));
+                let (delivery, error) = match begun {
+                    Some(Ok(d)) => (Some(d), None),
+                    Some(Err(e)) => (None, Some(e)),
+                    None => (None, None),
+                };
+                Copy {
+                    mailbox: c.mailbox,
+                    recipients: c.recipients,
+                    delivery,
+                    error,
+                    stored: false,
+                }
+            })
+            .collect();
+        Message {
             id: new.id,
-            delivery: None,
-            error: None,
+            copies,
             outcome: None,
-        };
-        if let (Some(maildir), Some(head)) = (&self.maildir, new.head) {
-            match maildir.begin(&head) {
-                Ok(d) => msg.delivery = Some(d),
-                Err(e) => msg.error = Some(e),
-            }
         }
-        msg
     }
 }
 
 /// The lines `smtp serve` puts before a stored message, each ending in CRLF: the
-/// `Return-Path:`, one `Delivered-To:` per accepted recipient, then the session's
+/// `Return-Path:`, one `Delivered-To:` per recipient of this copy, then the session's
 /// `Received:` header with the queue id and `now`.
-pub(crate) fn prefix(session: &Server, id: &str, now: SystemTime) -> String {
+pub(crate) fn prefix(
+    session: &Server,
+    recipients: &[ForwardPath<'_>],
+    id: &str,
+    now: SystemTime,
+) -> String {
     let mut head = String::new();
     if let Some(from) = session.reverse_path() {
         head.push_str(&format!("Return-Path: {from}\r\n"));
     }
-    for to in session.recipients() {
+    for to in recipients {
         head.push_str(&format!("Delivered-To: {to}\r\n"));
     }
     head.push_str(&session.received_header(id, &rfc5322_date(now)));
@@ -103,43 +163,95 @@ pub(crate) fn prefix(session: &Server, id: &str, now: SystemTime) -> String {
 /// The message being received.
 pub(crate) struct Message {
     id: String,
-    /// `None` when discarding, or after a storage error.
-    delivery: Option<Delivery>,
-    /// The first storage error; the message then ends in `451 4.3.0`.
-    error: Option<io::Error>,
-    /// LMTP: the outcome, decided once for every recipient.
+    /// Its files; none when discarding.
+    copies: Vec<Copy>,
+    /// The outcome for every recipient together, once decided: SMTP, or `--discard`.
     outcome: Option<bool>,
+}
+
+/// One file of the message being received.
+struct Copy {
+    mailbox: Option<PathBuf>,
+    recipients: Vec<ForwardPath<'static>>,
+    /// `None` after a storage error or once finished.
+    delivery: Option<Delivery>,
+    /// The first storage error; the copy then fails.
+    error: Option<io::Error>,
+    /// In `new/`, fsynced.
+    stored: bool,
+}
+
+impl Copy {
+    /// Logs and forgets a storage error, if any; whether there was none.
+    fn check(&mut self, id: &str) -> bool {
+        match self.error.take() {
+            Some(e) => {
+                self.log_error(id, &e);
+                false
+            }
+            None => true,
+        }
+    }
+
+    fn log_error(&self, id: &str, e: &io::Error) {
+        match &self.mailbox {
+            Some(m) => error!(%id, mailbox = %m.display(), error = %e, "storage failed"),
+            None => error!(%id, error = %e, "storage failed"),
+        }
+    }
+
+    /// Renames the (fsynced) file into `new/`; remembers and logs the outcome.
+    fn commit(&mut self, id: &str) -> bool {
+        let Some(d) = self.delivery.take() else {
+            return false;
+        };
+        match d.commit() {
+            Ok(file) => {
+                match &self.mailbox {
+                    Some(m) => info!(%id, mailbox = %m.display(), %file, "message stored"),
+                    None => info!(%id, %file, "message stored"),
+                }
+                self.stored = true;
+            }
+            Err(e) => self.log_error(id, &e),
+        }
+        self.stored
+    }
 }
 
 impl Message {
     /// Whether [`Message::write`] of `len` bytes will touch the disk.
     pub(crate) fn write_blocks(&self, len: usize) -> bool {
-        self.delivery.as_ref().is_some_and(|d| !d.buffers(len))
+        self.copies
+            .iter()
+            .any(|c| c.delivery.as_ref().is_some_and(|d| !d.buffers(len)))
     }
 
-    /// Appends a piece of the body; a failure is remembered for the end of data.
+    /// Appends a piece of the body to every file; a failure is remembered for the end of
+    /// data.
     pub(crate) fn write(&mut self, chunk: &[u8]) {
-        if self.error.is_some() {
-            return;
-        }
-        if let Some(d) = &mut self.delivery {
-            if let Err(e) = d.write(chunk) {
-                self.error = Some(e);
-                self.delivery = None;
+        for copy in &mut self.copies {
+            if let Some(d) = &mut copy.delivery {
+                if let Err(e) = d.write(chunk) {
+                    copy.error = Some(e);
+                    copy.delivery = None;
+                }
             }
         }
     }
 
     /// Whether [`Message::finish`] (or dropping the message) will touch the disk.
     pub(crate) fn finish_blocks(&self) -> bool {
-        self.delivery.is_some()
+        self.copies.iter().any(|c| c.delivery.is_some())
     }
 
-    /// Stores the message (or drops it with `--discard`) and returns the reply to the end
-    /// of its data: `250 2.0.0 Ok: queued as <id>` once it is in `new/`, `451 4.3.0`
-    /// otherwise. For LMTP the outcome is kept for [`Message::lmtp_verdict`].
+    /// SMTP: stores the message (or drops it with `--discard`) and returns the reply to
+    /// the end of its data: `250 2.0.0 Ok: queued as <id>` once every file is in `new/`,
+    /// `451 4.3.0` otherwise. Every file is fsynced in `tmp/` before any is moved into
+    /// `new/`, so that a failure to write one leaves none stored (no duplicates when the
+    /// client tries again).
     pub(crate) fn finish(&mut self) -> Verdict {
-        let stored = self.store();
+        let stored = self.store_all();
         self.outcome = Some(stored);
         if stored {
             queued(&self.id)
@@ -148,41 +260,72 @@ impl Message {
         }
     }
 
-    /// LMTP (RFC 2033 §4.2): one file holds the message for every recipient, so each
-    /// shares its outcome.
-    pub(crate) fn lmtp_verdict(&self) -> Verdict {
-        match self.outcome {
-            Some(true) => queued(&self.id),
-            _ => storage_failure(),
+    fn store_all(&mut self) -> bool {
+        if self.copies.is_empty() {
+            info!(id = %self.id, "message discarded");
+            return true;
+        }
+        let id = &self.id;
+        let mut written = true;
+        for copy in &mut self.copies {
+            if let (true, Some(d)) = (copy.check(id), &mut copy.delivery) {
+                if let Err(e) = d.sync() {
+                    copy.log_error(id, &e);
+                    written = false;
+                }
+            } else {
+                written = false;
+            }
+        }
+        if !written {
+            // Dropping the deliveries removes their files from tmp/.
+            self.copies.clear();
+            return false;
+        }
+        let mut stored = true;
+        for copy in &mut self.copies {
+            stored &= copy.commit(id);
+        }
+        stored
+    }
+
+    /// LMTP end of data (RFC 2033 §4.2): stores each file on its own, so that each
+    /// recipient's reply says what became of its own copy.
+    pub(crate) fn finish_lmtp(&mut self) {
+        if self.copies.is_empty() {
+            self.outcome = Some(self.store_all());
+            return;
+        }
+        let id = &self.id;
+        for copy in &mut self.copies {
+            if copy.check(id) {
+                copy.commit(id);
+            } else {
+                copy.delivery = None;
+            }
+        }
+    }
+
+    /// LMTP: the reply for recipient `to`, from the file that holds its copy.
+    pub(crate) fn lmtp_verdict(&self, to: &ForwardPath<'_>) -> Verdict {
+        let stored = match self.outcome {
+            Some(outcome) => outcome,
+            None => self
+                .copies
+                .iter()
+                .find(|c| c.recipients.iter().any(|r| r == to))
+                .is_some_and(|c| c.stored),
+        };
+        if stored {
+            queued(&self.id)
+        } else {
+            storage_failure()
         }
     }
 
     /// The reply when no message was started (the machine never lets that happen).
     pub(crate) fn missing() -> Verdict {
         storage_failure()
-    }
-
-    fn store(&mut self) -> bool {
-        if let Some(e) = self.error.take() {
-            error!(error = %e, "storage failed");
-            return false;
-        }
-        match self.delivery.take() {
-            None => {
-                info!(id = %self.id, "message discarded");
-                true
-            }
-            Some(d) => match d.commit() {
-                Ok(file) => {
-                    info!(id = %self.id, %file, "message stored");
-                    true
-                }
-                Err(e) => {
-                    error!(error = %e, "storage failed");
-                    false
-                }
-            },
-        }
     }
 }
 

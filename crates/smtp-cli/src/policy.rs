@@ -54,6 +54,13 @@ impl Policy {
         }
     }
 
+    /// Whether [`Policy::auth`] will spend real CPU time on a slow password hash.
+    pub(crate) fn auth_is_slow(&self, credentials: &Credentials) -> bool {
+        credentials
+            .identity()
+            .is_some_and(|user| self.users.verify_is_slow(user))
+    }
+
     /// AUTH: the credentials must be the user's own, and an authorization identity other
     /// than one's own is not granted.
     pub(crate) fn auth(&self, credentials: &Credentials) -> Verdict {

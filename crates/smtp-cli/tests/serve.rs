@@ -14,8 +14,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const HOSTNAME: &str = "mx.test.example";
-const USERS: &str =
-    "tim:tanstaaf\n# a comment\nbob:{SHA256}32sHF2qbF8xMmvwle9QEcy59CbdkNseJD3t74U5Xl5Q=\n";
+/// Clear text, a fast hash, and Dovecot passwd-file lines with slow hashes (made by
+/// Apache's `htpasswd -B` and argon2-cffi: "battery staple" and "correct horse").
+const USERS: &str = "tim:tanstaaf\n# a comment\nbob:{SHA256}32sHF2qbF8xMmvwle9QEcy59CbdkNseJD3t74U5Xl5Q=\n\
+carol:{BLF-CRYPT}$2y$05$QqRlEqfZx6e5.hEU4f2NSes.QFOQoAQDFL/YDRZEn6zD7e/n7/vJ6:1000:1000::/home/carol::\n\
+dave@example.org:{ARGON2ID}$argon2id$v=19$m=1024,t=2,p=1$rDZ/g1x3Zbwr5+pj6YP7tw$792Pa4rDa2XgmV2py84jAcsn2qUAgBfmCvw6GDMkPHc::::::\n";
 
 /// A running `smtp serve`.
 struct Serve {
@@ -28,7 +31,11 @@ impl Serve {
     /// Starts `smtp serve --io IO` on a free port with a Maildir and an auth file in a
     /// temporary directory (`{auth}` in `args` stands for the auth file's path).
     fn start(io: &str, args: &[&str]) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
+        Serve::start_in(io, args, tempfile::tempdir().unwrap())
+    }
+
+    /// [`Serve::start`] in a directory that may hold an earlier server's Maildir.
+    fn start_in(io: &str, args: &[&str], dir: tempfile::TempDir) -> Serve {
         let auth = dir.path().join("users");
         std::fs::write(&auth, USERS).unwrap();
         let args: Vec<String> = args
@@ -301,6 +308,84 @@ fn python_auth_plain_login_cram_md5(io: &str) {
     assert!(server.stop().success());
 }
 
+fn python_auth_slow_hashes_and_the_weak_password_warning(io: &str) {
+    let server = Serve::start(io, &["--auth-file", "{auth}"]);
+    let port = server.port().to_string();
+    python(&["auth", &port, "PLAIN", "carol", "battery staple", "tls"]);
+    python(&[
+        "auth",
+        &port,
+        "LOGIN",
+        "dave@example.org",
+        "correct horse",
+        "tls",
+    ]);
+    assert_eq!(server.stored().len(), 2);
+    // CRAM-MD5 is offered (tim's password is in clear) but cannot check a hash.
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let reply = ehlo(&mut c);
+    assert!(reply.contains("AUTH CRAM-MD5\r\n"), "{reply}");
+    c.write_all(b"AUTH CRAM-MD5\r\n").unwrap();
+    assert!(read_line(&mut c).starts_with("334 "));
+    c.write_all(b"Y2Fyb2wgMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\r\n")
+        .unwrap();
+    assert!(read_line(&mut c).starts_with("535 5.7.8 "));
+    let log = server.stderr();
+    assert!(
+        log.contains(
+            "--auth-file: passwords in clear text or behind a fast hash, which a stolen file \
+             gives up quickly, for 2 of 4 users: \"bob\" (SHA256), \"tim\" (clear text); \
+             ARGON2ID, SHA512-CRYPT and BLF-CRYPT are slow hashes (CRAM-MD5 still needs the \
+             password in clear text)"
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains(
+            "--auth-file: CRAM-MD5 works only for passwords in clear text (1 of 4 users); \
+             the others can use PLAIN and LOGIN"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains("battery staple"), "{log}");
+    drop(c);
+    assert!(server.stop().success());
+}
+
+fn hashed_passwords_only_no_cram_md5_no_warning(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("dovecot-users");
+    let hashed: String = USERS.lines().skip(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&users, hashed).unwrap();
+    let server = Serve::start(
+        io,
+        &[
+            "--auth-file",
+            users.to_str().unwrap(),
+            "--no-tls",
+            "--allow-insecure-auth",
+        ],
+    );
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let reply = ehlo(&mut c);
+    assert!(
+        reply.contains("AUTH PLAIN LOGIN\r\n"),
+        "no CRAM-MD5: {reply}"
+    );
+    // PLAIN for carol with "battery staple".
+    c.write_all(b"AUTH PLAIN AGNhcm9sAGJhdHRlcnkgc3RhcGxl\r\n")
+        .unwrap();
+    assert_eq!(read_line(&mut c), "235 2.7.0 Authentication successful\r\n");
+    let log = server.stderr();
+    assert!(!log.contains("a stolen file"), "{log}");
+    assert!(
+        log.contains("--auth-file: no password in clear text, so CRAM-MD5 is not offered"),
+        "{log}"
+    );
+    drop(c);
+    assert!(server.stop().success());
+}
+
 fn python_auth_insecure_allowed(io: &str) {
     let server = Serve::start(
         io,
@@ -475,6 +560,260 @@ fn read_line(s: &mut TcpStream) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// Reads the greeting, sends EHLO and returns its reply.
+fn ehlo(s: &mut TcpStream) -> String {
+    assert!(read_line(s).starts_with("220 "));
+    s.write_all(b"EHLO client.example\r\n").unwrap();
+    let mut reply = String::new();
+    loop {
+        let line = read_line(s);
+        reply.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return reply;
+        }
+    }
+}
+
+/// Reads one reply, every line of it.
+fn read_reply(s: &mut TcpStream) -> String {
+    let mut reply = String::new();
+    loop {
+        let line = read_line(s);
+        reply.push_str(&line);
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return reply;
+        }
+    }
+}
+
+/// Sends each command and reads its reply; after `DATA` sends `body` and the final dot.
+/// Returns the replies in order, the greeting first.
+fn converse(s: &mut TcpStream, commands: &[&str], body: &[u8]) -> Vec<String> {
+    let mut replies = vec![read_reply(s)];
+    for cmd in commands {
+        s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        replies.push(read_reply(s));
+        if *cmd == "DATA" {
+            s.write_all(body).unwrap();
+            s.write_all(b".\r\n").unwrap();
+            replies.push(read_reply(s));
+        }
+    }
+    replies
+}
+
+/// Every file under `dir`, as paths relative to it, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap();
+                out.push(rel.to_str().unwrap().to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The one file in a Maildir's `new/` (and nothing in its `tmp/`).
+fn only_file(maildir: &Path) -> Vec<u8> {
+    assert!(
+        files(&maildir.join("tmp")).is_empty(),
+        "{}",
+        maildir.display()
+    );
+    assert!(maildir.join("cur").is_dir());
+    let new = files(&maildir.join("new"));
+    assert_eq!(new.len(), 1, "{}: {new:?}", maildir.display());
+    std::fs::read(&new[0]).unwrap()
+}
+
+const BODY: &[u8] = b"Subject: per recipient\r\nBcc: carol@other.example\r\n\r\nHello.\r\n";
+
+/// What a copy for `to` holds, id and date aside.
+fn copy_for(to: &str, with: &str) -> Vec<u8> {
+    let head = format!(
+        "Return-Path: <alice@example.org>\r\nDelivered-To: {to}\r\n\
+         Received: from client.example ([127.0.0.1])\r\n\tby {HOSTNAME} with {with} id ID;\r\n\tDATE\r\n"
+    );
+    [head.as_bytes(), BODY].concat()
+}
+
+fn maildir_per_recipient_one_copy_each(io: &str) {
+    let server = Serve::start(io, &["--maildir-per-recipient", "--no-tls"]);
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let replies = converse(
+        &mut c,
+        &[
+            "EHLO client.example",
+            "MAIL FROM:<alice@example.org>",
+            "RCPT TO:<bob@example.org>",
+            "RCPT TO:<Carol@Other.EXAMPLE>",
+            "RCPT TO:<bob@example.org>",
+            "DATA",
+            "QUIT",
+        ],
+        BODY,
+    );
+    assert!(
+        replies[7].starts_with("250 2.0.0 Ok: queued as "),
+        "{replies:?}"
+    );
+    let md = server.maildir();
+    assert_eq!(
+        tree(&md).iter().filter(|f| f.contains("/new/")).count(),
+        2,
+        "one file per distinct recipient: {:?}",
+        tree(&md)
+    );
+    assert!(!md.join("tmp").exists(), "no Maildir of its own at the top");
+    let bob = only_file(&md.join("example.org/bob"));
+    let carol = only_file(&md.join("other.example/Carol"));
+    let show = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
+    assert_eq!(
+        show(&without_id_and_date(&bob)),
+        show(&copy_for("<bob@example.org>", "ESMTP"))
+    );
+    assert_eq!(
+        show(&without_id_and_date(&carol)),
+        show(&copy_for("<Carol@Other.EXAMPLE>", "ESMTP"))
+    );
+    let log = server.stderr();
+    assert!(log.contains("mailbox=example.org/bob"), "{log}");
+    drop(c);
+    assert!(server.stop().success());
+}
+
+fn maildir_per_recipient_hostile_local_parts_stay_inside(io: &str) {
+    let server = Serve::start(io, &["--maildir-per-recipient", "--no-tls"]);
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let rcpts = [
+        r#"<"../../../escape"@example.org>"#,
+        r#"<".."@example.org>"#,
+        r#"<".profile"@example.org>"#,
+        r#"<"a/b\\c"@Example.Org>"#,
+        "<jörg@Bücher.example>",
+        "<Postmaster>",
+        &format!("<{}@example.org>", "x".repeat(64)),
+    ];
+    let mut commands = vec![
+        "EHLO client.example".to_owned(),
+        "MAIL FROM:<alice@example.org> SMTPUTF8".to_owned(),
+    ];
+    commands.extend(rcpts.iter().map(|r| format!("RCPT TO:{r}")));
+    commands.push("DATA".to_owned());
+    let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+    let replies = converse(&mut c, &commands, BODY);
+    for (rcpt, reply) in rcpts.iter().zip(&replies[3..]) {
+        assert!(reply.starts_with("250 "), "{rcpt}: {reply}");
+    }
+    assert!(
+        replies
+            .last()
+            .unwrap()
+            .starts_with("250 2.0.0 Ok: queued as "),
+        "{replies:?}"
+    );
+    let md = server.maildir();
+    let long = format!("example.org/{}", "x".repeat(64));
+    for (rcpt, mailbox) in rcpts.iter().zip([
+        "example.org/%2E.%2F..%2F..%2Fescape",
+        "example.org/%2E.",
+        "example.org/%2Eprofile",
+        "example.org/a%2Fb%5Cc",
+        "bücher.example/jörg",
+        "mx.test.example/postmaster",
+        &long,
+    ]) {
+        let copy = only_file(&md.join(mailbox));
+        assert_eq!(
+            String::from_utf8_lossy(&without_id_and_date(&copy)),
+            String::from_utf8_lossy(&copy_for(rcpt, "UTF8SMTP")),
+            "{rcpt} in {mailbox}"
+        );
+    }
+    // Nothing outside the Maildir: the temporary directory holds only what the test
+    // put there and the Maildir.
+    let top: Vec<String> = tree(server.dir.path())
+        .into_iter()
+        .filter(|f| !f.starts_with("maildir/"))
+        .collect();
+    assert_eq!(top, ["stderr", "users"]);
+    assert_eq!(tree(&md).len(), rcpts.len());
+    drop(c);
+    assert!(server.stop().success());
+}
+
+fn maildir_per_recipient_lmtp_replies_per_copy(io: &str) {
+    let server = Serve::start(io, &["--maildir-per-recipient", "--no-tls", "--lmtp"]);
+    // bob's Maildir cannot be made: a file is in the way.
+    let md = server.maildir();
+    std::fs::create_dir_all(md.join("example.org")).unwrap();
+    std::fs::write(md.join("example.org/bob"), b"in the way").unwrap();
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let replies = converse(
+        &mut c,
+        &[
+            "LHLO client.example",
+            "MAIL FROM:<alice@example.org>",
+            "RCPT TO:<carol@other.example>",
+            "RCPT TO:<bob@example.org>",
+            "DATA",
+        ],
+        BODY,
+    );
+    assert!(
+        replies[6].starts_with("250 2.0.0 Ok: queued as "),
+        "carol first: {replies:?}"
+    );
+    assert_eq!(
+        read_reply(&mut c),
+        "451 4.3.0 Error: local error in processing: storage failure\r\n",
+        "then bob"
+    );
+    let carol = only_file(&md.join("other.example/carol"));
+    assert_eq!(
+        String::from_utf8_lossy(&without_id_and_date(&carol)),
+        String::from_utf8_lossy(&copy_for("<carol@other.example>", "LMTP"))
+    );
+    drop(c);
+    assert!(server.stop().success());
+    // SMTP: the same failure fails the whole message, and no copy is left behind.
+    let server2 = Serve::start(io, &["--maildir-per-recipient", "--no-tls"]);
+    let md2 = server2.maildir();
+    std::fs::create_dir_all(md2.join("example.org")).unwrap();
+    std::fs::write(md2.join("example.org/bob"), b"in the way").unwrap();
+    let mut c = TcpStream::connect(server2.addrs[0].0).unwrap();
+    let replies = converse(
+        &mut c,
+        &[
+            "EHLO client.example",
+            "MAIL FROM:<alice@example.org>",
+            "RCPT TO:<carol@other.example>",
+            "RCPT TO:<bob@example.org>",
+            "DATA",
+        ],
+        BODY,
+    );
+    assert_eq!(
+        replies[6],
+        "451 4.3.0 Error: local error in processing: storage failure\r\n"
+    );
+    assert_eq!(
+        tree(&md2),
+        ["example.org/bob"],
+        "carol's copy not kept either"
+    );
+    drop(c);
+    assert!(server2.stop().success());
+}
+
 fn max_connections_and_timeout(io: &str) {
     let server = Serve::start(io, &["--max-connections", "1", "--timeout", "1"]);
     let addr = server.addrs[0].0;
@@ -494,10 +833,9 @@ fn max_connections_and_timeout(io: &str) {
     assert!(server.stop().success());
 }
 
-fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
-    let server = Serve::start(io, &["--shutdown-timeout", "1"]);
-    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
-    read_line(&mut c);
+/// Sends a message's first bytes and leaves it unfinished.
+fn start_data(c: &mut TcpStream) {
+    read_line(c);
     for cmd in [
         "EHLO client.example",
         "MAIL FROM:<a@example.org>",
@@ -506,13 +844,19 @@ fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
     ] {
         c.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
         loop {
-            let line = read_line(&mut c);
+            let line = read_line(c);
             if line.as_bytes().get(3) != Some(&b'-') {
                 break;
             }
         }
     }
     c.write_all(b"Subject: half\r\n\r\nhalf a mess").unwrap();
+}
+
+fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
+    let server = Serve::start(io, &["--shutdown-timeout", "1"]);
+    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    start_data(&mut c);
     std::thread::sleep(Duration::from_millis(200));
     let maildir = server.maildir();
     assert_eq!(
@@ -531,6 +875,44 @@ fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
         files(&maildir.join("new")).is_empty(),
         "nothing half-written in new/"
     );
+}
+
+fn kill_9_mid_data_leftovers_cleaned_at_next_start(io: &str) {
+    let mut first = Serve::start(io, &[]);
+    let mut c = TcpStream::connect(first.addrs[0].0).unwrap();
+    start_data(&mut c);
+    std::thread::sleep(Duration::from_millis(200));
+    let tmp = first.maildir().join("tmp");
+    let leftover = files(&tmp);
+    assert_eq!(leftover.len(), 1, "being written in tmp/");
+    let mut child = first.child.take().unwrap();
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    assert_eq!(files(&tmp), leftover, "kill -9 leaves the file in tmp/");
+    let dir = std::mem::replace(&mut first.dir, tempfile::tempdir().unwrap());
+    // Another program's files: one 37 hours old, one fresh; and an own-named file
+    // 20 hours old from a process that is not running.
+    let now = std::time::SystemTime::now();
+    let put = |name: &str, hours: u64| {
+        let f = std::fs::File::create(tmp.join(name)).unwrap();
+        f.set_modified(now - Duration::from_secs(hours * 3600))
+            .unwrap();
+    };
+    put("1700000000.V801I1234M567.other.example", 37);
+    put("1700000000.M1P2.mx.test.example", 0);
+    put("1700000000.M1P4294967295Q9.mx.test.example", 20);
+    let second = Serve::start_in(io, &[], dir);
+    assert_eq!(
+        files(&tmp),
+        [tmp.join("1700000000.M1P2.mx.test.example")],
+        "only the fresh foreign file stays"
+    );
+    let log = second.stderr();
+    assert!(
+        log.contains("leftovers of earlier runs removed from tmp/") && log.contains("removed=3"),
+        "{log}"
+    );
+    assert!(second.stop().success());
 }
 
 fn sigint_shuts_down_gracefully(io: &str) {
@@ -775,6 +1157,7 @@ fn usage_and_config_errors_are_the_same_on_both_adapters() {
         &["serve", "--io", "nope"][..],
         &["serve", "--no-such-flag"][..],
         &["serve", "--no-tls", "--require-tls"][..],
+        &["serve", "--discard", "--maildir-per-recipient"][..],
     ] {
         assert_eq!(run(args).status.code(), Some(64), "{args:?}");
     }
@@ -879,6 +1262,8 @@ on_both!(
     python_plain_8bit_multiple_recipients_byte_for_byte,
     python_starttls,
     python_auth_plain_login_cram_md5,
+    python_auth_slow_hashes_and_the_weak_password_warning,
+    hashed_passwords_only_no_cram_md5_no_warning,
     python_auth_insecure_allowed,
     python_relay_policy,
     python_require_tls_and_require_auth,
@@ -894,4 +1279,8 @@ on_both!(
     shutdown_spares_only_open_transactions,
     per_client_limits,
     low_open_file_limit,
+    kill_9_mid_data_leftovers_cleaned_at_next_start,
+    maildir_per_recipient_one_copy_each,
+    maildir_per_recipient_hostile_local_parts_stay_inside,
+    maildir_per_recipient_lmtp_replies_per_copy,
 );

@@ -121,8 +121,8 @@ impl Handler for BlockingSession {
         self.0.lmtp_end();
     }
 
-    fn lmtp_delivery(&mut self, _: &Context<'_>, _: &ForwardPath<'static>) -> Decision {
-        self.0.lmtp_delivery()
+    fn lmtp_delivery(&mut self, _: &Context<'_>, to: &ForwardPath<'static>) -> Decision {
+        self.0.lmtp_delivery(to)
     }
 
     fn auth(&mut self, _: &Context<'_>, _: &Mechanism, credentials: &Credentials) -> Decision {

@@ -45,6 +45,10 @@ pub(crate) struct ServeArgs {
     /// Where accepted messages are stored.
     #[arg(long, value_name = "DIR", default_value = "./maildir")]
     maildir: PathBuf,
+    /// Store each recipient's copy in a Maildir of its own, `DIR/<domain>/<local-part>/`,
+    /// with only its own `Delivered-To:`.
+    #[arg(long, conflicts_with = "discard")]
+    maildir_per_recipient: bool,
     /// Accept messages and drop them (for benchmarks).
     #[arg(long)]
     discard: bool,
@@ -60,8 +64,11 @@ pub(crate) struct ServeArgs {
     /// MAIL before STARTTLS gets 530 5.7.0.
     #[arg(long)]
     require_tls: bool,
-    /// Users for AUTH PLAIN, LOGIN and CRAM-MD5: `user:password` lines (`{SHA256}` and
-    /// `{SSHA256}` hashed passwords work for PLAIN and LOGIN only).
+    /// Users for AUTH PLAIN, LOGIN and CRAM-MD5: `user:password` lines, or Dovecot
+    /// passwd-file lines with `{ARGON2ID}`, `{ARGON2I}`, `{SHA512-CRYPT}`,
+    /// `{SHA256-CRYPT}`, `{BLF-CRYPT}`, `{CRYPT}`, `{SHA256}`, `{SSHA256}`, `{PLAIN}`
+    /// passwords (hashed ones work for PLAIN and LOGIN only; CRAM-MD5 is offered when
+    /// some password is in clear text).
     #[arg(long, value_name = "FILE")]
     auth_file: Option<PathBuf>,
     /// Offer PLAIN and LOGIN without TLS.
@@ -177,7 +184,12 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
     let users = match &args.auth_file {
         Some(path) => match PasswordFile::load(path) {
             Ok(users) => {
-                config.extensions.auth = vec!["PLAIN".into(), "LOGIN".into(), "CRAM-MD5".into()];
+                config.extensions.auth = vec!["PLAIN".into(), "LOGIN".into()];
+                // CRAM-MD5 can only check a password kept in clear (RFC 2195 §2).
+                if users.any_clear() {
+                    config.extensions.auth.push("CRAM-MD5".into());
+                }
+                warn_weak_passwords(&users);
                 users
             }
             Err(e) => {
@@ -190,7 +202,7 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
     let maildir = if args.discard {
         None
     } else {
-        match Maildir::open(&args.maildir, &hostname) {
+        match Maildir::open(&args.maildir, &hostname, args.maildir_per_recipient) {
             Ok(m) => Some(m),
             Err(e) => {
                 eprintln!("smtp serve: --maildir {}: {e}", args.maildir.display());
@@ -224,7 +236,7 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
         config,
         shared: Arc::new(Shared {
             policy: Policy::new(users, &args.local_domains),
-            store: Store::new(maildir),
+            store: Store::new(maildir, &hostname),
             anvil: std::sync::Mutex::new(Anvil::new(
                 &hostname,
                 AnvilLimits {
@@ -236,14 +248,21 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
         }),
         tls,
         listeners,
-        max_connections: fit_max_connections(args.max_connections.max(1))?,
+        max_connections: fit_max_connections(
+            args.max_connections.max(1),
+            fds_per_session(args.maildir_per_recipient, args.max_recipients),
+        )?,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     })
 }
 
 /// File descriptors one session may hold at once: its socket, and while a message is
-/// stored its file and, for the fsync, its directory.
-const FDS_PER_SESSION: u64 = 3;
+/// stored its file (one per recipient with `--maildir-per-recipient`) and, for the
+/// fsync, a directory.
+fn fds_per_session(per_recipient: bool, max_recipients: usize) -> u64 {
+    let files = if per_recipient { max_recipients.max(1) } else { 1 };
+    2 + u64::try_from(files).unwrap_or(u64::MAX / 4)
+}
 
 /// File descriptors kept apart from the sessions: standard streams, listeners, the
 /// event queue, log files, and connections over capacity for the moment it takes to
@@ -253,7 +272,7 @@ const FDS_RESERVED: u64 = 128;
 /// Raises the soft open-file limit to the hard one, and lowers `--max-connections` to
 /// what the limit can hold, saying so: past the limit, accept fails and a client would
 /// get neither a greeting nor a `421`. `Err` is the exit status.
-fn fit_max_connections(requested: usize) -> Result<usize, u8> {
+fn fit_max_connections(requested: usize, fds_per_session: u64) -> Result<usize, u8> {
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(e) => {
@@ -261,7 +280,7 @@ fn fit_max_connections(requested: usize) -> Result<usize, u8> {
             return Ok(requested);
         }
     };
-    let capacity = limit.saturating_sub(FDS_RESERVED) / FDS_PER_SESSION;
+    let capacity = limit.saturating_sub(FDS_RESERVED) / fds_per_session;
     if capacity == 0 {
         eprintln!(
             "smtp serve: the open-file limit ({limit}) is too low to serve any connection \
@@ -304,6 +323,36 @@ fn listen(addr: &str) -> io::Result<std::net::TcpListener> {
         }
     }
     Err(last)
+}
+
+/// Logs, at start, the `--auth-file` users whose password a stolen file gives up
+/// quickly (in clear text or behind a fast hash), and who can use CRAM-MD5.
+fn warn_weak_passwords(users: &PasswordFile) {
+    let weak = users.weak();
+    if !weak.is_empty() {
+        let list: Vec<String> = weak
+            .iter()
+            .map(|(user, how)| format!("{user:?} ({how})"))
+            .collect();
+        tracing::warn!(
+            "--auth-file: passwords in clear text or behind a fast hash, which a stolen file \
+             gives up quickly, for {} of {} users: {}; ARGON2ID, SHA512-CRYPT and BLF-CRYPT \
+             are slow hashes (CRAM-MD5 still needs the password in clear text)",
+            weak.len(),
+            users.len(),
+            list.join(", ")
+        );
+    }
+    let clear = weak.iter().filter(|(_, how)| *how == "clear text").count();
+    if clear == 0 {
+        tracing::info!("--auth-file: no password in clear text, so CRAM-MD5 is not offered");
+    } else if clear < users.len() {
+        tracing::info!(
+            "--auth-file: CRAM-MD5 works only for passwords in clear text ({clear} of {} \
+             users); the others can use PLAIN and LOGIN",
+            users.len()
+        );
+    }
 }
 
 /// Binds a listener, or says why not (the exit status is EX_CONFIG).

@@ -51,6 +51,11 @@ impl Session {
         self.shared.policy.rcpt(session, to)
     }
 
+    /// Whether checking these credentials costs real CPU time (a slow password hash).
+    pub(crate) fn auth_blocks(&self, credentials: &Credentials) -> bool {
+        self.shared.policy.auth_is_slow(credentials)
+    }
+
     /// AUTH: refused at once while the client has failed too often, else checked, and a
     /// failure counted.
     pub(crate) fn auth(&self, credentials: &Credentials) -> Verdict {
@@ -102,18 +107,18 @@ impl Session {
         }
     }
 
-    /// LMTP end of data: stores the message once for every recipient.
+    /// LMTP end of data: stores the message, each file on its own.
     pub(crate) fn lmtp_end(&mut self) {
         if let Some(m) = &mut self.message {
-            m.finish();
+            m.finish_lmtp();
         }
     }
 
-    /// LMTP: one recipient's reply.
-    pub(crate) fn lmtp_delivery(&self) -> Verdict {
+    /// LMTP: the reply for recipient `to`.
+    pub(crate) fn lmtp_delivery(&self, to: &ForwardPath<'_>) -> Verdict {
         self.message
             .as_ref()
-            .map_or_else(Message::missing, Message::lmtp_verdict)
+            .map_or_else(Message::missing, |m| m.lmtp_verdict(to))
     }
 
     /// The message will not be accepted: its file in `tmp/` is removed.

@@ -1,6 +1,7 @@
 //! `smtp serve --io tokio`: the shared handler logic on the `smtp-tokio` adapter.
 //!
-//! Policy decisions run in place. Calls that reach the disk (opening the file, a write
+//! Policy decisions run in place, but for the check of a password behind a slow hash,
+//! which runs on tokio's blocking pool. Calls that reach the disk (opening the file, a write
 //! that overflows its buffer, the fsyncs and renames of the end of data, removing an
 //! aborted file) run on tokio's blocking pool, so the reactor threads never wait on the
 //! file system; `--discard` never leaves them.
@@ -171,8 +172,8 @@ impl Handler for TokioSession {
         self.with(blocks, Session::lmtp_end).await;
     }
 
-    async fn lmtp_delivery(&mut self, _: &Context<'_>, _: &ForwardPath<'static>) -> Decision {
-        self.session().lmtp_delivery()
+    async fn lmtp_delivery(&mut self, _: &Context<'_>, to: &ForwardPath<'static>) -> Decision {
+        self.session().lmtp_delivery(to)
     }
 
     async fn auth(
@@ -181,6 +182,12 @@ impl Handler for TokioSession {
         _: &Mechanism,
         credentials: &Credentials,
     ) -> Decision {
-        self.session().auth(credentials)
+        // A slow password hash (Argon2, bcrypt, SHA-crypt) takes milliseconds of CPU:
+        // on the blocking pool, so that other sessions on this reactor thread go on.
+        if !self.session().auth_blocks(credentials) {
+            return self.session().auth(credentials);
+        }
+        let credentials = credentials.clone();
+        self.with(true, move |s| s.auth(&credentials)).await
     }
 }
