@@ -345,6 +345,42 @@ impl Reply {
         })
     }
 
+    /// A reply known when the program is compiled, for a `const`: the checks of
+    /// [`Reply::new`] run at compile time, so a bad constant does not build.
+    ///
+    /// ```
+    /// use smtp_proto::{EnhancedCode, Reply};
+    /// const BUSY: Reply = Reply::constant(451, Some(EnhancedCode::of(4, 3, 0)), "Try later");
+    /// assert_eq!(BUSY.to_string(), "451 4.3.0 Try later");
+    /// ```
+    ///
+    /// # Panics
+    /// When the parts are invalid (at compile time when used in a `const`).
+    pub const fn constant(code: u16, enhanced: Option<EnhancedCode>, text: &'static str) -> Reply {
+        let code = match ReplyCode::new(code) {
+            Ok(code) => code,
+            Err(_) => panic!("reply code out of 200..=599"),
+        };
+        if let Some(e) = enhanced {
+            if e.class() != code.class() {
+                panic!("enhanced status code of another class");
+            }
+        }
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if matches!(bytes[i], b'\r' | b'\n' | 0) {
+                panic!("CR, LF or NUL in reply text");
+            }
+            i += 1;
+        }
+        Reply {
+            code,
+            enhanced,
+            lines: Lines::One([Cow::Borrowed(text)]),
+        }
+    }
+
     /// A fixed reply from literals, for the protocol's own answers.
     ///
     /// # Panics

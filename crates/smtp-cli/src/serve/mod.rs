@@ -260,7 +260,11 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
 /// stored its file (one per recipient with `--maildir-per-recipient`) and, for the
 /// fsync, a directory.
 fn fds_per_session(per_recipient: bool, max_recipients: usize) -> u64 {
-    let files = if per_recipient { max_recipients.max(1) } else { 1 };
+    let files = if per_recipient {
+        max_recipients.max(1)
+    } else {
+        1
+    };
     2 + u64::try_from(files).unwrap_or(u64::MAX / 4)
 }
 

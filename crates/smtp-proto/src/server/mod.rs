@@ -50,6 +50,7 @@
 mod anvil;
 mod config;
 mod event;
+mod replies;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -426,8 +427,7 @@ impl Server {
                 reason: AbortReason::Disconnected,
             });
         }
-        let text = format!("{} Error: timeout exceeded", self.config.hostname);
-        self.send(reply(421, (4, 4, 2), text));
+        self.send(replies::timeout(&self.config.hostname));
         self.event(Event::Timeout);
         self.txn = None;
         self.close();
@@ -461,7 +461,7 @@ impl Server {
             Decision::Reject(r) => self.reject(r),
         };
         if let Err(HostError::WrongReplyClass) = result {
-            let _ = self.reject(reply(451, (4, 3, 0), "Error: local error in processing"));
+            let _ = self.reject(replies::LOCAL_ERROR);
         }
         result
     }
@@ -590,12 +590,10 @@ impl Server {
     fn step(&mut self) -> bool {
         match self.phase {
             Phase::Start => {
-                let text = format!("{} {}", self.config.hostname, self.config.greeting);
-                let text = text.trim_end().to_owned();
-                self.send(
-                    Reply::new(220, None, text)
-                        .unwrap_or_else(|_| Reply::fixed(220, None, "ESMTP")),
-                );
+                self.send(replies::greeting(
+                    &self.config.hostname,
+                    &self.config.greeting,
+                ));
                 self.phase = Phase::Command;
                 self.event(Event::Connected);
                 true
@@ -674,11 +672,7 @@ impl Server {
         } = error
         {
             if !self.config.extensions.smtputf8 {
-                r = Reply::fixed(
-                    553,
-                    Some((5, 6, 7)),
-                    "Non-ASCII addresses not permitted; SMTPUTF8 not offered",
-                );
+                r = replies::UTF8_NOT_OFFERED;
             }
         }
         // A BDAT whose size cannot be read leaves the stream unframed: nothing after it
@@ -694,20 +688,12 @@ impl Server {
     fn handle_command(&mut self, command: Command<'_>) {
         let Some(verb) = command.verb() else {
             if command.is_forbidden() {
-                self.send(Reply::fixed(
-                    221,
-                    Some((2, 7, 0)),
-                    "Error: forbidden command, closing",
-                ));
+                self.send(replies::FORBIDDEN);
                 self.event(Event::ProtocolError(ProtocolError::ForbiddenCommand));
                 self.abort_message();
                 self.close();
             } else {
-                self.send(Reply::fixed(
-                    500,
-                    Some((5, 5, 2)),
-                    "Error: command not recognized",
-                ));
+                self.send(replies::NOT_RECOGNIZED);
                 self.violation(ProtocolError::UnknownCommand);
             }
             return;
@@ -749,11 +735,7 @@ impl Server {
         match command {
             Command::Helo(host) | Command::Ehlo(host) | Command::Lhlo(host) => {
                 if self.config.lmtp != (verb == Verb::Lhlo) {
-                    self.send(Reply::fixed(
-                        500,
-                        Some((5, 5, 2)),
-                        "Error: command not recognized",
-                    ));
+                    self.send(replies::NOT_RECOGNIZED);
                     self.violation(ProtocolError::UnknownCommand);
                     return;
                 }
@@ -774,16 +756,12 @@ impl Server {
             Command::Bdat { size, last } => self.bdat(size, last),
             Command::Rset => {
                 self.reset();
-                self.send(reply(250, (2, 0, 0), "Ok"));
+                self.send(replies::OK);
             }
-            Command::Noop(_) => self.send(reply(250, (2, 0, 0), "Ok")),
-            Command::Help(_) => self.send(Reply::fixed(
-                214,
-                Some((2, 0, 0)),
-                "See RFC 5321: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY STARTTLS AUTH",
-            )),
+            Command::Noop(_) => self.send(replies::OK),
+            Command::Help(_) => self.send(replies::HELP),
             Command::Quit => {
-                self.send(reply(221, (2, 0, 0), "Bye"));
+                self.send(replies::BYE);
                 self.event(Event::Quit);
                 self.reset_quietly();
                 self.close();
@@ -812,16 +790,16 @@ impl Server {
     fn mail(&mut self, from: ReversePath<'_>, params: MailParams<'_>) {
         let ext = &self.config.extensions;
         if self.helo.is_none() && self.config.helo_required {
-            return self.bad_sequence(Verb::Mail, "Error: send HELO/EHLO first");
+            return self.bad_sequence(Verb::Mail, replies::SEND_HELO_FIRST);
         }
         if self.txn.is_some() {
-            return self.bad_sequence(Verb::Mail, "Error: nested MAIL command");
+            return self.bad_sequence(Verb::Mail, replies::NESTED_MAIL);
         }
         if self.config.require_tls && !self.tls {
-            return self.send(reply(530, (5, 7, 0), "Must issue a STARTTLS command first"));
+            return self.send(replies::STARTTLS_FIRST);
         }
         if self.config.require_auth && self.auth.is_none() {
-            return self.send(reply(530, (5, 7, 0), "Authentication required"));
+            return self.send(replies::AUTH_REQUIRED);
         }
         // RFC 5321 §4.1.1.11: parameters of extensions not offered are refused with 555.
         let unsupported = [
@@ -854,7 +832,7 @@ impl Server {
         // RFC 1870 §6.2: a declared size over the limit is refused at once.
         if let (Some(size), Some(max)) = (params.size, self.config.limits.max_message_size) {
             if size > max {
-                return self.send(reply(552, (5, 3, 4), "Message size exceeds fixed limit"));
+                return self.send(replies::SIZE_OVER_LIMIT);
             }
         }
         let (from, params) = (from.into_owned(), params.into_owned());
@@ -870,10 +848,10 @@ impl Server {
     fn rcpt(&mut self, to: ForwardPath<'_>, params: RcptParams<'_>) {
         let ext = &self.config.extensions;
         let Some(txn) = &mut self.txn else {
-            return self.bad_sequence(Verb::Rcpt, "Error: need MAIL command");
+            return self.bad_sequence(Verb::Rcpt, replies::NEED_MAIL);
         };
         if txn.bdat_started {
-            return self.bad_sequence(Verb::Rcpt, "Error: RCPT after BDAT");
+            return self.bad_sequence(Verb::Rcpt, replies::RCPT_AFTER_BDAT);
         }
         let unsupported = [
             ("NOTIFY", params.notify.is_some() && !ext.dsn),
@@ -890,7 +868,7 @@ impl Server {
             if txn.overshoot > self.config.limits.recipient_overshoot {
                 self.count_error();
             }
-            return self.send(reply(452, (4, 5, 3), "Error: too many recipients"));
+            return self.send(replies::TOO_MANY_RECIPIENTS);
         }
         let (to, params) = (to.into_owned(), params.into_owned());
         self.ask(Pending::Rcpt { to: to.clone() }, Event::Rcpt { to, params });
@@ -899,23 +877,23 @@ impl Server {
     /// Checks common to DATA and BDAT; the reply to refuse with, if any.
     fn body_refusal(&self, verb: Verb) -> Option<Reply> {
         let Some(txn) = &self.txn else {
-            return Some(reply(503, (5, 5, 1), "Error: need MAIL command"));
+            return Some(replies::NEED_MAIL);
         };
         if let Some(r) = &txn.bdat_failed {
             return Some(r.clone());
         }
         if verb == Verb::Data && txn.body == Some(BodyType::BinaryMime) {
             // RFC 3030 §3: BINARYMIME bodies go only with BDAT.
-            return Some(reply(503, (5, 5, 1), "Error: BDAT required for BINARYMIME"));
+            return Some(replies::BDAT_REQUIRED);
         }
         if verb == Verb::Data && txn.bdat_started {
-            return Some(reply(503, (5, 5, 1), "Error: DATA after BDAT"));
+            return Some(replies::DATA_AFTER_BDAT);
         }
         if txn.recipients.is_empty() {
             return Some(if txn.rcpt_attempts == 0 {
-                reply(503, (5, 5, 1), "Error: need RCPT command")
+                replies::NEED_RCPT
             } else {
-                reply(554, (5, 5, 1), "Error: no valid recipients")
+                replies::NO_VALID_RECIPIENTS
             });
         }
         None
@@ -926,7 +904,7 @@ impl Server {
             self.send(r);
             return self.violation(ProtocolError::BadSequence(Verb::Data));
         }
-        self.send(Reply::fixed(354, None, "End data with <CR><LF>.<CR><LF>"));
+        self.send(replies::START_DATA);
         let decoder = DataDecoder::new()
             .with_bare_line_endings(self.config.bare_line_endings)
             .with_long_lines(self.config.long_lines)
@@ -1091,11 +1069,8 @@ impl Server {
         if discard {
             let r = match (&self.txn, self.pending_bdat_reply.take()) {
                 (_, Some(r)) => r,
-                (Some(t), None) => t
-                    .bdat_failed
-                    .clone()
-                    .unwrap_or_else(|| reply(554, (5, 5, 0), "Error: transaction failed")),
-                (None, None) => reply(503, (5, 5, 1), "Error: need MAIL command"),
+                (Some(t), None) => t.bdat_failed.clone().unwrap_or(replies::TRANSACTION_FAILED),
+                (None, None) => replies::NEED_MAIL,
             };
             // LMTP: BDAT LAST, like the final dot of DATA, gets one reply per accepted
             // recipient (RFC 2033 §4.2 with RFC 3030), here the same refusal for each.
@@ -1119,7 +1094,7 @@ impl Server {
             self.ask_message();
         } else {
             let size = self.txn.as_ref().map_or(0, |t| t.bdat_size);
-            self.send(reply(250, (2, 0, 0), format!("{size} octets received")));
+            self.send(replies::octets_received(size));
             self.phase = Phase::Command;
         }
         true
@@ -1156,10 +1131,10 @@ impl Server {
             return self.not_implemented();
         }
         if self.tls {
-            self.send(reply(554, (5, 5, 1), "Error: TLS already active"));
+            self.send(replies::TLS_ALREADY_ACTIVE);
             return self.violation(ProtocolError::BadSequence(Verb::StartTls));
         }
-        self.send(reply(220, (2, 0, 0), "Ready to start TLS"));
+        self.send(replies::READY_FOR_TLS);
         self.reset_quietly();
         self.flush();
         self.queue.push_back(Output::StartTls);
@@ -1182,13 +1157,13 @@ impl Server {
             return self.not_implemented();
         }
         if !self.helo.as_ref().is_some_and(|h| h.0 != Verb::Helo) {
-            return self.bad_sequence(Verb::Auth, "Error: send EHLO first");
+            return self.bad_sequence(Verb::Auth, replies::SEND_EHLO_FIRST);
         }
         if self.auth.is_some() {
-            return self.bad_sequence(Verb::Auth, "Error: already authenticated");
+            return self.bad_sequence(Verb::Auth, replies::ALREADY_AUTHENTICATED);
         }
         if self.txn.is_some() {
-            return self.bad_sequence(Verb::Auth, "Error: MAIL transaction in progress");
+            return self.bad_sequence(Verb::Auth, replies::AUTH_IN_TRANSACTION);
         }
         let mech = match Mechanism::parse(mechanism) {
             Ok(m)
@@ -1201,15 +1176,11 @@ impl Server {
             {
                 m
             }
-            _ => return self.send(reply(504, (5, 5, 4), "Unrecognized authentication type")),
+            _ => return self.send(replies::UNKNOWN_MECHANISM),
         };
         if !self.offered_mechanisms().contains(&mech) {
             // RFC 4954 §6: 538 when the mechanism needs an encrypted channel first.
-            return self.send(reply(
-                538,
-                (5, 7, 11),
-                "Encryption required for requested authentication mechanism",
-            ));
+            return self.send(replies::ENCRYPTION_REQUIRED);
         }
         if mech == Mechanism::CramMd5 && initial.is_none() {
             self.ask(
@@ -1287,11 +1258,7 @@ impl Server {
         self.auth_failures += 1;
         self.event(Event::ProtocolError(ProtocolError::AuthFailed));
         if self.auth_failures >= self.config.limits.max_auth_failures {
-            let text = format!(
-                "{} Error: too many failed authentication attempts",
-                self.config.hostname
-            );
-            self.send(reply(421, (4, 7, 0), text));
+            self.send(replies::too_many_auth_failures(&self.config.hostname));
             self.abort_message();
             self.close();
         }
@@ -1355,8 +1322,7 @@ impl Server {
                     self.helo = Some((verb, host));
                     let r = match (custom, verb) {
                         (Some(r), _) => r,
-                        (None, Verb::Helo) => Reply::new(250, None, self.config.hostname.clone())
-                            .unwrap_or_else(|_| Reply::fixed(250, None, "Ok")),
+                        (None, Verb::Helo) => replies::helo(&self.config.hostname),
                         (None, _) => self.ehlo_reply(),
                     };
                     self.send(r);
@@ -1378,7 +1344,7 @@ impl Server {
                         bdat_failed: None,
                     });
                 }
-                self.send(custom.unwrap_or_else(|| reply(250, (2, 1, 0), "Ok")));
+                self.send(custom.unwrap_or(replies::MAIL_OK));
             }
             Pending::Rcpt { to } => {
                 if accepted {
@@ -1386,10 +1352,10 @@ impl Server {
                         txn.recipients.push(to);
                     }
                 }
-                self.send(custom.unwrap_or_else(|| reply(250, (2, 1, 5), "Ok")));
+                self.send(custom.unwrap_or(replies::RCPT_OK));
             }
             Pending::Message { left } => {
-                self.send(custom.unwrap_or_else(|| reply(250, (2, 0, 0), "Ok: queued")));
+                self.send(custom.unwrap_or(replies::QUEUED));
                 if self.config.lmtp {
                     self.ask_lmtp(left - 1);
                 } else {
@@ -1402,16 +1368,11 @@ impl Server {
             } => {
                 if accepted {
                     self.auth = identity;
-                    self.send(
-                        custom
-                            .unwrap_or_else(|| reply(235, (2, 7, 0), "Authentication successful")),
-                    );
+                    self.send(custom.unwrap_or(replies::AUTH_OK));
                 } else {
                     // XOAUTH2 and OAUTHBEARER send an error challenge first (RFC 7628 §3.2.2).
                     let step = exchange.reject(None);
-                    let r = custom.unwrap_or_else(|| {
-                        reply(535, (5, 7, 8), "Authentication credentials invalid")
-                    });
+                    let r = custom.unwrap_or(replies::AUTH_INVALID);
                     match step {
                         Step::Challenge(_) => self.auth_step(exchange, step, Some(r)),
                         _ => {
@@ -1431,19 +1392,9 @@ impl Server {
                 }
                 return Err(HostError::Challenge);
             }
-            Pending::Vrfy => self.send(custom.unwrap_or_else(|| {
-                reply(
-                    252,
-                    (2, 0, 0),
-                    "Cannot VRFY user, but will accept message and attempt delivery",
-                )
-            })),
-            Pending::Expn => {
-                self.send(custom.unwrap_or_else(|| reply(502, (5, 5, 1), "EXPN not available")))
-            }
-            Pending::Etrn => {
-                self.send(custom.unwrap_or_else(|| reply(250, (2, 0, 0), "Queuing started")))
-            }
+            Pending::Vrfy => self.send(custom.unwrap_or(replies::CANNOT_VRFY)),
+            Pending::Expn => self.send(custom.unwrap_or(replies::EXPN_NOT_AVAILABLE)),
+            Pending::Etrn => self.send(custom.unwrap_or(replies::QUEUING_STARTED)),
         }
         if is_message && accepted {
             self.errors = 0;
@@ -1459,7 +1410,7 @@ impl Server {
         let ext = &self.config.extensions;
         // The hostname was checked when the configuration was built.
         let Ok(mut caps) = Capabilities::new(self.config.hostname.clone()) else {
-            return Reply::fixed(250, None, "Ok");
+            return replies::helo(&self.config.hostname);
         };
         caps.pipelining = ext.pipelining;
         caps.size = Some(self.config.limits.max_message_size);
@@ -1548,11 +1499,7 @@ impl Server {
                 reason: AbortReason::Disconnected,
             });
         }
-        self.send(reply(
-            554,
-            (5, 5, 0),
-            "Error: SMTP protocol synchronization",
-        ));
+        self.send(replies::SYNCHRONIZATION);
         self.event(Event::ProtocolError(error));
         self.txn = None;
         self.close();
@@ -1576,26 +1523,25 @@ impl Server {
         if self.errors < self.config.limits.max_errors || self.closing {
             return false;
         }
-        let text = format!("{} Error: too many errors", self.config.hostname);
-        self.send(reply(421, (4, 7, 0), text));
+        self.send(replies::too_many_errors(&self.config.hostname));
         self.event(Event::ProtocolError(ProtocolError::TooManyErrors));
         self.abort_message();
         self.close();
         true
     }
 
-    fn bad_sequence(&mut self, verb: Verb, text: &'static str) {
-        self.send(reply(503, (5, 5, 1), text));
+    fn bad_sequence(&mut self, verb: Verb, reply: Reply) {
+        self.send(reply);
         self.violation(ProtocolError::BadSequence(verb));
     }
 
     fn not_implemented(&mut self) {
-        self.send(reply(502, (5, 5, 1), "Error: command not implemented"));
+        self.send(replies::NOT_IMPLEMENTED);
         self.violation(ProtocolError::UnknownCommand);
     }
 
     fn unsupported_param(&mut self, name: &str) {
-        self.send(reply(555, (5, 5, 4), format!("Unsupported option: {name}")));
+        self.send(replies::unsupported_option(name));
         self.violation(ProtocolError::Command(CommandError::Param {
             verb: Verb::Mail,
             keyword: name.to_owned(),
