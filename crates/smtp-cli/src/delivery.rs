@@ -145,7 +145,7 @@ impl Store {
 /// `Received:` header with the queue id and `now`.
 pub(crate) fn prefix(
     session: &Server,
-    recipients: &[ForwardPath<'_>],
+    recipients: &[ForwardPath<'static>],
     id: &str,
     now: SystemTime,
 ) -> String {
@@ -156,7 +156,12 @@ pub(crate) fn prefix(
     for to in recipients {
         head.push_str(&format!("Delivered-To: {to}\r\n"));
     }
-    head.push_str(&session.received_header(id, &rfc5322_date(now)));
+    // A copy for one recipient says whom it is for (a copy per recipient included).
+    let received = match recipients {
+        [only] => session.received_header_for(id, &rfc5322_date(now), only),
+        _ => session.received_header(id, &rfc5322_date(now)),
+    };
+    head.push_str(&received);
     head
 }
 

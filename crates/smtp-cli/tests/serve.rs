@@ -640,7 +640,8 @@ const BODY: &[u8] = b"Subject: per recipient\r\nBcc: carol@other.example\r\n\r\n
 fn copy_for(to: &str, with: &str) -> Vec<u8> {
     let head = format!(
         "Return-Path: <alice@example.org>\r\nDelivered-To: {to}\r\n\
-         Received: from client.example ([127.0.0.1])\r\n\tby {HOSTNAME} with {with} id ID;\r\n\tDATE\r\n"
+         Received: from client.example ([127.0.0.1])\r\n\tby {HOSTNAME} with {with} id ID\r\n\t\
+         for {to};\r\n\tDATE\r\n"
     );
     [head.as_bytes(), BODY].concat()
 }

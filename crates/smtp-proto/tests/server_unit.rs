@@ -53,6 +53,13 @@ fn received_header_rfc5321_4_4() {
     let header = server.received_header("id1", "date");
     assert!(!header.contains("for <"));
     assert!(header.contains("with ESMTPS id id1;\r\n\tdate\r\n"));
+    // A copy stored for one of them alone names that one only.
+    let c = server.recipients()[1].clone();
+    let header = server.received_header_for("id2", "date", &c);
+    assert!(
+        header.ends_with("with ESMTPS id id2\r\n\tfor <c@example.org>;\r\n\tdate\r\n"),
+        "{header}"
+    );
 }
 
 #[test]

@@ -50,6 +50,7 @@
 mod anvil;
 mod config;
 mod event;
+mod received;
 mod replies;
 
 use std::collections::VecDeque;
@@ -325,46 +326,36 @@ impl Server {
     /// RFC 6531 (ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP..., LMTP...). `for` is given only
     /// for a single recipient, so that a message does not disclose its other recipients.
     pub fn received_header(&self, id: &str, date: &str) -> String {
-        let clean = |s: &str| -> String { s.chars().filter(|c| !c.is_control()).collect() };
-        let mut out = String::from("Received: from ");
-        match &self.helo {
-            Some((_, host)) => out.push_str(&host.to_string()),
-            None => out.push_str("unknown"),
-        }
-        match (&self.peer.name, self.peer.addr) {
-            (Some(name), Some(addr)) => {
-                out.push_str(&format!(" ({} [{}])", clean(name), addr_literal(addr)))
-            }
-            (None, Some(addr)) => out.push_str(&format!(" ([{}])", addr_literal(addr))),
-            _ => {}
-        }
-        let utf8 = self.txn.as_ref().is_some_and(|t| t.smtputf8);
-        let base = match (self.config.lmtp, utf8, self.helo.as_ref().map(|h| h.0)) {
-            (true, _, _) => "LMTP",
-            (false, true, _) => "UTF8SMTP",
-            (false, false, Some(Verb::Helo)) => "SMTP",
-            _ => "ESMTP",
+        let only = match self.recipients() {
+            [only] => Some(only),
+            _ => None,
         };
-        let mut proto = base.to_owned();
-        if base != "SMTP" {
-            if self.tls {
-                proto.push('S');
-            }
-            if self.auth.is_some() {
-                proto.push('A');
-            }
+        self.trace(only).header(id, date)
+    }
+
+    /// The `Received:` header of a copy stored for `recipient` alone (a mailbox of its
+    /// own): as [`received_header`](Server::received_header), with `for` that recipient
+    /// whatever the others.
+    pub fn received_header_for(
+        &self,
+        id: &str,
+        date: &str,
+        recipient: &ForwardPath<'static>,
+    ) -> String {
+        self.trace(Some(recipient)).header(id, date)
+    }
+
+    fn trace<'a>(&'a self, recipient: Option<&'a ForwardPath<'static>>) -> received::Trace<'a> {
+        received::Trace {
+            helo: self.helo.as_ref(),
+            peer: &self.peer,
+            hostname: &self.config.hostname,
+            lmtp: self.config.lmtp,
+            utf8: self.txn.as_ref().is_some_and(|t| t.smtputf8),
+            tls: self.tls,
+            authenticated: self.auth.is_some(),
+            recipient,
         }
-        out.push_str(&format!(
-            "\r\n\tby {} with {} id {}",
-            self.config.hostname,
-            proto,
-            clean(id)
-        ));
-        if let [only] = self.recipients() {
-            out.push_str(&format!("\r\n\tfor {only}"));
-        }
-        out.push_str(&format!(";\r\n\t{}\r\n", clean(date)));
-        out
     }
 
     // ---- inputs ----------------------------------------------------------------------
@@ -1668,11 +1659,4 @@ fn first_unsupported(
                 .any(|e| e.eq_ignore_ascii_case(p.keyword()))
         })
         .map(|p| p.keyword().to_ascii_uppercase())
-}
-
-fn addr_literal(addr: IpAddr) -> String {
-    match addr {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("IPv6:{a}"),
-    }
 }
