@@ -6,24 +6,6 @@
 //! failed AUTH, and tells it at disconnect. Memory stays bounded however many addresses
 //! connect: an address is remembered only while it has connections open or failures in
 //! the current window, and at most [`AnvilLimits::max_clients`] of the latter.
-//!
-//! ```
-//! use std::time::{Duration, Instant};
-//! use smtp_proto::server::{Anvil, AnvilLimits};
-//!
-//! let limits = AnvilLimits { max_connections_per_ip: 2, ..AnvilLimits::default() };
-//! let mut anvil = Anvil::new("mx.example.org", limits);
-//! let (client, now) = ("192.0.2.7".parse().unwrap(), Instant::now());
-//! assert!(anvil.connect(client, now).is_ok());
-//! assert!(anvil.connect(client, now).is_ok());
-//! let refusal = anvil.connect(client, now).unwrap_err();
-//! assert_eq!(
-//!     refusal.to_string(),
-//!     "421 4.7.0 mx.example.org Error: too many connections from 192.0.2.7"
-//! );
-//! anvil.disconnect(client);
-//! assert!(anvil.connect(client, now).is_ok());
-//! ```
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -70,7 +52,26 @@ struct Client {
     window_start: Instant,
 }
 
-/// The per-client counts. See the [module documentation](self).
+/// The per-client counts: connections open at once, and AUTH failures in a window, per
+/// client, in bounded memory.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use smtp_proto::server::{Anvil, AnvilLimits};
+///
+/// let limits = AnvilLimits { max_connections_per_ip: 2, ..AnvilLimits::default() };
+/// let mut anvil = Anvil::new("mx.example.org", limits);
+/// let (client, now) = ("192.0.2.7".parse().unwrap(), Instant::now());
+/// assert!(anvil.connect(client, now).is_ok());
+/// assert!(anvil.connect(client, now).is_ok());
+/// let refusal = anvil.connect(client, now).unwrap_err();
+/// assert_eq!(
+///     refusal.to_string(),
+///     "421 4.7.0 mx.example.org Error: too many connections from 192.0.2.7"
+/// );
+/// anvil.disconnect(client);
+/// assert!(anvil.connect(client, now).is_ok());
+/// ```
 #[derive(Debug)]
 pub struct Anvil {
     hostname: String,

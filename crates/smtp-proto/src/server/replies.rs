@@ -93,8 +93,6 @@ pub(crate) const AUTH_IN_TRANSACTION: Reply =
 
 /// Every recipient was refused (RFC 5321 §3.3: DATA then gets 554).
 pub(crate) const NO_VALID_RECIPIENTS: Reply = reply(554, (5, 5, 1), "Error: no valid recipients");
-/// A BDAT transaction that failed earlier, without a more specific reason.
-pub(crate) const TRANSACTION_FAILED: Reply = reply(554, (5, 5, 0), "Error: transaction failed");
 /// Over the recipient limit (RFC 5321 §4.5.3.1.10: 452, so the client retries later).
 pub(crate) const TOO_MANY_RECIPIENTS: Reply = reply(452, (4, 5, 3), "Error: too many recipients");
 /// A declared SIZE over the limit (RFC 1870 §6.2).

@@ -1,0 +1,159 @@
+//! Reading a message body, DATA (RFC 5321 §4.1.1.4, through [`DataDecoder`]) or BDAT
+//! chunks (RFC 3030), and asking the host about the message at its end (one decision per
+//! recipient in LMTP, RFC 2033 §4.2).
+
+use bytes::Bytes;
+
+use crate::data::{DataError, DecodeStep};
+use crate::reply::Reply;
+
+use super::state::{Next, Pending, Phase};
+use super::{AbortReason, Event, Server, data_reply, replies};
+
+/// What one step of the DATA decoder asks for, detached from the input buffer.
+enum Body {
+    Slice(usize, usize, usize),
+    Copy(Bytes, usize),
+    Failed(DataError, usize),
+    More(usize),
+    Done(Result<(), DataError>, usize),
+}
+
+impl Server {
+    /// The next piece of a DATA body; `None` when more input is needed.
+    pub(super) fn read_data(&mut self) -> Option<Next> {
+        let Phase::Data(decoder) = &mut self.phase else {
+            return None;
+        };
+        if self.inbuf.is_empty() {
+            return None;
+        }
+        let base = self.inbuf.as_ptr() as usize;
+        let end = base + self.inbuf.len();
+        let step = match decoder.decode(&self.inbuf) {
+            DecodeStep::Data { data, consumed } => {
+                // `data` is a slice of the buffer (zero-copy) or a constant CRLF.
+                let start = data.as_ptr() as usize;
+                if start >= base && start + data.len() <= end {
+                    Body::Slice(start - base, data.len(), consumed)
+                } else {
+                    Body::Copy(Bytes::copy_from_slice(data), consumed)
+                }
+            }
+            DecodeStep::Failed { error, consumed } => Body::Failed(error, consumed),
+            DecodeStep::NeedMore { consumed } => Body::More(consumed),
+            DecodeStep::Done { outcome, consumed } => Body::Done(outcome, consumed),
+        };
+        match step {
+            Body::Slice(offset, len, consumed) => {
+                let mut taken = self.inbuf.split_to(consumed).freeze();
+                taken.truncate(offset + len);
+                self.event(Event::Body(taken.split_off(offset)));
+                Some(Next::Stay)
+            }
+            Body::Copy(chunk, consumed) => {
+                let _ = self.inbuf.split_to(consumed);
+                self.event(Event::Body(chunk));
+                Some(Next::Stay)
+            }
+            Body::Failed(error, consumed) => {
+                let _ = self.inbuf.split_to(consumed);
+                self.event(Event::MessageAborted {
+                    reason: AbortReason::Data(error),
+                });
+                Some(Next::Stay)
+            }
+            Body::More(consumed) => {
+                let _ = self.inbuf.split_to(consumed);
+                None
+            }
+            Body::Done(Ok(()), consumed) => {
+                let _ = self.inbuf.split_to(consumed);
+                Some(self.ask_message())
+            }
+            Body::Done(Err(error), consumed) => {
+                let _ = self.inbuf.split_to(consumed);
+                // Already reported as MessageAborted by `Failed`.
+                self.refuse_message(&data_reply(error), true);
+                Some(Next::Command)
+            }
+        }
+    }
+
+    /// The next piece of a BDAT chunk, or its end; `None` when more input is needed.
+    pub(super) fn read_bdat(&mut self) -> Option<Next> {
+        let Phase::Bdat(chunk) = &mut self.phase else {
+            return None;
+        };
+        if chunk.remaining > 0 {
+            if self.inbuf.is_empty() {
+                return None;
+            }
+            let n = usize::try_from(chunk.remaining)
+                .map_or(self.inbuf.len(), |r| r.min(self.inbuf.len()));
+            chunk.remaining -= n as u64;
+            let piece = self.inbuf.split_to(n).freeze();
+            if chunk.refusal.is_none() {
+                self.event(Event::Body(piece));
+            }
+            return Some(Next::Stay);
+        }
+        let last = chunk.last;
+        if let Some(refusal) = chunk.refusal.take() {
+            // RFC 3030 §2: BDAT LAST ends the transaction, refused or not, as the final
+            // dot of DATA does.
+            self.refuse_message(&refusal, last);
+            return Some(Next::Command);
+        }
+        if last {
+            return Some(self.ask_message());
+        }
+        let size = self.txn.as_ref().map_or(0, |t| t.bdat_size);
+        self.send(replies::octets_received(size));
+        Some(Next::Command)
+    }
+
+    /// A message refused at its end (or a BDAT chunk refused): the reply, once, or in
+    /// LMTP at the end of the message once per accepted recipient (RFC 2033 §4.2, with
+    /// RFC 3030 for BDAT LAST); `end` closes the transaction.
+    fn refuse_message(&mut self, reply: &Reply, end: bool) {
+        let replies = match &self.txn {
+            Some(t) if self.config.lmtp && end => t.recipients.len().max(1),
+            _ => 1,
+        };
+        for _ in 0..replies {
+            self.send(reply.clone());
+        }
+        if end {
+            self.txn = None;
+        }
+    }
+
+    /// The end of a message: the host decides (once, or per recipient in LMTP).
+    fn ask_message(&mut self) -> Next {
+        if self.config.lmtp {
+            let left = self.txn.as_ref().map_or(0, |t| t.recipients.len());
+            self.event(Event::LmtpMessageEnd { recipients: left });
+            self.ask_lmtp(left)
+        } else {
+            self.ask(Pending::Message { left: 1 }, Event::MessageEnd)
+        }
+    }
+
+    /// RFC 2033 §4.2: one decision, and one reply, per accepted recipient; `left` still
+    /// to ask about.
+    pub(super) fn ask_lmtp(&mut self, left: usize) -> Next {
+        let to = self
+            .txn
+            .as_ref()
+            .and_then(|t| t.recipients.get(t.recipients.len() - left))
+            .cloned();
+        match to {
+            Some(to) if left > 0 => self.ask(Pending::Message { left }, Event::LmtpDelivery { to }),
+            _ => {
+                self.txn = None;
+                Next::Command
+            }
+        }
+    }
+}
