@@ -126,6 +126,18 @@ fn host_misuse_is_an_error_not_a_panic() {
         Err(HostError::WrongReplyClass)
     );
     assert_eq!(server.accept(), Ok(()));
+    // The peer leaves while the host decides: a late decision is refused with Closed.
+    server.handle_input(b"RCPT TO:<c@d.example>\r\n", now);
+    loop {
+        match server.poll_output() {
+            Output::Event(Event::Rcpt { .. }) => break,
+            Output::Wait { .. } => panic!("no RCPT event"),
+            _ => {}
+        }
+    }
+    server.handle_eof(now);
+    assert_eq!(server.accept(), Err(HostError::Closed));
+    assert_eq!(server.auth_challenge("<1.2@x>"), Err(HostError::Closed));
 }
 
 #[test]

@@ -13,9 +13,10 @@ use crate::params::{MailParams, RcptParams};
 use crate::sasl::{Credentials, Mechanism};
 
 /// Something the host must know or decide. Events marked *decision* leave the session
-/// waiting until the host calls [`Server::accept`](super::Server::accept) or
-/// [`Server::reject`](super::Server::reject) (or, for
-/// [`Event::AuthChallengeNeeded`], [`Server::auth_challenge`](super::Server::auth_challenge)).
+/// waiting until the host calls [`Server::decide`](super::Server::decide) (or
+/// [`accept`](super::Server::accept), [`accept_with`](super::Server::accept_with),
+/// [`reject`](super::Server::reject)), or for [`Event::AuthChallengeNeeded`]
+/// [`Server::auth_challenge`](super::Server::auth_challenge).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -204,7 +205,8 @@ pub enum HostError {
     /// challenge is not `<random.timestamp@hostname>`.
     #[error("unexpected or invalid challenge")]
     Challenge,
-    /// Input after the session closed.
+    /// A decision or a challenge given after the session closed (the peer left, or it
+    /// timed out, while the host was deciding).
     #[error("the session is closed")]
     Closed,
 }

@@ -412,6 +412,9 @@ impl Server {
     /// Supplies the challenge [`Event::AuthChallengeNeeded`] asked for:
     /// `<random.timestamp@hostname>` (RFC 2195 §2), unique per attempt.
     pub fn auth_challenge(&mut self, challenge: &str) -> Result<(), HostError> {
+        if matches!(self.phase, Phase::Closed) {
+            return Err(HostError::Closed);
+        }
         if !self.is_deciding(|p| matches!(p, Pending::Challenge)) {
             return Err(HostError::Challenge);
         }

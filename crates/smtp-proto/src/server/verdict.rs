@@ -17,6 +17,9 @@ pub(super) enum Verdict {
 impl Server {
     /// Answers the pending question with `decision`.
     pub(super) fn verdict(&mut self, decision: Verdict) -> Result<(), HostError> {
+        if self.state() == super::State::Closed {
+            return Err(HostError::Closed);
+        }
         let (accepted, custom) = match decision {
             Verdict::Accept(r) => (true, r),
             Verdict::Reject(r) => (false, Some(r)),
