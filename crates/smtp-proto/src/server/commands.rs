@@ -1,8 +1,10 @@
 //! Reading and answering command lines: what each command does in the session, and
 //! where it leaves it ([`Next`]). Replies come from [`replies`](super::replies).
 
+use bytes::Buf as _;
+
 use crate::address::{ForwardPath, ReversePath};
-use crate::command::{Command, Verb};
+use crate::command::{Command, Decoded, Verb};
 use crate::data::{DataDecoder, DataError};
 use crate::ehlo::Capabilities;
 use crate::error::CommandError;
@@ -42,6 +44,8 @@ fn is_junk(verb: Verb) -> bool {
 
 impl Server {
     /// The next command line, answered; `None` when a whole line has not arrived yet.
+    /// Lines are read by the public [`CommandDecoder`](crate::CommandDecoder), straight
+    /// from the buffer: what is fuzzed and benchmarked is what runs.
     pub(super) fn read_command(&mut self) -> Option<Next> {
         if self.errors >= self.config.limits.max_errors {
             // Postfix checks the limit before reading the next command.
@@ -49,17 +53,23 @@ impl Server {
             let event = Event::ProtocolError(ProtocolError::TooManyErrors);
             return Some(self.end_session(Some(reply), Some(event)));
         }
-        let line = match self.next_line()? {
-            Err(error) => return Some(self.command_error(error)),
-            Ok(line) => line,
-        };
-        let options = crate::ParseOptions {
+        self.decoder.options = crate::ParseOptions {
             utf8: self.config.extensions.smtputf8 && self.txn.as_ref().is_none_or(|t| t.smtputf8),
         };
-        Some(match Command::parse_with(&line, options) {
-            Ok(command) => self.handle_command(command),
-            Err(error) => self.command_error(error),
-        })
+        // The buffer is lent out while the command (which borrows it) is handled; the
+        // handlers never read `inbuf`.
+        let input = std::mem::take(&mut self.inbuf);
+        let (next, consumed) = match self.decoder.decode(&input) {
+            Decoded::NeedMore { discarded } => (None, discarded),
+            Decoded::Error { error, consumed } => (Some(self.command_error(error)), consumed),
+            Decoded::Command { command, consumed } => {
+                let pipelined = consumed < input.len();
+                (Some(self.handle_command(command, pipelined)), consumed)
+            }
+        };
+        self.inbuf = input;
+        self.inbuf.advance(consumed);
+        next
     }
 
     /// A command line that did not parse.
@@ -89,7 +99,8 @@ impl Server {
         self.violation(ProtocolError::Command(error))
     }
 
-    fn handle_command(&mut self, command: Command<'_>) -> Next {
+    /// `pipelined`: more input followed the command in the buffer.
+    fn handle_command(&mut self, command: Command<'_>, pipelined: bool) -> Next {
         let Some(verb) = command.verb() else {
             if command.is_forbidden() {
                 let event = Event::ProtocolError(ProtocolError::ForbiddenCommand);
@@ -99,7 +110,6 @@ impl Server {
             return self.violation(ProtocolError::UnknownCommand);
         };
         // RFC 2920 §3.1: commands that end a group must be the last in what was sent.
-        let pipelined = !self.inbuf.is_empty();
         let pipelining = self.config.extensions.pipelining
             && self.helo.as_ref().is_some_and(|h| h.0 != Verb::Helo);
         if verb == Verb::StartTls && pipelined {

@@ -85,10 +85,11 @@ pub use config::{Extensions, Limits, ServerConfig, SyncPolicy, Timeouts};
 pub use event::{AbortReason, Event, HostError, Output, ProtocolError};
 
 use crate::address::{ForwardPath, Host, ReversePath};
+use crate::command::CommandDecoder;
 use crate::command::Verb;
 use crate::data::DataError;
 use crate::error::CommandError;
-use crate::line::{Line, LineFramer};
+use crate::line::Line;
 use crate::reply::{EnhancedCode, Reply};
 use crate::sasl::{Mechanism, ServerExchange, Step};
 use state::{AuthExchange, Chunks, Next, Pending, Phase, Transaction};
@@ -136,7 +137,9 @@ pub struct Server {
     inbuf: BytesMut,
     outbuf: BytesMut,
     queue: VecDeque<Output>,
-    framer: LineFramer,
+    /// Frames and parses command lines (its framer frames AUTH lines too, so that the
+    /// tail of an over-long line is skipped whichever phase reads it).
+    decoder: CommandDecoder,
     helo: Option<(Verb, Host<'static>)>,
     tls: bool,
     auth: Option<String>,
@@ -162,7 +165,7 @@ impl Server {
     /// Starts a session. The greeting is produced by the first
     /// [`poll_output`](Server::poll_output).
     pub fn new(config: Arc<ServerConfig>, peer: PeerInfo, now: Instant) -> Server {
-        let framer = LineFramer::new(config.limits.max_line);
+        let decoder = CommandDecoder::new(config.limits.max_line);
         let tls = peer.tls;
         Server {
             config,
@@ -171,7 +174,7 @@ impl Server {
             inbuf: BytesMut::new(),
             outbuf: BytesMut::new(),
             queue: VecDeque::new(),
-            framer,
+            decoder,
             helo: None,
             tls,
             auth: None,
@@ -316,7 +319,9 @@ impl Server {
                 };
             }
             // A new record starts: its whole line must arrive within the timeout.
-            _ if self.inbuf.is_empty() && !self.framer.is_skipping() => self.last_activity = now,
+            _ if self.inbuf.is_empty() && !self.decoder.framer.is_skipping() => {
+                self.last_activity = now
+            }
             _ => {}
         }
         if matches!(self.phase, Phase::Tls) {
@@ -507,7 +512,7 @@ impl Server {
     /// Takes the next framed line out of the buffer, CRLF excluded: `None` when more
     /// input is needed.
     fn next_line(&mut self) -> Option<Result<Bytes, CommandError>> {
-        match self.framer.next_line(&self.inbuf) {
+        match self.decoder.framer.next_line(&self.inbuf) {
             Line::NeedMore { discarded } => {
                 self.inbuf.advance(discarded);
                 None

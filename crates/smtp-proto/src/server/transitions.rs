@@ -80,7 +80,7 @@ impl Server {
             Phase::Auth(_) => limits.max_auth_line,
             _ => limits.max_line,
         };
-        self.framer.set_max_len(max_line);
+        self.decoder.framer.set_max_len(max_line);
         self.phase = phase;
     }
 
