@@ -112,7 +112,13 @@ impl Session {
                     }
                     let mut buf = [0u8; READ_CHUNK];
                     match stream.read(&mut buf, deadline) {
-                        ReadResult::Data(n) => server.handle_input(&buf[..n], Instant::now()),
+                        ReadResult::Data(n) => {
+                            // Not idle from the moment input arrives: a shutdown must not
+                            // take a session that is about to open a transaction (or has,
+                            // and not yet waited again) for an idle one.
+                            self.idle.store(false, Ordering::SeqCst);
+                            server.handle_input(&buf[..n], Instant::now());
+                        }
                         ReadResult::Timeout => server.handle_timeout(Instant::now()),
                         // A shutdown shuts the read side: that is not the client.
                         _ if self.control.force_closing() || self.control.draining() => {
