@@ -4,8 +4,8 @@
 //! Every peer error knows the exact reply an RFC-conforming server sends for it, so a
 //! server built on this crate never has to invent one.
 
-use crate::command::Verb;
 use crate::reply::Reply;
+use crate::verb::Verb;
 
 /// Why an address (path, mailbox, domain) was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
