@@ -20,6 +20,8 @@ use crate::address::{self, ForwardPath, Host, ReversePath};
 use crate::error::{AddressError, BuildError, CommandError};
 use crate::line::{Line, LineFramer};
 use crate::params::{MailParams, RcptParams};
+use crate::reply::{EnhancedCode, Reply};
+use crate::sasl;
 use crate::secret::Secret;
 pub use crate::verb::Verb;
 
@@ -135,6 +137,82 @@ pub struct ParseOptions {
     /// `SMTPUTF8` parameter. For RCPT and the other commands, it means the transaction was
     /// opened with `SMTPUTF8`.
     pub utf8: bool,
+}
+
+impl CommandError {
+    /// The reply an RFC-conforming server sends for this error.
+    ///
+    /// ```
+    /// use smtp_proto::Command;
+    /// let err = Command::parse(b"MAIL FROM:<a@b> SIZE=184467440737095516160\r\n").unwrap_err();
+    /// assert_eq!(err.reply().to_bytes(), b"501 5.5.4 Syntax error in parameter SIZE\r\n");
+    /// ```
+    pub fn reply(&self) -> Reply {
+        match self {
+            // RFC 5321 §4.5.3.1.4 "500 Line too long"; RFC 3463 X.5.2 syntax error.
+            CommandError::LineTooLong => Reply::fixed(500, Some((5, 5, 2)), "Error: line too long"),
+            CommandError::BareLf => Reply::fixed(500, Some((5, 5, 2)), "Error: bare <LF> received"),
+            CommandError::BareCr => Reply::fixed(500, Some((5, 5, 2)), "Error: bare <CR> received"),
+            CommandError::Nul => Reply::fixed(500, Some((5, 5, 2)), "Error: NUL in command"),
+            CommandError::Syntax { verb } => Reply::fixed(501, Some((5, 5, 4)), verb.usage()),
+            CommandError::Address { verb, error } => address_reply(*verb, *error),
+            CommandError::Param { keyword, .. } => {
+                let text = format!("Syntax error in parameter {keyword}");
+                Reply::new(501, Some(EnhancedCode::of(5, 5, 4)), text).unwrap_or_else(|_| {
+                    Reply::fixed(501, Some((5, 5, 4)), "Syntax error in parameters")
+                })
+            }
+            CommandError::Base64 => {
+                let (code, e, text) = sasl::AUTH_INVALID_BASE64;
+                Reply::fixed(code, Some(e), text)
+            }
+        }
+    }
+}
+
+fn address_reply(verb: Verb, error: AddressError) -> Reply {
+    let sender = verb == Verb::Mail;
+    match (error, sender) {
+        // RFC 6531 §3.7.4.1 (via RFC 6533 X.6.7).
+        (AddressError::Utf8NotPermitted, true) => Reply::fixed(
+            553,
+            Some((5, 6, 7)),
+            "Non-ASCII addresses not permitted for that sender",
+        ),
+        (AddressError::Utf8NotPermitted, false) => Reply::fixed(
+            553,
+            Some((5, 6, 7)),
+            "Non-ASCII addresses not permitted for that recipient",
+        ),
+        // RFC 5321 §3.6.2, §4.2.5: 553 for a mailbox name not allowed; RFC 3463 X.1.7
+        // and X.1.3 for bad sender and recipient syntax.
+        (AddressError::ControlCharacter, true) => Reply::fixed(
+            553,
+            Some((5, 1, 7)),
+            "Control or line separator character in sender address",
+        ),
+        (AddressError::ControlCharacter, false) => Reply::fixed(
+            553,
+            Some((5, 1, 3)),
+            "Control or line separator character in recipient address",
+        ),
+        // RFC 5321 §4.5.3.1: "501 Path too long".
+        (
+            AddressError::PathTooLong
+            | AddressError::LocalPartTooLong
+            | AddressError::DomainTooLong,
+            true,
+        ) => Reply::fixed(501, Some((5, 1, 7)), "Path too long"),
+        (
+            AddressError::PathTooLong
+            | AddressError::LocalPartTooLong
+            | AddressError::DomainTooLong,
+            false,
+        ) => Reply::fixed(501, Some((5, 1, 3)), "Path too long"),
+        // RFC 3463: X.1.7 bad sender mailbox syntax, X.1.3 bad destination mailbox syntax.
+        (_, true) => Reply::fixed(501, Some((5, 1, 7)), "Bad sender address syntax"),
+        (_, false) => Reply::fixed(501, Some((5, 1, 3)), "Bad recipient address syntax"),
+    }
 }
 
 fn syntax(verb: Verb) -> CommandError {
