@@ -363,7 +363,7 @@ impl Credentials {
 
 /// An identity: UTF-8, at most [`MAX_IDENTITY_LEN`] octets, no control characters (NUL,
 /// CR and LF above all: it may end up in a `Received:` header).
-pub(super) fn identity<'a>(
+fn identity<'a>(
     bytes: &'a [u8],
     allow_empty: bool,
     mechanism: &'static str,
@@ -371,7 +371,7 @@ pub(super) fn identity<'a>(
     check_identity(bytes, allow_empty).map_err(|reason| malformed(mechanism, reason))
 }
 
-pub(super) fn check_identity(bytes: &[u8], allow_empty: bool) -> Result<&str, &'static str> {
+fn check_identity(bytes: &[u8], allow_empty: bool) -> Result<&str, &'static str> {
     if bytes.is_empty() && !allow_empty {
         return Err("empty identity");
     }
@@ -385,11 +385,11 @@ pub(super) fn check_identity(bytes: &[u8], allow_empty: bool) -> Result<&str, &'
 }
 
 /// A password: UTF-8, 1 to [`MAX_PASSWORD_LEN`] octets, no NUL (RFC 4616 §2).
-pub(super) fn password<'a>(bytes: &'a [u8], mechanism: &'static str) -> Result<&'a str, SaslError> {
+fn password<'a>(bytes: &'a [u8], mechanism: &'static str) -> Result<&'a str, SaslError> {
     check_password(bytes).map_err(|reason| malformed(mechanism, reason))
 }
 
-pub(super) fn check_password(bytes: &[u8]) -> Result<&str, &'static str> {
+fn check_password(bytes: &[u8]) -> Result<&str, &'static str> {
     if bytes.is_empty() {
         return Err("empty password");
     }
@@ -402,6 +402,6 @@ pub(super) fn check_password(bytes: &[u8]) -> Result<&str, &'static str> {
     std::str::from_utf8(bytes).map_err(|_| "password is not UTF-8")
 }
 
-pub(super) fn malformed(mechanism: &'static str, reason: &'static str) -> SaslError {
+fn malformed(mechanism: &'static str, reason: &'static str) -> SaslError {
     SaslError::Malformed { mechanism, reason }
 }
