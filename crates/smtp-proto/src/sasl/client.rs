@@ -108,7 +108,7 @@ pub fn select_mechanism(
 ///   client-first mechanism, when it fits the command line.
 /// - [`ClientExchange::challenge`] (decoded) or [`ClientExchange::challenge_base64`] (the
 ///   text of a `334` reply) answers each challenge. On an error the client sends
-///   [`CANCEL`] and gives up.
+///   [`CANCEL`](super::CANCEL) and gives up.
 /// - The outcome is the server's next non-334 reply, which this type does not see.
 #[derive(Debug)]
 pub struct ClientExchange {
@@ -141,8 +141,10 @@ enum ClientState {
 
 impl ClientExchange {
     /// Prepares an exchange, checking that the credentials fit the mechanism and can be
-    /// sent: identities at most [`MAX_IDENTITY_LEN`] octets without control characters,
-    /// passwords 1 to [`MAX_PASSWORD_LEN`] octets without NUL, tokens RFC 6750 b64tokens.
+    /// sent: identities at most [`MAX_IDENTITY_LEN`](super::MAX_IDENTITY_LEN) octets
+    /// without control characters, passwords 1 to
+    /// [`MAX_PASSWORD_LEN`](super::MAX_PASSWORD_LEN) octets without NUL, tokens RFC 6750
+    /// b64tokens.
     pub fn new(mechanism: Mechanism, credentials: &ClientCredentials) -> Result<Self, SaslError> {
         let invalid = SaslError::InvalidCredentials;
         let state = match (&mechanism, credentials) {

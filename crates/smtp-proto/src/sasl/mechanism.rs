@@ -82,7 +82,8 @@ impl Mechanism {
 
     /// Whether a passive listener could replay what the client sends: the cleartext
     /// password mechanisms and the bearer-token ones (RFC 7628 §5 requires TLS for the
-    /// latter). A server answers [`AUTH_ENCRYPTION_REQUIRED`] for these before TLS.
+    /// latter). A server answers
+    /// [`AUTH_ENCRYPTION_REQUIRED`](super::AUTH_ENCRYPTION_REQUIRED) for these before TLS.
     pub fn requires_tls(&self) -> bool {
         matches!(
             self,

@@ -21,7 +21,7 @@
 //!   ([`AUTH_SUCCEEDED`] and its neighbours) for what the server answers.
 //!
 //! Every value that holds a password, a token or a whole response travels in a
-//! [`Secret`](crate::Secret), so a `{:?}` in a log line shows `[redacted]`.
+//! [`Secret`], so a `{:?}` in a log line shows `[redacted]`.
 //!
 //! # Files
 //! Here: the limits, the reply constants, [`SaslError`], [`Credentials`] and the identity

@@ -95,7 +95,7 @@ fn encode_saslname(name: &str) -> String {
 /// Builds the JSON error a server sends as its last challenge when it refuses a bearer
 /// token (RFC 7628 §3.2.2): `{"status":...,"scope":...,"openid-configuration":...}`.
 ///
-/// Pass it to [`ServerExchange::reject`]. Strings are JSON-escaped.
+/// Pass it to [`ServerExchange::reject`](super::ServerExchange::reject). Strings are JSON-escaped.
 pub fn oauth_error_challenge(
     status: &str,
     scope: Option<&str>,

@@ -13,12 +13,13 @@ use crate::secret::Secret;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Step {
-    /// Send `334 ` followed by the base64 of these bytes ([`encode_base64`]; empty bytes
-    /// give `334 ` with nothing after the space), then feed the client's answer to
-    /// [`ServerExchange::handle_line`] or [`ServerExchange::respond`].
+    /// Send `334 ` followed by the base64 of these bytes
+    /// ([`encode_base64`](super::encode_base64); empty bytes give `334 ` with nothing after
+    /// the space), then feed the client's answer to [`ServerExchange::handle_line`] or
+    /// [`ServerExchange::respond`].
     Challenge(Vec<u8>),
     /// The client has said everything: check these credentials, then answer
-    /// [`AUTH_SUCCEEDED`] or call [`ServerExchange::reject`].
+    /// [`AUTH_SUCCEEDED`](super::AUTH_SUCCEEDED) or call [`ServerExchange::reject`].
     Done(Credentials),
     /// The exchange is over; answer [`SaslError::reply`].
     Failed(SaslError),
@@ -67,14 +68,16 @@ enum ServerState {
 impl ServerExchange {
     /// Starts an exchange for `AUTH <mechanism> [initial-response]`.
     ///
-    /// `initial_response` is the decoded argument ([`decode_initial_response`]), `None`
-    /// when the command had none. `challenge` is called only for CRAM-MD5 and must return a
-    /// fresh msg-id such as [`cram_md5_challenge`] builds, since the core has no clock and
-    /// no randomness.
+    /// `initial_response` is the decoded argument
+    /// ([`decode_initial_response`](super::decode_initial_response)), `None` when the
+    /// command had none. `challenge` is called only for CRAM-MD5 and must return a fresh
+    /// msg-id such as [`cram_md5_challenge`](super::cram_md5_challenge) builds, since the
+    /// core has no clock and no randomness.
     ///
     /// Policy comes before this call: refuse a mechanism the server did not offer with
-    /// [`AUTH_UNRECOGNIZED_MECHANISM`], one that [`Mechanism::requires_tls`] before TLS
-    /// with [`AUTH_ENCRYPTION_REQUIRED`].
+    /// [`AUTH_UNRECOGNIZED_MECHANISM`](super::AUTH_UNRECOGNIZED_MECHANISM), one that
+    /// [`Mechanism::requires_tls`] before TLS with
+    /// [`AUTH_ENCRYPTION_REQUIRED`](super::AUTH_ENCRYPTION_REQUIRED).
     pub fn start(
         mechanism: Mechanism,
         initial_response: Option<&[u8]>,
@@ -177,8 +180,8 @@ impl ServerExchange {
     /// [`SaslError::Rejected`]: answer `535`. For XOAUTH2 and OAUTHBEARER the server first
     /// sends an error challenge (RFC 7628 §3.2.2, Google's XOAUTH2 protocol), so this
     /// returns [`Step::Challenge`] with `error_challenge`, or a minimal JSON error when it
-    /// is `None` (see [`oauth_error_challenge`]); the client's answer, fed in as usual,
-    /// then fails with [`SaslError::Rejected`].
+    /// is `None` (see [`oauth_error_challenge`](super::oauth_error_challenge)); the
+    /// client's answer, fed in as usual, then fails with [`SaslError::Rejected`].
     pub fn reject(&mut self, error_challenge: Option<&[u8]>) -> Step {
         if !matches!(self.state, ServerState::Done) {
             return self.fail(SaslError::ExchangeFinished);

@@ -47,7 +47,7 @@ pub enum Response {
     /// The decoded response; it may hold a password, hence the [`Secret`].
     Data(Secret<Vec<u8>>),
     /// The line `*`: the client abandons the exchange (RFC 4954 §4); the server answers
-    /// [`AUTH_CANCELLED`].
+    /// [`AUTH_CANCELLED`](super::AUTH_CANCELLED).
     Cancel,
 }
 
@@ -55,8 +55,9 @@ pub enum Response {
 ///
 /// `line` is the line without its CRLF (a trailing CRLF is tolerated). `*` alone is
 /// [`Response::Cancel`]; an empty line is an empty response; anything else must be base64,
-/// or the error is [`SaslError::Base64`] (the server answers [`AUTH_INVALID_BASE64`]).
-/// Unlike the initial response, `=` is not special here.
+/// or the error is [`SaslError::Base64`] (the server answers
+/// [`AUTH_INVALID_BASE64`](super::AUTH_INVALID_BASE64)). Unlike the initial response, `=`
+/// is not special here.
 pub fn decode_response(line: &[u8]) -> Result<Response, SaslError> {
     let line = line.strip_suffix(b"\r\n").unwrap_or(line);
     if line == CANCEL.as_bytes() {
