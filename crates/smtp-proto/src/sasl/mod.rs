@@ -29,8 +29,8 @@
 //! `mechanism.rs` (the names), `wire.rs` (base64 and the `*` line), one file per mechanism
 //! with its grammar on both sides (`plain.rs`, `login.rs`, `cram_md5.rs`, `xoauth2.rs`,
 //! `oauthbearer.rs`, and `oauth.rs` for what the last two share), then the two exchanges,
-//! `server.rs` and `client.rs` (with the client's choice of mechanism). No file imports one
-//! above it.
+//! `server.rs` and `client.rs` (with the client's choice of mechanism). None of these
+//! imports one listed after it.
 //!
 //! # Server side
 //! ```
