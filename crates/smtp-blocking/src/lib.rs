@@ -34,6 +34,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod client;
+mod control;
 mod host;
 mod server;
 mod session;

@@ -1,16 +1,16 @@
 //! Listeners, the accept threads, the connection limit and graceful shutdown.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use smtp_proto::server::{PeerInfo, Server as Machine, ServerConfig};
 use tracing::{debug, info, info_span, warn};
 
+use crate::control::Control;
 use crate::host::{ConnectInfo, Host, Refused};
 use crate::session::{ServerStream, Session};
 
@@ -200,125 +200,6 @@ impl std::fmt::Debug for ShutdownHandle {
         f.debug_struct("ShutdownHandle")
             .field("shutting_down", &self.is_shutting_down())
             .finish()
-    }
-}
-
-/// What the accept threads, the sessions and the shutdown share.
-#[derive(Default)]
-pub(crate) struct Control {
-    state: Mutex<ControlState>,
-    changed: Condvar,
-    /// No more connections are taken.
-    stopping: AtomicBool,
-    /// Shutting down: sessions close at their next command boundary outside a
-    /// transaction.
-    draining: AtomicBool,
-    /// The grace period is over: sessions close with 421.
-    force_close: AtomicBool,
-}
-
-#[derive(Default)]
-struct ControlState {
-    shutdown: bool,
-    /// Sessions running (threads holding a slot).
-    active: usize,
-    /// Threads answering connections over the limit.
-    refusing: usize,
-    /// Each session's socket, to wake its blocked read at shutdown.
-    sockets: HashMap<u64, Registered>,
-}
-
-/// A session as the shutdown sees it.
-struct Registered {
-    /// A clone of the session's socket.
-    tcp: TcpStream,
-    /// The session is between transactions (see [`Server::is_idle`](smtp_proto::server::Server::is_idle)).
-    idle: Arc<AtomicBool>,
-}
-
-impl Control {
-    fn lock(&self) -> MutexGuard<'_, ControlState> {
-        // A panicking session thread must not take the whole server down with it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn wait_timeout<'a>(
-        &self,
-        guard: MutexGuard<'a, ControlState>,
-        timeout: Duration,
-    ) -> MutexGuard<'a, ControlState> {
-        match self.changed.wait_timeout(guard, timeout) {
-            Ok((g, _)) => g,
-            Err(e) => e.into_inner().0,
-        }
-    }
-
-    /// Whether the sessions must close now.
-    pub(crate) fn force_closing(&self) -> bool {
-        self.force_close.load(Ordering::Acquire)
-    }
-
-    /// Whether a shutdown has started.
-    pub(crate) fn draining(&self) -> bool {
-        // SeqCst, paired with the session's store of its idle flag: either the session
-        // sees the drain before it blocks, or the drain sees it idle and wakes it.
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    /// Starts the drain: sessions between transactions are woken from their reads
-    /// (their read side shut) and close with `421 4.3.2`; the others finish their
-    /// transaction first.
-    fn drain(&self) {
-        let state = self.lock();
-        self.draining.store(true, Ordering::SeqCst);
-        for session in state.sockets.values() {
-            if session.idle.load(Ordering::SeqCst) {
-                let _ = session.tcp.shutdown(Shutdown::Read);
-            }
-        }
-        self.changed.notify_all();
-    }
-
-    /// Blocks until `deadline` (forever when `None`) or a forced close, whichever comes
-    /// first; true for the forced close.
-    pub(crate) fn sleep_until(&self, deadline: Option<Instant>) -> bool {
-        let mut state = self.lock();
-        loop {
-            if self.force_closing() {
-                return true;
-            }
-            let timeout = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(t) if !t.is_zero() => t,
-                    _ => return false,
-                },
-                None => Duration::from_secs(3600),
-            };
-            state = self.wait_timeout(state, timeout);
-        }
-    }
-
-    /// Registers a session's socket so that a shutdown can wake its reads; the session
-    /// keeps the returned flag up to date.
-    fn register(&self, id: u64, tcp: &TcpStream) -> Arc<AtomicBool> {
-        let idle = Arc::new(AtomicBool::new(false));
-        let Ok(clone) = tcp.try_clone() else {
-            return idle;
-        };
-        // Under the lock: the shutdown sets the flag and walks the sockets holding it, so
-        // a socket is either walked or sees the flag here.
-        let mut state = self.lock();
-        if self.force_closing() {
-            let _ = clone.shutdown(Shutdown::Read);
-        }
-        state.sockets.insert(
-            id,
-            Registered {
-                tcp: clone,
-                idle: Arc::clone(&idle),
-            },
-        );
-        idle
     }
 }
 

@@ -13,8 +13,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use smtp_proto::server::{Event, Output, Server};
 use tracing::{debug, info, warn};
 
+use crate::control::Control;
 use crate::host::{Context, Decision, Handler, reply};
-use crate::server::Control;
 use crate::stream::{READ_CHUNK, ReadResult, Stream};
 
 /// A server-side connection, plain or upgraded.

@@ -2,10 +2,11 @@
 //! errors beside their codecs) or the caller ([`BuildError`]).
 //!
 //! Every peer error knows the exact reply an RFC-conforming server sends for it, so a
-//! server built on this crate never has to invent one.
+//! server built on this crate never has to invent one. For [`CommandError`] that reply
+//! ([`CommandError::reply`]) is written in `command.rs`, beside the grammar it reports on,
+//! so that this module depends on nothing but the verbs and sits below every codec.
 
-use crate::command::Verb;
-use crate::reply::Reply;
+use crate::verb::Verb;
 
 /// Why an address (path, mailbox, domain) was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -109,82 +110,6 @@ pub enum CommandError {
     /// An AUTH initial response that is not valid base64 (RFC 4954 §4).
     #[error("invalid base64 in AUTH")]
     Base64,
-}
-
-impl CommandError {
-    /// The reply an RFC-conforming server sends for this error.
-    ///
-    /// ```
-    /// use smtp_proto::Command;
-    /// let err = Command::parse(b"MAIL FROM:<a@b> SIZE=184467440737095516160\r\n").unwrap_err();
-    /// assert_eq!(err.reply().to_bytes(), b"501 5.5.4 Syntax error in parameter SIZE\r\n");
-    /// ```
-    pub fn reply(&self) -> Reply {
-        match self {
-            // RFC 5321 §4.5.3.1.4 "500 Line too long"; RFC 3463 X.5.2 syntax error.
-            CommandError::LineTooLong => Reply::fixed(500, Some((5, 5, 2)), "Error: line too long"),
-            CommandError::BareLf => Reply::fixed(500, Some((5, 5, 2)), "Error: bare <LF> received"),
-            CommandError::BareCr => Reply::fixed(500, Some((5, 5, 2)), "Error: bare <CR> received"),
-            CommandError::Nul => Reply::fixed(500, Some((5, 5, 2)), "Error: NUL in command"),
-            CommandError::Syntax { verb } => Reply::fixed(501, Some((5, 5, 4)), verb.usage()),
-            CommandError::Address { verb, error } => address_reply(*verb, *error),
-            CommandError::Param { keyword, .. } => {
-                let text = format!("Syntax error in parameter {keyword}");
-                Reply::new(501, Some(crate::EnhancedCode::of(5, 5, 4)), text).unwrap_or_else(|_| {
-                    Reply::fixed(501, Some((5, 5, 4)), "Syntax error in parameters")
-                })
-            }
-            CommandError::Base64 => {
-                let (code, e, text) = crate::sasl::AUTH_INVALID_BASE64;
-                Reply::fixed(code, Some(e), text)
-            }
-        }
-    }
-}
-
-fn address_reply(verb: Verb, error: AddressError) -> Reply {
-    let sender = verb == Verb::Mail;
-    match (error, sender) {
-        // RFC 6531 §3.7.4.1 (via RFC 6533 X.6.7).
-        (AddressError::Utf8NotPermitted, true) => Reply::fixed(
-            553,
-            Some((5, 6, 7)),
-            "Non-ASCII addresses not permitted for that sender",
-        ),
-        (AddressError::Utf8NotPermitted, false) => Reply::fixed(
-            553,
-            Some((5, 6, 7)),
-            "Non-ASCII addresses not permitted for that recipient",
-        ),
-        // RFC 5321 §3.6.2, §4.2.5: 553 for a mailbox name not allowed; RFC 3463 X.1.7
-        // and X.1.3 for bad sender and recipient syntax.
-        (AddressError::ControlCharacter, true) => Reply::fixed(
-            553,
-            Some((5, 1, 7)),
-            "Control or line separator character in sender address",
-        ),
-        (AddressError::ControlCharacter, false) => Reply::fixed(
-            553,
-            Some((5, 1, 3)),
-            "Control or line separator character in recipient address",
-        ),
-        // RFC 5321 §4.5.3.1: "501 Path too long".
-        (
-            AddressError::PathTooLong
-            | AddressError::LocalPartTooLong
-            | AddressError::DomainTooLong,
-            true,
-        ) => Reply::fixed(501, Some((5, 1, 7)), "Path too long"),
-        (
-            AddressError::PathTooLong
-            | AddressError::LocalPartTooLong
-            | AddressError::DomainTooLong,
-            false,
-        ) => Reply::fixed(501, Some((5, 1, 3)), "Path too long"),
-        // RFC 3463: X.1.7 bad sender mailbox syntax, X.1.3 bad destination mailbox syntax.
-        (_, true) => Reply::fixed(501, Some((5, 1, 7)), "Bad sender address syntax"),
-        (_, false) => Reply::fixed(501, Some((5, 1, 3)), "Bad recipient address syntax"),
-    }
 }
 
 /// A value given by the caller that cannot be sent: building it was refused so that no

@@ -39,6 +39,7 @@ pub mod reply;
 pub mod sasl;
 pub mod secret;
 pub mod server;
+mod verb;
 
 pub use address::{
     AddressLiteral, Domain, ForwardPath, GeneralLiteral, Host, Mailbox, ReversePath,

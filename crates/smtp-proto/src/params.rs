@@ -19,8 +19,8 @@ use std::fmt;
 
 use bytes::BufMut;
 
-use crate::command::Verb;
 use crate::error::{CommandError, ParamError};
+use crate::verb::Verb;
 
 /// A decoded xtext value (RFC 3461 §4): what `ENVID`, `ORCPT` and `AUTH=` carry.
 ///

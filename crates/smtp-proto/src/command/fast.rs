@@ -14,11 +14,12 @@
 //! `command_decode` fuzz target check that both paths agree wherever this one answers,
 //! in `Command::parse_with` and in `CommandDecoder::decode`.
 
-use super::{Command, Verb};
+use super::Command;
 use crate::address::{
     Domain, ForwardPath, Host, MAX_DOMAIN, MAX_LOCAL_PART, MAX_PATH, Mailbox, ReversePath,
 };
 use crate::params::{BodyType, MailAuth, MailParams, Notify, Orcpt, RcptParams, Ret, XText};
+use crate::verb::Verb;
 
 /// `atext` (RFC 5322 §3.2.3), ASCII only.
 const ATEXT: u8 = 1;
