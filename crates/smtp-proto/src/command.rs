@@ -162,10 +162,7 @@ impl CommandError {
                     Reply::fixed(501, Some((5, 5, 4)), "Syntax error in parameters")
                 })
             }
-            CommandError::Base64 => {
-                let (code, e, text) = sasl::AUTH_INVALID_BASE64;
-                Reply::fixed(code, Some(e), text)
-            }
+            CommandError::Base64 => sasl::AUTH_INVALID_BASE64,
         }
     }
 }

@@ -363,12 +363,18 @@ fn decode_keeps_going_after_failure() {
 
 #[test]
 fn replies() {
-    assert_eq!(DataError::BareLineEnding.reply().0, 550);
-    assert_eq!(DataError::BareLineEnding.reply().1, (5, 5, 2));
-    assert_eq!(DataError::LineTooLong.reply().0, 554);
-    assert_eq!(DataError::LineTooLong.reply().1, (5, 6, 0));
-    assert_eq!(DataError::SizeExceeded.reply().0, 552);
-    assert_eq!(DataError::SizeExceeded.reply().1, (5, 3, 4));
+    assert_eq!(
+        DataError::BareLineEnding.reply().to_string(),
+        "550 5.5.2 Bare CR or LF in message body"
+    );
+    assert_eq!(
+        DataError::LineTooLong.reply().to_string(),
+        "554 5.6.0 Message has lines longer than 1000 octets"
+    );
+    assert_eq!(
+        DataError::SizeExceeded.reply().to_string(),
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
     assert_eq!(
         DataError::SizeExceeded.to_string(),
         "message size exceeds the limit"

@@ -40,6 +40,8 @@ pub use decoder::{BareLineEndings, DataDecoder, DecodeStatus, DecodeStep};
 pub use normalize::{LineNormalizer, normalize_line_endings};
 pub use stuffer::{DotStuffer, EncodeError};
 
+use crate::reply::{EnhancedCode, Reply};
+
 /// Longest text line RFC 5321 §4.5.3.1.6 allows: 1000 octets counting the CRLF but not a
 /// dot added for transparency.
 pub const MAX_LINE_LEN: usize = 1000;
@@ -88,8 +90,8 @@ impl DataError {
     ///   the fixed maximum is refused with 552; RFC 3463 §3.4 X.3.4 "message too big for
     ///   system").
     #[must_use]
-    pub const fn reply(self) -> (u16, (u8, u8, u8), &'static str) {
-        match self {
+    pub const fn reply(self) -> Reply {
+        let (code, enhanced, text) = match self {
             DataError::BareLineEnding => (550, (5, 5, 2), "Bare CR or LF in message body"),
             DataError::LineTooLong => (554, (5, 6, 0), "Message has lines longer than 1000 octets"),
             DataError::SizeExceeded => (
@@ -97,7 +99,9 @@ impl DataError {
                 (5, 3, 4),
                 "Message size exceeds fixed maximum message size",
             ),
-        }
+        };
+        let (class, subject, detail) = enhanced;
+        Reply::constant(code, Some(EnhancedCode::of(class, subject, detail)), text)
     }
 }
 

@@ -58,6 +58,7 @@
 
 use subtle::ConstantTimeEq;
 
+use crate::reply::{EnhancedCode, Reply};
 use crate::secret::Secret;
 
 mod client;
@@ -119,42 +120,49 @@ pub const CANCEL: &str = "*";
 // Replies
 // ---------------------------------------------------------------------------------------
 
-/// A reply as plain data: basic code, enhanced status code (RFC 3463) and text, so that this
-/// module does not depend on the crate's reply type.
-pub type ReplyParts = (u16, (u8, u16, u16), &'static str);
+/// A constant AUTH reply with its enhanced status code.
+const fn auth_reply(code: u16, enhanced: (u8, u16, u16), text: &'static str) -> Reply {
+    Reply::constant(
+        code,
+        Some(EnhancedCode::of(enhanced.0, enhanced.1, enhanced.2)),
+        text,
+    )
+}
 
 /// `235 2.7.0`: the exchange succeeded and the host accepted the credentials (RFC 4954 §6).
-pub const AUTH_SUCCEEDED: ReplyParts = (235, (2, 7, 0), "Authentication successful");
+pub const AUTH_SUCCEEDED: Reply = auth_reply(235, (2, 7, 0), "Authentication successful");
 /// `535 5.7.8`: the credentials are wrong or the response made no sense (RFC 4954 §6).
-pub const AUTH_INVALID_CREDENTIALS: ReplyParts =
-    (535, (5, 7, 8), "Authentication credentials invalid");
+pub const AUTH_INVALID_CREDENTIALS: Reply =
+    auth_reply(535, (5, 7, 8), "Authentication credentials invalid");
 /// `501 5.7.0`: the client cancelled with `*` (RFC 4954 §4).
-pub const AUTH_CANCELLED: ReplyParts = (501, (5, 7, 0), "Authentication cancelled");
+pub const AUTH_CANCELLED: Reply = auth_reply(501, (5, 7, 0), "Authentication cancelled");
 /// `501 5.5.2`: a client response was not valid base64 (RFC 4954 §4).
-pub const AUTH_INVALID_BASE64: ReplyParts =
-    (501, (5, 5, 2), "Cannot Base64-decode client response");
+pub const AUTH_INVALID_BASE64: Reply =
+    auth_reply(501, (5, 5, 2), "Cannot Base64-decode client response");
 /// `504 5.5.4`: the mechanism is unknown or not offered (RFC 4954 §4).
-pub const AUTH_UNRECOGNIZED_MECHANISM: ReplyParts =
-    (504, (5, 5, 4), "Unrecognized authentication type");
+pub const AUTH_UNRECOGNIZED_MECHANISM: Reply =
+    auth_reply(504, (5, 5, 4), "Unrecognized authentication type");
 /// `538 5.7.11`: the mechanism would expose credentials without TLS (RFC 4954 §6).
-pub const AUTH_ENCRYPTION_REQUIRED: ReplyParts = (
+pub const AUTH_ENCRYPTION_REQUIRED: Reply = auth_reply(
     538,
     (5, 7, 11),
     "Encryption required for requested authentication mechanism",
 );
 /// `530 5.7.0`: the command needs an authenticated session (RFC 4954 §6).
-pub const AUTH_REQUIRED: ReplyParts = (530, (5, 7, 0), "Authentication required");
+pub const AUTH_REQUIRED: Reply = auth_reply(530, (5, 7, 0), "Authentication required");
 /// `454 4.7.0`: the server could not finish for a local reason; the client may retry
 /// later (RFC 4954 §6).
-pub const AUTH_TEMPORARY_FAILURE: ReplyParts = (454, (4, 7, 0), "Temporary authentication failure");
+pub const AUTH_TEMPORARY_FAILURE: Reply =
+    auth_reply(454, (4, 7, 0), "Temporary authentication failure");
 /// `534 5.7.9`: policy forbids this mechanism for this user (RFC 4954 §6).
-pub const AUTH_MECHANISM_TOO_WEAK: ReplyParts =
-    (534, (5, 7, 9), "Authentication mechanism is too weak");
+pub const AUTH_MECHANISM_TOO_WEAK: Reply =
+    auth_reply(534, (5, 7, 9), "Authentication mechanism is too weak");
 /// `503 5.5.1`: AUTH after a successful AUTH (RFC 4954 §4 forbids a second one).
-pub const AUTH_ALREADY_AUTHENTICATED: ReplyParts = (503, (5, 5, 1), "Already authenticated");
+pub const AUTH_ALREADY_AUTHENTICATED: Reply =
+    auth_reply(503, (5, 5, 1), "Error: already authenticated");
 /// `500 5.5.6`: a response line exceeded [`MAX_RESPONSE_LINE_LEN`] (RFC 4954 §6).
-pub const AUTH_LINE_TOO_LONG: ReplyParts =
-    (500, (5, 5, 6), "Authentication Exchange line is too long");
+pub const AUTH_LINE_TOO_LONG: Reply =
+    auth_reply(500, (5, 5, 6), "Authentication Exchange line is too long");
 
 // ---------------------------------------------------------------------------------------
 // Errors
@@ -224,7 +232,7 @@ impl SaslError {
     /// A malformed response gets the same `535` as a wrong password, so that a prober learns
     /// nothing about which part it got wrong. Errors of the host itself get `454`, which
     /// tells the client to try again later rather than to give up.
-    pub fn reply(&self) -> ReplyParts {
+    pub fn reply(&self) -> Reply {
         match self {
             SaslError::Base64 => AUTH_INVALID_BASE64,
             SaslError::Cancelled => AUTH_CANCELLED,

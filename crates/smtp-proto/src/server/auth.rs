@@ -9,7 +9,7 @@ use crate::reply::Reply;
 use crate::sasl::{SaslError, ServerExchange, Step};
 
 use super::state::{AuthExchange, Next, Pending, Phase};
-use super::{Event, ProtocolError, Server, SyncPolicy, replies, reply};
+use super::{Event, ProtocolError, Server, SyncPolicy, replies};
 
 impl Server {
     /// The next AUTH continuation line; `None` when a whole line has not arrived yet.
@@ -17,8 +17,7 @@ impl Server {
         let line = match self.next_line()? {
             Err(CommandError::LineTooLong) => {
                 // RFC 4954 §6.
-                let (code, e, text) = crate::sasl::AUTH_LINE_TOO_LONG;
-                self.send(reply(code, e, text));
+                self.send(crate::sasl::AUTH_LINE_TOO_LONG);
                 return Some(self.violation(ProtocolError::AuthFailed));
             }
             Err(error) => return Some(self.command_error(error)),
@@ -78,10 +77,7 @@ impl Server {
                 let cancelled = matches!(error, SaslError::Cancelled);
                 let r = match reject {
                     Some(r) if matches!(error, SaslError::Rejected) => r,
-                    _ => {
-                        let (code, e, text) = error.reply();
-                        reply(code, e, text)
-                    }
+                    _ => error.reply(),
                 };
                 self.send(r);
                 if cancelled {

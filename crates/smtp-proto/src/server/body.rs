@@ -8,7 +8,7 @@ use crate::data::{DataError, DecodeStep};
 use crate::reply::Reply;
 
 use super::state::{Next, Pending, Phase};
-use super::{AbortReason, Event, Server, data_reply, replies};
+use super::{AbortReason, Event, Server, replies};
 
 /// What one step of the DATA decoder asks for, detached from the input buffer.
 enum Body {
@@ -74,7 +74,7 @@ impl Server {
             Body::Done(Err(error), consumed) => {
                 let _ = self.inbuf.split_to(consumed);
                 // Already reported as MessageAborted by `Failed`.
-                self.refuse_message(&data_reply(error), true);
+                self.refuse_message(&error.reply(), true);
                 Some(Next::Command)
             }
         }

@@ -13,9 +13,7 @@ use crate::reply::Reply;
 use crate::sasl::{Mechanism, ServerExchange};
 
 use super::state::{Chunk, Chunks, Next, Pending};
-use super::{
-    AbortReason, Event, Extensions, ProtocolError, Server, SyncPolicy, data_reply, replies,
-};
+use super::{AbortReason, Event, Extensions, ProtocolError, Server, SyncPolicy, replies};
 
 /// Commands after which a client must wait for the reply (RFC 2920 §3.1; RFC 3207 §4 for
 /// STARTTLS; RFC 4954 §4 for AUTH).
@@ -348,7 +346,7 @@ impl Server {
             .max_message_size
             .is_some_and(|max| total > max);
         if over {
-            let r = data_reply(DataError::SizeExceeded);
+            let r = DataError::SizeExceeded.reply();
             if let Some(txn) = &mut self.txn {
                 txn.chunks = Chunks::Failed {
                     reply: r.clone(),

@@ -87,7 +87,6 @@ pub use event::{AbortReason, Event, HostError, Output, ProtocolError};
 use crate::address::{ForwardPath, Host, ReversePath};
 use crate::command::CommandDecoder;
 use crate::command::Verb;
-use crate::data::DataError;
 use crate::error::CommandError;
 use crate::line::Line;
 use crate::reply::{EnhancedCode, Reply};
@@ -609,11 +608,6 @@ impl Server {
         }
         self.txn = None;
     }
-}
-
-fn data_reply(error: DataError) -> Reply {
-    let (code, e, text) = error.reply();
-    reply(code, (e.0, e.1.into(), e.2.into()), text)
 }
 
 /// A host's answer to a question the session asked (HELO, MAIL, RCPT, the end of a

@@ -2,13 +2,15 @@
 //! functions for the few that carry the host name or a number. Replies to commands that
 //! do not parse come from [`CommandError::reply`](crate::CommandError::reply), to bodies
 //! that fail from [`DataError::reply`](crate::DataError::reply), to AUTH exchanges that
-//! fail from [`SaslError::reply`](crate::sasl::SaslError::reply); the host's defaults
-//! for its decisions are here.
+//! fail from [`SaslError::reply`](crate::sasl::SaslError::reply); the AUTH replies are
+//! the [`sasl`](crate::sasl) module's constants; the host's defaults for its decisions
+//! are here.
 //!
 //! Texts follow Postfix's where Postfix has one, so that logs and scripts written for it
 //! read ours; codes and enhanced codes are the RFCs' (RFC 5321 §4.2.2, RFC 3463).
 
 use crate::reply::{EnhancedCode, Reply};
+use crate::sasl;
 
 /// A constant reply with an enhanced status code.
 const fn reply(code: u16, enhanced: (u8, u16, u16), text: &'static str) -> Reply {
@@ -42,7 +44,7 @@ pub(crate) const START_DATA: Reply = Reply::constant(354, None, "End data with <
 /// STARTTLS (RFC 3207 §4).
 pub(crate) const READY_FOR_TLS: Reply = reply(220, (2, 0, 0), "Ready to start TLS");
 /// AUTH succeeded (RFC 4954 §6).
-pub(crate) const AUTH_OK: Reply = reply(235, (2, 7, 0), "Authentication successful");
+pub(crate) const AUTH_OK: Reply = sasl::AUTH_SUCCEEDED;
 /// VRFY without an answer (RFC 5321 §3.5.3: 252).
 pub(crate) const CANNOT_VRFY: Reply = reply(
     252,
@@ -83,8 +85,7 @@ pub(crate) const BDAT_REQUIRED: Reply =
 /// STARTTLS inside TLS (RFC 3207 §4).
 pub(crate) const TLS_ALREADY_ACTIVE: Reply = reply(554, (5, 5, 1), "Error: TLS already active");
 /// AUTH after a successful AUTH (RFC 4954 §4).
-pub(crate) const ALREADY_AUTHENTICATED: Reply =
-    reply(503, (5, 5, 1), "Error: already authenticated");
+pub(crate) const ALREADY_AUTHENTICATED: Reply = sasl::AUTH_ALREADY_AUTHENTICATED;
 /// AUTH inside a mail transaction (RFC 4954 §4).
 pub(crate) const AUTH_IN_TRANSACTION: Reply =
     reply(503, (5, 5, 1), "Error: MAIL transaction in progress");
@@ -101,7 +102,7 @@ pub(crate) const SIZE_OVER_LIMIT: Reply = reply(552, (5, 3, 4), "Message size ex
 pub(crate) const STARTTLS_FIRST: Reply =
     reply(530, (5, 7, 0), "Must issue a STARTTLS command first");
 /// MAIL before AUTH when AUTH is required (RFC 4954 §6).
-pub(crate) const AUTH_REQUIRED: Reply = reply(530, (5, 7, 0), "Authentication required");
+pub(crate) const AUTH_REQUIRED: Reply = sasl::AUTH_REQUIRED;
 /// A non-ASCII reverse-path when SMTPUTF8 is not offered (RFC 6531 §3.7.4.1, RFC 6533).
 pub(crate) const UTF8_NOT_OFFERED: Reply = reply(
     553,
@@ -109,16 +110,11 @@ pub(crate) const UTF8_NOT_OFFERED: Reply = reply(
     "Non-ASCII addresses not permitted; SMTPUTF8 not offered",
 );
 /// A mechanism not offered (RFC 4954 §6: 504).
-pub(crate) const UNKNOWN_MECHANISM: Reply =
-    reply(504, (5, 5, 4), "Unrecognized authentication type");
+pub(crate) const UNKNOWN_MECHANISM: Reply = sasl::AUTH_UNRECOGNIZED_MECHANISM;
 /// A password mechanism before TLS (RFC 4954 §6: 538).
-pub(crate) const ENCRYPTION_REQUIRED: Reply = reply(
-    538,
-    (5, 7, 11),
-    "Encryption required for requested authentication mechanism",
-);
+pub(crate) const ENCRYPTION_REQUIRED: Reply = sasl::AUTH_ENCRYPTION_REQUIRED;
 /// The host's default refusal of credentials (RFC 4954 §6: 535).
-pub(crate) const AUTH_INVALID: Reply = reply(535, (5, 7, 8), "Authentication credentials invalid");
+pub(crate) const AUTH_INVALID: Reply = sasl::AUTH_INVALID_CREDENTIALS;
 /// EXPN, unless the host answers it.
 pub(crate) const EXPN_NOT_AVAILABLE: Reply = reply(502, (5, 5, 1), "EXPN not available");
 /// What the host's decision of the wrong class turns into: the session must answer
