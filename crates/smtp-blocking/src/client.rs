@@ -500,27 +500,30 @@ impl Connection {
         if self.broken {
             return;
         }
-        self.machine.handle_sending(Instant::now());
+        let start = Instant::now();
+        self.machine.handle_sending(start);
         let deadline = self.machine.deadline();
-        match self
+        // Whether the caller's own write bound comes before the session's deadline.
+        let capped = self
+            .write_timeout
+            .is_some_and(|cap| deadline.is_none_or(|d| start + cap < d));
+        let Err(e) = self
             .stream
             .write_all_until(bytes, deadline, self.write_timeout)
-        {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+        else {
+            return;
+        };
+        let timed_out = matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        );
+        match deadline {
+            Some(d) if timed_out && !capped => {
                 // The socket may hold half of what was written: nothing more goes out.
                 self.broken = true;
-                let now = deadline.map_or_else(Instant::now, |d| d.max(Instant::now()));
-                self.machine.handle_timeout(now);
-                // A write bound of the caller's own, shorter than the session's.
-                self.machine.handle_eof(Instant::now());
+                self.machine.handle_timeout(d.max(Instant::now()));
             }
-            Err(e) => self.lost(Error::Io(e)),
+            _ => self.lost(Error::Io(e)),
         }
     }
 
