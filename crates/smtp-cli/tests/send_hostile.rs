@@ -613,6 +613,32 @@ fn server_stops_reading_mid_data(io: &str) -> Run {
     r
 }
 
+fn server_stops_reading_mid_bdat(io: &str) -> Run {
+    // The same with CHUNKING: BDAT chunks, whose writes block the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.eml");
+    std::fs::write(&path, big_message(32 * 1024 * 1024)).unwrap();
+    let r = run(
+        io,
+        vec![
+            S(GREETING),
+            R,
+            S(b"250-mx.example.org\r\n250-PIPELINING\r\n250 CHUNKING\r\n"),
+            R,
+            R,
+            S(b"250 ok\r\n250 ok\r\n"),
+            Hold,
+        ],
+        &["--timeout", "2", "--json", "--file", path.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(r.code, Some(75), "{r:?}");
+    assert_eq!(json(&r)["status"], "temporary");
+    assert!(r.stderr.contains("timeout"), "{r:?}");
+    assert!(r.elapsed < Duration::from_secs(15), "{r:?}");
+    r
+}
+
 fn tls_handshake_never_comes(io: &str) -> Run {
     let r = run(
         io,
@@ -738,6 +764,7 @@ scenarios!(
     stdin_bigger_than_size_refused_before_mail,
     size_shrinks_after_starttls,
     server_stops_reading_mid_data,
+    server_stops_reading_mid_bdat,
     tls_handshake_never_comes,
     final_reply_never_comes,
     control_characters_are_escaped,

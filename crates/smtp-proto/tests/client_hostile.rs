@@ -999,3 +999,42 @@ fn a_body_write_that_never_completes_times_out() {
     assert_eq!(o.status, DeliveryStatus::Temporary);
     assert!(s.closed);
 }
+
+#[test]
+fn one_timeout_bounds_bdat_chunks() {
+    // With CHUNKING: the body's writes and every chunk's reply within `--timeout`.
+    let five = Duration::from_secs(5);
+    let mut c = config(StartTls::Never);
+    c.chunking = true;
+    c.timeouts = smtp_proto::client::ClientTimeouts::all(five);
+    let mut s = Script::with(c);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(b"250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n");
+    s.client.handle_input(b"250 ok\r\n250 ok\r\n", s.now);
+    let mut wanted = false;
+    loop {
+        match s.client.poll_output() {
+            ClientOutput::Event(ClientEvent::BodyWanted { .. }) => wanted = true,
+            ClientOutput::Wait { deadline } => {
+                assert_eq!(deadline.unwrap() - s.now, five, "body");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(wanted);
+    // Two pieces: the first goes out as a BDAT chunk when the second comes.
+    let later = s.now + Duration::from_secs(3);
+    s.client.send_body(b"one\r\n").unwrap();
+    s.client.send_body(b"two\r\n").unwrap();
+    s.client.handle_sending(later);
+    // The chunk's reply is due 5 s after it was sent, the write 5 s after `later`.
+    assert_eq!(s.client.deadline().unwrap() - s.now, five);
+    s.client.end_body().unwrap();
+    s.client.handle_timeout(s.now + five);
+    s.drain();
+    assert_eq!(s.failure(), Some(&ClientError::Timeout));
+    assert_eq!(s.outcomes()[0].status, DeliveryStatus::Unknown);
+}

@@ -408,8 +408,8 @@ pub struct Client {
     queue: VecDeque<ClientOutput>,
     decoder: ReplyDecoder,
     /// The replies waited for, in order: what each answers, when its command went out,
-    /// and how many octets the server had sent by then. A reply
-    /// that began before its command was sent cannot be its answer.
+    /// and how many octets the server had sent by then. A reply that began before its
+    /// command was sent cannot be its answer.
     expected: VecDeque<(Expect, Instant, u64)>,
     /// Octets received from the server so far.
     received: u64,
