@@ -174,8 +174,9 @@ impl Connector {
         self
     }
 
-    /// How long one write may block on a server that does not read; default: the
-    /// configuration's data-block timeout (RFC 5321 §4.5.3.2.5).
+    /// The longest one write may block on a server that does not read; default: no bound
+    /// of its own. Every write is bounded by the session's deadline anyway (the reply
+    /// waited for, or the body's data-block timeout, RFC 5321 §4.5.3.2.5).
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = Some(timeout);
         self
@@ -245,11 +246,6 @@ impl Connector {
         let io = |e| Error::Io(e);
         // Commands are small and already batched per pipelined group (RFC 2920).
         tcp.set_nodelay(true).map_err(io)?;
-        let write_timeout = self
-            .write_timeout
-            .unwrap_or(self.config.timeouts.data_block)
-            .max(Duration::from_millis(1));
-        tcp.set_write_timeout(Some(write_timeout)).map_err(io)?;
         let wants_tls = self.implicit_tls || self.config.starttls != StartTls::Never;
         let tls = match (&self.tls, wants_tls) {
             (Some(tls), _) => Some(Arc::clone(tls)),
@@ -272,10 +268,11 @@ impl Connector {
             closed: false,
             broken: false,
             body_chunk: self.body_chunk,
-            handshake_timeout: self.config.timeouts.command,
+            write_timeout: self.write_timeout,
         };
         if self.implicit_tls {
-            let deadline = Instant::now() + self.config.timeouts.greeting;
+            // Implicit TLS (RFC 8314): the handshake comes out of the greeting's time.
+            let deadline = conn.machine.deadline();
             conn.handshake(deadline).map_err(Error::Tls)?;
         }
         conn.drive(None, Until::Ready)?;
@@ -332,7 +329,7 @@ pub struct Connection {
     /// A write failed: nothing more is written.
     broken: bool,
     body_chunk: usize,
-    handshake_timeout: Duration,
+    write_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Connection {
@@ -474,18 +471,11 @@ impl Connection {
     fn pump(&mut self, body: &mut Option<&mut dyn Read>) -> Result<Option<Option<Instant>>, Error> {
         loop {
             match self.machine.poll_output() {
-                ClientOutput::Transmit(bytes) => {
-                    if !self.broken {
-                        if let Err(e) = self.stream.write_all(&bytes) {
-                            self.lost(Error::Io(e));
-                        }
-                    }
-                }
+                ClientOutput::Transmit(bytes) => self.write(&bytes),
                 ClientOutput::Event(event) => self.event(event, body)?,
                 ClientOutput::StartTls => {
-                    // The machine sets no deadline for the handshake; its command
-                    // timeout bounds it.
-                    let deadline = Instant::now() + self.handshake_timeout;
+                    // The machine's deadline for the handshake (its TLS timeout).
+                    let deadline = self.machine.deadline();
                     match self.handshake(deadline) {
                         Ok(()) => self.machine.handle_tls_established(Instant::now()),
                         Err(e) => self.lost(Error::Tls(e)),
@@ -504,6 +494,39 @@ impl Connection {
         }
     }
 
+    /// Writes what the machine transmitted, within its deadline: a server that stops
+    /// reading fails the session with a timeout instead of holding it forever.
+    fn write(&mut self, bytes: &[u8]) {
+        if self.broken {
+            return;
+        }
+        let start = Instant::now();
+        self.machine.handle_sending(start);
+        let deadline = self.machine.deadline();
+        // Whether the caller's own write bound comes before the session's deadline.
+        let capped = self
+            .write_timeout
+            .is_some_and(|cap| deadline.is_none_or(|d| start + cap < d));
+        let Err(e) = self
+            .stream
+            .write_all_until(bytes, deadline, self.write_timeout)
+        else {
+            return;
+        };
+        let timed_out = matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        );
+        match deadline {
+            Some(d) if timed_out && !capped => {
+                // The socket may hold half of what was written: nothing more goes out.
+                self.broken = true;
+                self.machine.handle_timeout(d.max(Instant::now()));
+            }
+            _ => self.lost(Error::Io(e)),
+        }
+    }
+
     /// The connection broke (or TLS failed): remember why, and let the machine end the
     /// session (it reports every unfinished message).
     fn lost(&mut self, error: Error) {
@@ -516,7 +539,10 @@ impl Connection {
         self.closed = true;
     }
 
-    fn handshake(&mut self, deadline: Instant) -> io::Result<()> {
+    fn handshake(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        // The machine always has a deadline for the greeting and the handshake.
+        let deadline = deadline
+            .unwrap_or_else(|| Instant::now() + self.machine.config().timeouts.tls_handshake);
         let Some(tls) = &self.tls else {
             return Err(io::Error::other("TLS without a TLS configuration"));
         };

@@ -106,6 +106,31 @@ where
         }
     }
 
+    /// [`Stream::write_all`], each write to the socket waiting at most until `deadline`
+    /// and at most `cap` (forever when both are `None`).
+    pub(crate) fn write_all_until(
+        &mut self,
+        bytes: &[u8],
+        deadline: Option<Instant>,
+        cap: Option<Duration>,
+    ) -> io::Result<()> {
+        let left = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(t) if !t.is_zero() => Some(t),
+                _ => return Err(io::ErrorKind::TimedOut.into()),
+            },
+            None => None,
+        };
+        let bound = match (left, cap) {
+            (Some(l), Some(c)) => Some(l.min(c)),
+            (l, c) => l.or(c),
+        };
+        if let Some(tcp) = self.tcp() {
+            tcp.set_write_timeout(bound.map(|b| b.max(Duration::from_millis(1))))?;
+        }
+        self.write_all(bytes)
+    }
+
     /// Writes everything and flushes (through TLS when active).
     pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {

@@ -1,7 +1,7 @@
 //! Interop with peers nobody here wrote: Python's `smtplib` as a client of the blocking
 //! server, and `aiosmtpd` as a server for the blocking client.
 //!
-//! Both need `python3`; aiosmtpd is installed by `.ci/run`. Outside CI a missing peer
+//! Both need `python3`; aiosmtpd is installed by `./test.sh`. Outside CI a missing peer
 //! skips the test with a note; under CI (`CI` set) it fails.
 
 mod behaviour;

@@ -1,5 +1,5 @@
 //! `smtp send` against servers nobody here wrote: aiosmtpd (PyPI) and Postfix's
-//! smtp-sink (Debian `postfix`). Both must be installed (`.ci/run` installs them); a
+//! smtp-sink (Debian `postfix`). Both must be installed (`./test.sh` installs them); a
 //! missing peer fails the test rather than skipping it.
 //!
 //! Every scenario runs on both adapters: `tokio_io::NAME` with `--io tokio`,

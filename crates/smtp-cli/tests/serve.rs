@@ -1,7 +1,7 @@
 //! `smtp serve` driven from outside: the built binary on 127.0.0.1 port 0, against
 //! Python's smtplib, swaks, lettre and a raw socket. Each test starts its own server and
 //! stops it with SIGTERM. python3 and swaks are required: a missing one fails the test
-//! (CI installs them in `.ci/run`).
+//! (`./test.sh` installs them).
 //!
 //! Every scenario runs on both adapters: `tokio_io::NAME` with `--io tokio`,
 //! `blocking_io::NAME` with `--io blocking`.

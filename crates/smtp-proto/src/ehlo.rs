@@ -816,6 +816,22 @@ impl Capabilities {
         Ok(caps)
     }
 
+    /// The capabilities a client reads from any positive reply to EHLO or LHLO. RFC 5321
+    /// §4.2 makes the text after the code optional, so `250\r\n` is a successful EHLO
+    /// that announces nothing: a first line without a domain gives an empty
+    /// [`Capabilities::domain`], and the lines after it are read as usual.
+    pub(crate) fn from_positive_reply(reply: &Reply) -> Capabilities {
+        let lines = reply.lines();
+        let mut caps = lines
+            .first()
+            .and_then(|first| Capabilities::from_first_line(&Line::of_str(first)).ok())
+            .unwrap_or_else(|| Capabilities::empty(String::new()));
+        for line in lines.iter().skip(1) {
+            caps.ehlo_line(&Line::of_str(line));
+        }
+        caps
+    }
+
     /// Reads the capabilities straight from the bytes of one complete EHLO or LHLO reply,
     /// with the default [`ReplyLimits`]: the same result as [`Reply::parse`] followed by
     /// [`Capabilities::from_reply`], without building the intermediate [`Reply`] (no

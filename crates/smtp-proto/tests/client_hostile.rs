@@ -141,7 +141,8 @@ fn starttls_required_but_missing_or_refused() {
 
     let mut s = Script::new(StartTls::Required);
     s.drain();
-    s.server(b"220 mx ESMTP\r\n250-mx\r\n250 STARTTLS\r\n");
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(b"250-mx\r\n250 STARTTLS\r\n");
     s.server(b"454 4.7.0 TLS not available\r\n");
     assert!(matches!(s.failure(), Some(ClientError::TlsRefused(_))));
 
@@ -532,4 +533,508 @@ fn abort_body_sends_no_final_dot() {
     let o = s.outcomes()[0];
     assert_eq!(o.status, DeliveryStatus::Temporary);
     assert_eq!(o.refused, Some(smtp_proto::client::LocalRefusal::Aborted));
+}
+
+// ---- replies nothing asked for (issue 11, point 1) --------------------------------------
+
+impl Script {
+    fn with(config: ClientConfig) -> Script {
+        let mut s = Script::new(StartTls::Never);
+        s.client = Client::new(Arc::new(config), false, s.now);
+        s
+    }
+}
+
+fn config(starttls: StartTls) -> ClientConfig {
+    let mut c = ClientConfig::new("client.example").unwrap();
+    c.starttls = starttls;
+    c.chunking = false;
+    c
+}
+
+#[test]
+fn reply_behind_the_greeting_is_unsolicited() {
+    // The second reply came in the same read as the greeting, before EHLO was sent: it
+    // answers nothing, and must not be taken for the EHLO reply.
+    let mut s = Script::new(StartTls::Never);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n250 mx\r\n");
+    assert_eq!(
+        s.failure().map(ToString::to_string).as_deref(),
+        Some("unsolicited reply: 250 mx")
+    );
+    // No QUIT: the session is out of step.
+    s.expect_sent("EHLO client.example\r\n");
+    assert!(s.closed);
+    assert_eq!(s.outcomes()[0].status, DeliveryStatus::Temporary);
+}
+
+#[test]
+fn reply_to_a_command_not_yet_sent_is_unsolicited() {
+    // Without PIPELINING, RCPT waits for the MAIL reply: a second reply in the same read
+    // came before RCPT was sent.
+    let mut s = Script::new(StartTls::Never);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(b"250 mx\r\n");
+    s.expect_sent("EHLO client.example\r\nMAIL FROM:<a@example.org>\r\n");
+    s.server(b"250 sender ok\r\n250 recipient ok\r\n");
+    s.expect_sent("RCPT TO:<b@example.org>\r\n");
+    assert!(matches!(
+        s.failure(),
+        Some(ClientError::UnsolicitedReply(r)) if r.text() == "recipient ok"
+    ));
+    assert!(s.closed);
+    let o = s.outcomes()[0];
+    assert_eq!(o.status, DeliveryStatus::Temporary);
+    assert_eq!(o.recipients[0].status, RecipientStatus::Temporary);
+}
+
+#[test]
+fn more_replies_than_commands_in_a_pipelined_group() {
+    // MAIL, RCPT, DATA: three commands, four replies. The fourth came before the final
+    // dot went out and must not be read as its reply (it would make the message "sent").
+    let mut s = Script::new(StartTls::Never);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(EHLO);
+    s.sent.clear();
+    s.server(b"250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n");
+    assert!(matches!(
+        s.failure(),
+        Some(ClientError::UnsolicitedReply(r)) if r.code().get() == 250
+    ));
+    let o = s.outcomes()[0];
+    // The dot went out and no reply to it came: not known to be delivered.
+    assert_eq!(o.status, DeliveryStatus::Unknown);
+    assert_eq!(o.reply, None);
+    assert!(!s.sent.ends_with(b"QUIT\r\n"));
+    assert!(s.closed);
+}
+
+#[test]
+fn replies_in_step_may_share_a_read() {
+    // The same bytes as above less the extra reply, and the final reply in its own read:
+    // every reply answers a command already sent.
+    let mut s = Script::new(StartTls::Never);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(EHLO);
+    s.server(b"250 ok\r\n250 ok\r\n354 go\r\n");
+    s.server(b"250 2.0.0 queued\r\n");
+    assert_eq!(s.failure(), None);
+    assert_eq!(s.outcomes()[0].status, DeliveryStatus::Sent);
+}
+
+#[test]
+fn lmtp_replies_after_the_dot_may_share_a_read() {
+    // RFC 2033 §4.2: one reply per accepted recipient after the dot, all in one read.
+    let mut c = config(StartTls::Never);
+    c.lmtp = true;
+    let mut s = Script::with(c);
+    s.client
+        .send_mail(env(&["b@example.org", "c@example.org"]))
+        .unwrap();
+    s.drain();
+    s.server(b"220 lmtp ready\r\n");
+    s.server(b"250-lmtp\r\n250 PIPELINING\r\n");
+    s.server(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+    s.server(b"250 2.0.0 b delivered\r\n452 4.2.2 c is full\r\n");
+    assert_eq!(s.failure(), None);
+    let o = s.outcomes()[0];
+    assert_eq!(o.status, DeliveryStatus::Partial);
+    assert_eq!(o.recipients[0].status, RecipientStatus::Accepted);
+    assert_eq!(o.recipients[1].status, RecipientStatus::Temporary);
+}
+
+#[test]
+fn a_421_behind_the_greeting_is_the_server_closing() {
+    // RFC 5321 §3.8: 421 may come at any time.
+    let mut s = Script::new(StartTls::Never);
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n421 4.3.2 going down\r\n");
+    assert!(matches!(s.failure(), Some(ClientError::ServiceClosing(_))));
+    assert!(s.closed);
+}
+
+// ---- code-only replies (issue 11, point 2) ----------------------------------------------
+
+#[test]
+fn code_only_replies_are_replies() {
+    // RFC 5321 §4.2: the text after the code is optional, everywhere.
+    let mut s = Script::new(StartTls::Opportunistic);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    s.server(b"220\r\n");
+    s.expect_sent("EHLO client.example\r\n");
+    // A successful EHLO announcing nothing: no PIPELINING, so one command at a time.
+    s.server(b"250\r\n");
+    let caps = s.client.capabilities().expect("capabilities");
+    assert_eq!(caps.domain(), "");
+    assert!(!caps.pipelining && !caps.starttls);
+    s.expect_sent("MAIL FROM:<a@example.org>\r\n");
+    s.server(b"250\r\n");
+    s.expect_sent("RCPT TO:<b@example.org>\r\n");
+    s.server(b"250\r\n");
+    s.expect_sent("DATA\r\n");
+    s.server(b"354\r\n");
+    s.expect_sent("hello\r\n.\r\n");
+    s.server(b"250\r\n");
+    assert_eq!(s.failure(), None);
+    assert_eq!(s.outcomes()[0].status, DeliveryStatus::Sent);
+    s.client.quit();
+    s.drain();
+    s.expect_sent("QUIT\r\n");
+    s.server(b"221\r\n");
+    assert!(s.closed);
+}
+
+#[test]
+fn code_only_ehlo_then_extensions() {
+    // A first line without a domain, and extensions after it.
+    let mut s = Script::new(StartTls::Never);
+    s.drain();
+    s.server(b"220 mx\r\n");
+    s.server(b"250-\r\n250-PIPELINING\r\n250 SIZE 1000\r\n");
+    let caps = s.client.capabilities().expect("capabilities");
+    assert!(caps.pipelining);
+    assert_eq!(caps.size_limit(), Some(1000));
+    assert!(s.events.iter().any(|e| matches!(e, ClientEvent::Ready)));
+}
+
+#[test]
+fn error_words_say_what_happened() {
+    use smtp_proto::Reply;
+    let r = |b: &[u8]| Reply::parse(b).unwrap();
+    // One line per case: the error and what it prints. A 2yz or 3yz is never "refused".
+    let cases: Vec<(ClientError, &str)> = vec![
+        (
+            ClientError::Greeting(r(b"554 5.7.1 go away\r\n")),
+            "greeting refused: 554 5.7.1 go away",
+        ),
+        (
+            ClientError::Greeting(r(b"250 hi\r\n")),
+            "unexpected greeting: 250 hi",
+        ),
+        (ClientError::Ehlo(r(b"550 no\r\n")), "EHLO refused: 550 no"),
+        (
+            ClientError::Ehlo(r(b"354 what\r\n")),
+            "unexpected reply to EHLO: 354 what",
+        ),
+        (
+            ClientError::TlsRefused(r(b"454 4.7.0 later\r\n")),
+            "STARTTLS refused: 454 4.7.0 later",
+        ),
+        (
+            ClientError::TlsRefused(r(b"250 ok\r\n")),
+            "unexpected reply to STARTTLS: 250 ok",
+        ),
+        (
+            ClientError::AuthFailed(r(b"535 5.7.8 bad\r\n")),
+            "authentication failed: 535 5.7.8 bad",
+        ),
+        (
+            ClientError::AuthFailed(r(b"354 go\r\n")),
+            "unexpected reply to AUTH: 354 go",
+        ),
+        (
+            ClientError::UnexpectedReply {
+                command: "DATA",
+                reply: r(b"250 ok\r\n"),
+            },
+            "unexpected reply to DATA: 250 ok",
+        ),
+        (
+            ClientError::UnsolicitedReply(r(b"250\r\n")),
+            "unsolicited reply: 250",
+        ),
+        (
+            ClientError::BodyAbandoned,
+            "message abandoned: connection closed without the final dot",
+        ),
+        (ClientError::Disconnected, "connection closed by the server"),
+    ];
+    for (error, words) in cases {
+        assert_eq!(error.to_string(), words);
+    }
+}
+
+#[test]
+fn a_refused_long_line_says_the_client_closed() {
+    let mut s = Script::new(StartTls::Never);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(EHLO);
+    s.client
+        .handle_input(b"250 ok\r\n250 ok\r\n354 go\r\n", s.now);
+    loop {
+        match s.client.poll_output() {
+            ClientOutput::Event(ClientEvent::BodyWanted { .. }) => {
+                assert!(s.client.send_body(&[b'x'; 1200]).is_err());
+            }
+            ClientOutput::Event(e) => s.events.push(e),
+            ClientOutput::Close => s.closed = true,
+            ClientOutput::Wait { .. } => break,
+            _ => {}
+        }
+    }
+    assert_eq!(s.failure(), Some(&ClientError::BodyAbandoned));
+    assert_eq!(
+        s.outcomes()[0].refused,
+        Some(smtp_proto::client::LocalRefusal::LineTooLong)
+    );
+}
+
+// ---- DATA answered without 354 (issue 19, B2) --------------------------------------------
+
+#[test]
+fn data_answered_with_250_or_221_is_not_sent() {
+    for (reply, code) in [(&b"250 2.0.0 ok\r\n"[..], 250), (b"221 2.0.0 bye\r\n", 221)] {
+        let mut s = Script::new(StartTls::Never);
+        s.client.send_mail(env(&["b@example.org"])).unwrap();
+        s.drain();
+        s.server(b"220 mx ESMTP\r\n");
+        s.server(EHLO);
+        s.sent.clear();
+        s.server(b"250 ok\r\n250 ok\r\n");
+        s.server(reply);
+        let o = s.outcomes()[0];
+        assert_eq!(o.status, DeliveryStatus::Temporary, "{code}");
+        assert_eq!(o.recipients[0].status, RecipientStatus::Temporary);
+        assert_eq!(o.reply.as_ref().map(|r| r.code().get()), Some(code));
+        assert!(matches!(
+            s.failure(),
+            Some(ClientError::UnexpectedReply { command: "DATA", reply }) if reply.code().get() == code
+        ));
+        // No body went out, nor a dot.
+        assert_eq!(s.sent, b"");
+        assert!(s.closed);
+    }
+}
+
+#[test]
+fn data_refusals_fail_the_message_by_class() {
+    for (reply, status) in [
+        (&b"451 4.3.0 later\r\n"[..], DeliveryStatus::Temporary),
+        (b"554 5.5.1 no\r\n", DeliveryStatus::Permanent),
+    ] {
+        let mut s = Script::new(StartTls::Never);
+        s.client.send_mail(env(&["b@example.org"])).unwrap();
+        s.drain();
+        s.server(b"220 mx ESMTP\r\n");
+        s.server(EHLO);
+        s.server(b"250 ok\r\n250 ok\r\n");
+        s.server(reply);
+        assert_eq!(s.outcomes()[0].status, status);
+        // A refusal leaves the session in step.
+        assert_eq!(s.failure(), None);
+    }
+}
+
+// ---- SIZE: declared, and the limits after STARTTLS (issue 11, points 3 and 4) -----------
+
+#[test]
+fn mail_declares_size_and_body_when_offered() {
+    let mut s = Script::new(StartTls::Never);
+    let mut e = env(&["b@example.org"]);
+    e.size = Some(500);
+    e.body = smtp_proto::BodyType::EightBitMime;
+    s.client.send_mail(e).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(EHLO);
+    s.expect_sent(
+        "EHLO client.example\r\nMAIL FROM:<a@example.org> SIZE=500 BODY=8BITMIME\r\n\
+         RCPT TO:<b@example.org>\r\nDATA\r\n",
+    );
+}
+
+/// A session through STARTTLS: `before` and `after` are the EHLO replies outside and
+/// inside TLS.
+fn through_starttls(size: u64, before: &[u8], after: &[u8]) -> Script {
+    let mut s = Script::new(StartTls::Required);
+    let mut e = env(&["b@example.org"]);
+    e.size = Some(size);
+    s.client.send_mail(e).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(before);
+    s.expect_sent("EHLO client.example\r\nSTARTTLS\r\n");
+    s.server(b"220 2.0.0 go ahead\r\n");
+    assert!(s.starttls);
+    s.client.handle_tls_established(s.now);
+    s.drain();
+    s.expect_sent("EHLO client.example\r\n");
+    s.server(after);
+    s
+}
+
+#[test]
+fn size_that_shrinks_after_starttls_refuses_locally() {
+    // RFC 3207 §4.2: what counts is the EHLO reply inside TLS.
+    let mut s = through_starttls(
+        5000,
+        b"250-mx\r\n250-STARTTLS\r\n250-PIPELINING\r\n250 SIZE 100000\r\n",
+        b"250-mx\r\n250-PIPELINING\r\n250 SIZE 1000\r\n",
+    );
+    let o = s.outcomes()[0];
+    assert_eq!(o.status, DeliveryStatus::Permanent);
+    assert_eq!(
+        o.refused,
+        Some(smtp_proto::client::LocalRefusal::TooBig {
+            size: 5000,
+            limit: 1000
+        })
+    );
+    // Nothing of the message went out.
+    s.expect_sent("");
+}
+
+#[test]
+fn size_that_grows_after_starttls_allows_the_message() {
+    let mut s = through_starttls(
+        5000,
+        b"250-mx\r\n250-STARTTLS\r\n250 SIZE 1000\r\n",
+        b"250-mx\r\n250-PIPELINING\r\n250 SIZE 100000\r\n",
+    );
+    assert!(s.outcomes().is_empty());
+    s.expect_sent("MAIL FROM:<a@example.org> SIZE=5000\r\nRCPT TO:<b@example.org>\r\nDATA\r\n");
+}
+
+// ---- every wait bounded (issue 19, B3 and T) --------------------------------------------
+
+fn wait_deadline(s: &mut Script) -> Instant {
+    match s.client.poll_output() {
+        ClientOutput::Wait { deadline } => deadline.expect("a deadline"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn one_timeout_bounds_every_wait() {
+    // `--timeout 5`: greeting, commands, DATA, the body's writes, the final reply and the
+    // TLS handshake all within 5 s (RFC 5321's defaults are 2 to 10 minutes).
+    let five = Duration::from_secs(5);
+    let mut c = config(StartTls::Required);
+    c.timeouts = smtp_proto::client::ClientTimeouts::all(five);
+    let mut s = Script::with(c);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    assert_eq!(wait_deadline(&mut s) - s.now, five, "greeting");
+    s.server(b"220 mx ESMTP\r\n");
+    assert_eq!(wait_deadline(&mut s) - s.now, five, "EHLO");
+    s.server(b"250-mx\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+    s.server(b"220 go ahead\r\n");
+    assert_eq!(wait_deadline(&mut s) - s.now, five, "handshake");
+    s.client.handle_tls_established(s.now);
+    s.drain();
+    s.server(b"250-mx\r\n250 PIPELINING\r\n");
+    assert_eq!(wait_deadline(&mut s) - s.now, five, "MAIL, RCPT, DATA");
+    // The 354: drive by hand to look at the deadline while the body is being written.
+    s.client
+        .handle_input(b"250 ok\r\n250 ok\r\n354 go\r\n", s.now);
+    let mut wanted = false;
+    loop {
+        match s.client.poll_output() {
+            ClientOutput::Event(ClientEvent::BodyWanted { .. }) => wanted = true,
+            ClientOutput::Wait { deadline } => {
+                assert_eq!(deadline.unwrap() - s.now, five, "body");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(wanted);
+    // Each write restarts the data-block timer (RFC 5321 §4.5.3.2.5).
+    let later = s.now + Duration::from_secs(4);
+    s.client.send_body(b"hello\r\n").unwrap();
+    s.client.handle_sending(later);
+    assert_eq!(s.client.deadline().unwrap() - later, five);
+    s.client.end_body().unwrap();
+    s.client.handle_sending(later);
+    assert_eq!(s.client.deadline().unwrap() - later, five, "final reply");
+}
+
+#[test]
+fn a_body_write_that_never_completes_times_out() {
+    // A server that stops reading mid-DATA: the host's write is bounded by the
+    // machine's deadline, and past it the session fails.
+    let mut s = Script::new(StartTls::Never);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(EHLO);
+    s.client
+        .handle_input(b"250 ok\r\n250 ok\r\n354 go\r\n", s.now);
+    loop {
+        match s.client.poll_output() {
+            ClientOutput::Event(ClientEvent::BodyWanted { .. }) => {
+                s.client
+                    .send_body(b"a piece that the server never reads\r\n")
+                    .unwrap();
+            }
+            ClientOutput::Event(e) => s.events.push(e),
+            ClientOutput::Wait { .. } => break,
+            _ => {}
+        }
+    }
+    let start = s.now + Duration::from_secs(1);
+    s.client.handle_sending(start);
+    // RFC 5321 §4.5.3.2.5: 3 minutes per send.
+    let deadline = s.client.deadline().unwrap();
+    assert_eq!(deadline - start, Duration::from_secs(180));
+    s.client.handle_timeout(deadline - Duration::from_millis(1));
+    s.drain();
+    assert_eq!(s.failure(), None);
+    s.client.handle_timeout(deadline);
+    s.drain();
+    assert_eq!(s.failure(), Some(&ClientError::Timeout));
+    let o = s.outcomes()[0];
+    // The final dot never went out: temporary, not unknown.
+    assert_eq!(o.status, DeliveryStatus::Temporary);
+    assert!(s.closed);
+}
+
+#[test]
+fn one_timeout_bounds_bdat_chunks() {
+    // With CHUNKING: the body's writes and every chunk's reply within `--timeout`.
+    let five = Duration::from_secs(5);
+    let mut c = config(StartTls::Never);
+    c.chunking = true;
+    c.timeouts = smtp_proto::client::ClientTimeouts::all(five);
+    let mut s = Script::with(c);
+    s.client.send_mail(env(&["b@example.org"])).unwrap();
+    s.drain();
+    s.server(b"220 mx ESMTP\r\n");
+    s.server(b"250-mx\r\n250-PIPELINING\r\n250 CHUNKING\r\n");
+    s.client.handle_input(b"250 ok\r\n250 ok\r\n", s.now);
+    let mut wanted = false;
+    loop {
+        match s.client.poll_output() {
+            ClientOutput::Event(ClientEvent::BodyWanted { .. }) => wanted = true,
+            ClientOutput::Wait { deadline } => {
+                assert_eq!(deadline.unwrap() - s.now, five, "body");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(wanted);
+    // Two pieces: the first goes out as a BDAT chunk when the second comes.
+    let later = s.now + Duration::from_secs(3);
+    s.client.send_body(b"one\r\n").unwrap();
+    s.client.send_body(b"two\r\n").unwrap();
+    s.client.handle_sending(later);
+    // The chunk's reply is due 5 s after it was sent, the write 5 s after `later`.
+    assert_eq!(s.client.deadline().unwrap() - s.now, five);
+    s.client.end_body().unwrap();
+    s.client.handle_timeout(s.now + five);
+    s.drain();
+    assert_eq!(s.failure(), Some(&ClientError::Timeout));
+    assert_eq!(s.outcomes()[0].status, DeliveryStatus::Unknown);
 }

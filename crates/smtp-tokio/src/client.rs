@@ -5,7 +5,8 @@
 //! from any [`AsyncRead`] in chunks, never whole. The loop is the usual one around
 //! [`Client::poll_output`]: Transmit → write; `BodyWanted` → read a chunk, `send_body`,
 //! write, repeat, then `end_body`; StartTls → hand the raw socket to rustls; Wait → read
-//! until the machine's deadline.
+//! until the machine's deadline. Every wait is bounded by [`Client::deadline`]: reads,
+//! writes (a server that stops reading mid-DATA) and TLS handshakes alike.
 
 use std::io;
 use std::sync::Arc;
@@ -75,6 +76,8 @@ pub struct Connection {
     outcomes: Vec<MessageOutcome>,
     failure: Option<ClientError>,
     closed: bool,
+    /// A write timed out: nothing more is written.
+    broken: bool,
     ready: bool,
     /// Outputs met while pumping a body, handled by the main loop next.
     stash: std::collections::VecDeque<ClientOutput>,
@@ -106,18 +109,20 @@ impl Connection {
             .map_err(|_| SendError::ConnectTimeout)??;
         tcp.set_nodelay(true)?;
         let implicit = tls.as_ref().is_some_and(|t| t.implicit);
+        let client = Client::new(config, implicit, Instant::now());
         let stream = if implicit {
             let t = tls.as_ref().ok_or(SendError::Closed)?;
             let connector = TlsConnector::from(t.config.clone());
-            let s = connector
-                .connect(t.server_name.clone(), tcp)
+            // Implicit TLS (RFC 8314): the handshake comes out of the greeting's time.
+            let handshake = connector.connect(t.server_name.clone(), tcp);
+            let s = bounded(client.deadline(), handshake)
                 .await
+                .map_err(|_| SendError::Tls(io::ErrorKind::TimedOut.into()))?
                 .map_err(SendError::Tls)?;
             Stream::Tls(Box::new(s))
         } else {
             Stream::Plain(tcp)
         };
-        let client = Client::new(config, implicit, Instant::now());
         let mut conn = Connection {
             stream,
             client,
@@ -126,6 +131,7 @@ impl Connection {
             outcomes: Vec::new(),
             failure: None,
             closed: false,
+            broken: false,
             ready: false,
             stash: std::collections::VecDeque::new(),
         };
@@ -141,6 +147,12 @@ impl Connection {
     /// The mechanism AUTH succeeded with.
     pub fn authenticated(&self) -> Option<&Mechanism> {
         self.client.authenticated()
+    }
+
+    /// Why the session failed, once it has (a message's outcome may come first, then
+    /// the failure: an unsolicited reply, a timeout).
+    pub fn error(&self) -> Option<&ClientError> {
+        self.failure.as_ref()
     }
 
     /// Sends one message and returns its outcome. The body is read from `body` in
@@ -180,7 +192,7 @@ impl Connection {
         self.drive(None, |c| c.closed).await
     }
 
-    /// Runs the machine until `done` says so (or the session closes).
+    /// Runs the machine until it waits and `done` says so (or the session closes).
     async fn drive(
         &mut self,
         mut body: Body<'_>,
@@ -188,42 +200,39 @@ impl Connection {
     ) -> Result<(), SendError> {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            if done(self) {
-                return Ok(());
-            }
-            if self.closed {
-                return Err(self
-                    .failure
-                    .clone()
-                    .map_or(SendError::Closed, SendError::Session));
-            }
             let output = match self.stash.pop_front() {
                 Some(o) => o,
                 None => self.client.poll_output(),
             };
             match output {
-                ClientOutput::Transmit(bytes) => self.stream.write_all(&bytes).await?,
+                ClientOutput::Transmit(bytes) => self.write(&bytes).await?,
                 ClientOutput::Event(event) => self.event(event, &mut body).await?,
                 ClientOutput::StartTls => self.upgrade().await?,
                 ClientOutput::Close => {
-                    let _ = self.stream.shutdown().await;
+                    if !self.broken {
+                        // TLS close_notify is a write too: bounded like the others.
+                        let limit = self.client.config().timeouts.command;
+                        let _ = tokio::time::timeout(limit, self.stream.shutdown()).await;
+                    }
                     self.closed = true;
                 }
                 ClientOutput::Wait { deadline } => {
-                    let read = self.stream.read(&mut buf);
-                    let n = match deadline {
-                        Some(d) => match tokio::time::timeout_at(d.into(), read).await {
-                            Ok(r) => r,
-                            Err(_) => {
-                                self.client.handle_timeout(Instant::now());
-                                continue;
-                            }
-                        },
-                        None => read.await,
-                    };
-                    match n {
-                        Ok(0) | Err(_) => self.client.handle_eof(Instant::now()),
-                        Ok(n) => self.client.handle_input(&buf[..n], Instant::now()),
+                    // Only once the machine has handled everything it was given: a reply
+                    // that came with the one awaited is read (and refused if nothing
+                    // asked for it) before the caller hears that the session is ready.
+                    if done(self) {
+                        return Ok(());
+                    }
+                    if self.closed {
+                        return Err(self
+                            .failure
+                            .clone()
+                            .map_or(SendError::Closed, SendError::Session));
+                    }
+                    match bounded(deadline, self.stream.read(&mut buf)).await {
+                        Err(Elapsed) => self.client.handle_timeout(Instant::now()),
+                        Ok(Ok(0) | Err(_)) => self.client.handle_eof(Instant::now()),
+                        Ok(Ok(n)) => self.client.handle_input(&buf[..n], Instant::now()),
                     }
                 }
             }
@@ -258,7 +267,7 @@ impl Connection {
                     // Write what the chunk produced before reading more: bounded memory.
                     loop {
                         match self.client.poll_output() {
-                            ClientOutput::Transmit(bytes) => self.stream.write_all(&bytes).await?,
+                            ClientOutput::Transmit(bytes) => self.write(&bytes).await?,
                             ClientOutput::Wait { .. } => break,
                             other => {
                                 // A reply arrived meanwhile (a 421, say): the main loop
@@ -276,6 +285,26 @@ impl Connection {
         Ok(())
     }
 
+    /// Writes what the machine transmitted, within its deadline: a server that stops
+    /// reading fails the session with a timeout instead of holding it forever.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        if self.broken {
+            return Ok(());
+        }
+        self.client.handle_sending(Instant::now());
+        let deadline = self.client.deadline();
+        match bounded(deadline, self.stream.write_all(bytes)).await {
+            Ok(written) => Ok(written?),
+            Err(Elapsed) => {
+                // The socket may hold half of what was written: nothing more goes out.
+                self.broken = true;
+                let now = deadline.map_or_else(Instant::now, |d| d.max(Instant::now()));
+                self.client.handle_timeout(now);
+                Ok(())
+            }
+        }
+    }
+
     async fn upgrade(&mut self) -> Result<(), SendError> {
         let Some(tls) = self.tls.clone() else {
             self.client.handle_eof(Instant::now());
@@ -285,12 +314,30 @@ impl Connection {
             return Err(SendError::Closed);
         };
         let connector = TlsConnector::from(tls.config);
-        let s = connector
-            .connect(tls.server_name, tcp)
+        // The machine's deadline for the handshake (its TLS timeout).
+        let handshake = connector.connect(tls.server_name, tcp);
+        let s = bounded(self.client.deadline(), handshake)
             .await
+            .map_err(|_| SendError::Tls(io::ErrorKind::TimedOut.into()))?
             .map_err(SendError::Tls)?;
         self.stream = Stream::Tls(Box::new(s));
         self.client.handle_tls_established(Instant::now());
         Ok(())
+    }
+}
+
+/// The deadline passed first.
+struct Elapsed;
+
+/// Runs `future` until `deadline` (forever when `None`).
+async fn bounded<F: std::future::Future>(
+    deadline: Option<Instant>,
+    future: F,
+) -> Result<F::Output, Elapsed> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), future)
+            .await
+            .map_err(|_| Elapsed),
+        None => Ok(future.await),
     }
 }

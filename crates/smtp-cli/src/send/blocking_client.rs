@@ -29,13 +29,14 @@ pub(super) fn send(plan: &Plan, envelope: Envelope, body: Body) -> Result<Sent, 
     let mut conn = connector(plan).connect(&plan.addr).map_err(failure)?;
     let outcome = match body {
         Body::File(f) => conn.send(envelope, f),
-        Body::Stdin => conn.send(envelope, std::io::stdin().lock()),
+        Body::Memory(m) => conn.send(envelope, m.as_slice()),
     }
     .map_err(failure)?;
     let sent = Sent {
         outcome,
         tls: conn.is_tls(),
         auth: conn.authenticated().map(|m| m.as_str().to_owned()),
+        error: conn.error().cloned(),
     };
     let _ = conn.quit();
     Ok(sent)

@@ -54,7 +54,8 @@ pub(crate) struct SendArgs {
     /// A recipient (repeatable).
     #[arg(long = "to", value_name = "ADDR")]
     to: Vec<String>,
-    /// The message (RFC 5322, as it should arrive); standard input when absent.
+    /// The message (RFC 5322, as it should arrive); standard input when absent (read
+    /// whole before MAIL, like a file: its SIZE and BODY are declared).
     #[arg(long, value_name = "PATH")]
     file: Option<PathBuf>,
     /// The name to give in EHLO.
@@ -126,7 +127,25 @@ pub(super) struct Plan {
 
 /// `-v`: one transcript line (`C: ...`/`S: ...`, AUTH redacted) on stderr.
 fn transcript_line(line: &str) {
-    eprintln!("{line}");
+    eprintln!("{}", visible(line));
+}
+
+/// Server text made safe for a terminal: the lines of a multi-line reply joined with
+/// spaces, and every other control character shown as an escape (`\x1b`, `\u{9b}`), so
+/// that no reply can move the cursor, recolour or retitle the user's terminal. JSON
+/// output needs none of this: its strings escape control characters already.
+fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.replace("\r\n", " ").chars() {
+        match c {
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Runs `smtp send`; returns the exit status.
@@ -148,20 +167,28 @@ pub(crate) fn main(args: SendArgs) -> u8 {
             return EX_USAGE;
         }
     };
+    let recipients: Vec<String> = env.recipients.iter().map(|r| address(&r.to)).collect();
     let body = match open_body(&args, &mut env) {
         Ok(b) => b,
-        Err(e) => {
+        Err(BodyError::File(e)) => {
             eprintln!("smtp send: {e}");
             return EX_USAGE;
         }
+        Err(BodyError::Stdin(e)) => {
+            return report_failure(&Failure::Body(e.to_string()), &recipients, args.json);
+        }
     };
-    let recipients: Vec<String> = env.recipients.iter().map(|r| address(&r.to)).collect();
     let result = match args.io {
         Io::Tokio => tokio_client::send(&plan, env, body),
         Io::Blocking => blocking_client::send(&plan, env, body),
     };
     match result {
         Ok(sent) => {
+            if let Some(error) = &sent.error {
+                // The session failed after the message got its outcome (an unsolicited
+                // reply, DATA answered with 250): say why.
+                eprintln!("smtp send: {}", visible(&error.to_string()));
+            }
             report(&sent.outcome, sent.tls, sent.auth.as_deref(), args.json);
             exit_status(&sent.outcome)
         }
@@ -347,6 +374,19 @@ fn envelope(args: &SendArgs) -> Result<Envelope, String> {
     Ok(Envelope::new(from, recipients))
 }
 
+/// A message on standard input is kept in memory up to this size, and spooled to a
+/// temporary file beyond it.
+const STDIN_IN_MEMORY: usize = 1024 * 1024;
+
+/// What BODY= a scanned message needs.
+fn body_type(scanner: BodyScanner) -> BodyType {
+    match scanner.finish().kind() {
+        smtp_proto::data::BodyKind::SevenBit => BodyType::SevenBit,
+        smtp_proto::data::BodyKind::EightBitMime => BodyType::EightBitMime,
+        smtp_proto::data::BodyKind::BinaryMime => BodyType::BinaryMime,
+    }
+}
+
 /// Scans a file once to learn its size and what BODY= it needs.
 fn scan_file(path: &PathBuf) -> std::io::Result<(u64, BodyType)> {
     use std::io::Read;
@@ -362,29 +402,76 @@ fn scan_file(path: &PathBuf) -> std::io::Result<(u64, BodyType)> {
         size += n as u64;
         scanner.update(&buf[..n]);
     }
-    let kind = match scanner.finish().kind() {
-        smtp_proto::data::BodyKind::SevenBit => BodyType::SevenBit,
-        smtp_proto::data::BodyKind::EightBitMime => BodyType::EightBitMime,
-        smtp_proto::data::BodyKind::BinaryMime => BodyType::BinaryMime,
-    };
-    Ok((size, kind))
+    Ok((size, body_type(scanner)))
 }
 
-/// Where the message comes from: a file (already scanned), or standard input.
+/// Reads a whole message from `input` before anything is sent, so that it is declared
+/// like a file (SIZE=, BODY=) and checked against the server's SIZE before MAIL: in
+/// memory up to [`STDIN_IN_MEMORY`], beyond that in a temporary file that has no name
+/// and goes away when closed.
+fn spool(mut input: impl std::io::Read) -> std::io::Result<(Body, u64, BodyType)> {
+    use std::io::{Seek, Write};
+    let mut scanner = BodyScanner::new();
+    let mut memory = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut spill: Option<std::fs::File> = None;
+    let mut size = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        size += n as u64;
+        scanner.update(&buf[..n]);
+        match spill.as_mut() {
+            Some(file) => file.write_all(&buf[..n])?,
+            None if memory.len() + n <= STDIN_IN_MEMORY => memory.extend_from_slice(&buf[..n]),
+            None => {
+                let mut file = tempfile::tempfile()?;
+                file.write_all(&memory)?;
+                file.write_all(&buf[..n])?;
+                memory = Vec::new();
+                spill = Some(file);
+            }
+        }
+    }
+    let body = match spill {
+        Some(mut file) => {
+            file.rewind()?;
+            Body::File(file)
+        }
+        None => Body::Memory(memory),
+    };
+    Ok((body, size, body_type(scanner)))
+}
+
+/// Where the message comes from: a file, or standard input read whole (in memory, or
+/// spooled to a temporary file).
 pub(super) enum Body {
     File(std::fs::File),
-    Stdin,
+    Memory(Vec<u8>),
 }
 
-/// Opens the body and completes the envelope with what is known of it: a file's size
-/// and the BODY= it needs; for standard input, 8BITMIME (declared when offered, harmless
-/// for 7-bit).
-fn open_body(args: &SendArgs, env: &mut Envelope) -> Result<Body, String> {
+/// Why the message could not be read.
+enum BodyError {
+    /// `--file` cannot be read: a usage error.
+    File(String),
+    /// Standard input failed.
+    Stdin(std::io::Error),
+}
+
+/// Reads or opens the body and completes the envelope with what is known of it, the
+/// same for a file and for standard input: its size and the BODY= it needs.
+fn open_body(args: &SendArgs, env: &mut Envelope) -> Result<Body, BodyError> {
     let Some(path) = &args.file else {
-        env.body = BodyType::EightBitMime;
-        return Ok(Body::Stdin);
+        let (body, size, kind) = spool(std::io::stdin().lock()).map_err(BodyError::Stdin)?;
+        env.size = Some(size);
+        env.body = kind;
+        return Ok(body);
     };
-    let failed = |e: std::io::Error| format!("{}: {e}", path.display());
+    let failed = |e: std::io::Error| BodyError::File(format!("{}: {e}", path.display()));
     let (size, kind) = scan_file(path).map_err(failed)?;
     env.size = Some(size);
     env.body = kind;
@@ -397,6 +484,8 @@ pub(super) struct Sent {
     pub(super) tls: bool,
     /// The AUTH mechanism used.
     pub(super) auth: Option<String>,
+    /// Why the session failed after (or while) the message got its outcome.
+    pub(super) error: Option<ClientError>,
 }
 
 /// Why a message got no outcome, in the same words whichever adapter.
@@ -432,7 +521,7 @@ impl fmt::Display for Failure {
 /// A message without an outcome: the reason on stderr, with `--json` one object on
 /// stdout that gives every recipient the session's last reply; the exit status.
 fn report_failure(failure: &Failure, recipients: &[String], json: bool) -> u8 {
-    eprintln!("smtp send: {failure}");
+    eprintln!("smtp send: {}", visible(&failure.to_string()));
     let (reply, permanent) = match failure {
         Failure::Session(err) => (err.reply().cloned(), err.is_permanent()),
         _ => (None, false),
@@ -502,18 +591,19 @@ fn report(o: &MessageOutcome, tls: bool, auth: Option<&str>, json: bool) {
         return;
     }
     for r in &o.recipients {
-        let reply = r.reply.as_ref().map_or_else(
-            || "no reply".to_owned(),
-            |x| x.to_string().replace("\r\n", " "),
-        );
-        println!("{}: {reply}", address(&r.to));
+        let reply = r
+            .reply
+            .as_ref()
+            .map_or_else(|| "no reply".to_owned(), |x| visible(&x.to_string()));
+        println!("{}: {reply}", visible(&address(&r.to)));
     }
     if let Some(refused) = o.refused {
         println!("refused locally: {refused}");
     }
-    let final_reply = o.reply.as_ref().map_or_else(String::new, |r| {
-        format!(" ({})", r.to_string().replace("\r\n", " "))
-    });
+    let final_reply = o
+        .reply
+        .as_ref()
+        .map_or_else(String::new, |r| format!(" ({})", visible(&r.to_string())));
     println!("{}{final_reply}", status_word(o.status));
     println!(
         "tls: {}, auth: {}",

@@ -23,7 +23,7 @@ pub(super) fn send(plan: &Plan, envelope: Envelope, body: Body) -> Result<Sent, 
     runtime()?.block_on(async {
         let mut body: Box<dyn AsyncRead + Unpin + Send> = match body {
             Body::File(f) => Box::new(tokio::fs::File::from_std(f)),
-            Body::Stdin => Box::new(tokio::io::stdin()),
+            Body::Memory(m) => Box::new(std::io::Cursor::new(m)),
         };
         let mut conn = connect(plan).await.map_err(connect_failure)?;
         let outcome = conn.send(envelope, &mut body).await.map_err(failure)?;
@@ -31,6 +31,7 @@ pub(super) fn send(plan: &Plan, envelope: Envelope, body: Body) -> Result<Sent, 
             outcome,
             tls: conn.is_tls(),
             auth: conn.authenticated().map(|m| m.as_str().to_owned()),
+            error: conn.error().cloned(),
         };
         let _ = conn.quit().await;
         Ok(sent)

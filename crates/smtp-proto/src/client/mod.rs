@@ -10,7 +10,7 @@
 //! - Getters: [`capabilities`](Client::capabilities), [`is_tls`](Client::is_tls),
 //!   [`authenticated`](Client::authenticated), [`is_ready`](Client::is_ready).
 //! - Inputs: [`handle_input`](Client::handle_input), [`handle_eof`](Client::handle_eof),
-//!   [`handle_timeout`](Client::handle_timeout),
+//!   [`handle_timeout`](Client::handle_timeout), [`handle_sending`](Client::handle_sending),
 //!   [`handle_tls_established`](Client::handle_tls_established).
 //! - Application calls: [`send_mail`](Client::send_mail), [`send_body`](Client::send_body),
 //!   [`end_body`](Client::end_body), [`quit`](Client::quit).
@@ -140,16 +140,18 @@ pub struct MessageOutcome {
 #[non_exhaustive]
 pub enum ClientError {
     /// The greeting was not 220 (RFC 5321 §3.1: 554 means no service here).
-    #[error("greeting refused: {0}")]
+    #[error("{}", refused_or_unexpected("unexpected greeting", "greeting refused", .0))]
     Greeting(Reply),
-    /// EHLO (and HELO) refused.
-    #[error("EHLO refused: {0}")]
+    /// EHLO (and HELO) refused: a 4yz or 5yz (a 500 or 502 to EHLO first falls back to
+    /// HELO), or a 3yz that nothing asked for.
+    #[error("{}", refused_or_unexpected("unexpected reply to EHLO", "EHLO refused", .0))]
     Ehlo(Reply),
     /// STARTTLS required and not offered.
     #[error("STARTTLS required but not offered")]
     TlsUnavailable,
-    /// STARTTLS required and refused (RFC 3207 §4: 454).
-    #[error("STARTTLS refused: {0}")]
+    /// STARTTLS required and not started: refused (RFC 3207 §4: 454), or answered with
+    /// anything but 220.
+    #[error("{}", refused_or_unexpected("unexpected reply to STARTTLS", "STARTTLS refused", .0))]
     TlsRefused(Reply),
     /// Bytes after the 220 to STARTTLS, before the handshake (response injection).
     #[error("plaintext injected after STARTTLS")]
@@ -158,8 +160,8 @@ pub enum ClientError {
     /// cleartext ones without TLS).
     #[error("no usable authentication mechanism")]
     AuthUnavailable,
-    /// AUTH refused.
-    #[error("authentication failed: {0}")]
+    /// AUTH refused (or answered with a 3yz other than 334).
+    #[error("{}", refused_or_unexpected("unexpected reply to AUTH", "authentication failed", .0))]
     AuthFailed(Reply),
     /// The exchange could not go on.
     #[error("authentication error: {0}")]
@@ -170,15 +172,42 @@ pub enum ClientError {
     /// The server sent bytes that are not a reply.
     #[error("malformed reply: {0}")]
     Reply(#[from] ReplyError),
-    /// A reply when no command was waiting for one.
+    /// A reply when no command was waiting for one, or that began before the command it
+    /// would answer was sent: the server is out of step.
     #[error("unsolicited reply: {0}")]
     UnsolicitedReply(Reply),
+    /// A reply of a kind the command cannot get: DATA answered with a 2yz (or a 3yz
+    /// other than 354). No body was sent, so the message was not delivered; the server
+    /// is out of step.
+    #[error("unexpected reply to {command}: {reply}")]
+    UnexpectedReply {
+        /// The command.
+        command: &'static str,
+        /// What came.
+        reply: Reply,
+    },
     /// No reply within the timeout.
     #[error("timeout waiting for the server")]
     Timeout,
     /// The connection closed.
     #[error("connection closed by the server")]
     Disconnected,
+    /// The body could not be sent ([`LocalRefusal::LineTooLong`], or the caller's
+    /// [`Client::abort_body`]): the client closed the connection without the final dot,
+    /// so that the server discards what it got.
+    #[error("message abandoned: connection closed without the final dot")]
+    BodyAbandoned,
+}
+
+/// Says what a reply that ended the session means: a refusal when it is one (4yz, 5yz),
+/// otherwise a reply of the wrong kind (a 2yz is never a refusal).
+fn refused_or_unexpected(unexpected: &str, refused: &str, reply: &Reply) -> String {
+    let code = reply.code();
+    if code.is_transient() || code.is_permanent() {
+        format!("{refused}: {reply}")
+    } else {
+        format!("{unexpected}: {reply}")
+    }
 }
 
 impl ClientError {
@@ -202,7 +231,8 @@ impl ClientError {
             | ClientError::Ehlo(r)
             | ClientError::AuthFailed(r)
             | ClientError::ServiceClosing(r)
-            | ClientError::TlsRefused(r) => Some(r),
+            | ClientError::TlsRefused(r)
+            | ClientError::UnexpectedReply { reply: r, .. } => Some(r),
             _ => None,
         }
     }
@@ -328,6 +358,9 @@ struct Current {
     final_reply: Option<Reply>,
     lmtp: Vec<Option<Reply>>,
     long_lines: u64,
+    /// When the host last started writing the body (or was asked for it): each piece
+    /// must be on its way within the data-block timeout (RFC 5321 §4.5.3.2.5).
+    body_at: Option<Instant>,
 }
 
 impl Current {
@@ -347,6 +380,7 @@ impl Current {
             final_reply: None,
             lmtp: Vec::new(),
             long_lines: 0,
+            body_at: None,
         }
     }
 }
@@ -373,7 +407,17 @@ pub struct Client {
     outbuf: BytesMut,
     queue: VecDeque<ClientOutput>,
     decoder: ReplyDecoder,
-    expected: VecDeque<(Expect, Instant)>,
+    /// The replies waited for, in order: what each answers, when its command went out,
+    /// and how many octets the server had sent by then. A reply that began before its
+    /// command was sent cannot be its answer.
+    expected: VecDeque<(Expect, Instant, u64)>,
+    /// Octets received from the server so far.
+    received: u64,
+    /// Octets of them read as replies.
+    consumed: u64,
+    /// The mark of the command whose reply is being handled: further replies that the
+    /// same command earns (LMTP, one per recipient) are matched against it.
+    answering: u64,
     caps: Option<Capabilities>,
     esmtp: bool,
     tls: bool,
@@ -397,7 +441,7 @@ impl Client {
     pub fn new(config: Arc<ClientConfig>, tls: bool, now: Instant) -> Client {
         let decoder = ReplyDecoder::new(config.reply_limits);
         let mut expected = VecDeque::new();
-        expected.push_back((Expect::Greeting, now));
+        expected.push_back((Expect::Greeting, now, 0));
         Client {
             config,
             stage: Stage::Setup,
@@ -406,6 +450,9 @@ impl Client {
             queue: VecDeque::new(),
             decoder,
             expected,
+            received: 0,
+            consumed: 0,
+            answering: 0,
             caps: None,
             esmtp: false,
             tls,
@@ -464,7 +511,10 @@ impl Client {
             Stage::Tls => self.fail(ClientError::TlsInjection, false),
             // Replies are read one at a time by `poll_output`, so that no event goes out
             // stale (a BodyWanted followed by a 421 in the same read).
-            _ => self.inbuf.extend_from_slice(bytes),
+            _ => {
+                self.received += bytes.len() as u64;
+                self.inbuf.extend_from_slice(bytes);
+            }
         }
     }
 
@@ -479,7 +529,9 @@ impl Client {
             _ if self.expected.is_empty() && self.current.is_none() && self.pending.is_empty() => {
                 self.close()
             }
-            Stage::Closing if self.expected.iter().all(|(e, _)| *e == Expect::Quit) => self.close(),
+            Stage::Closing if self.expected.iter().all(|(e, ..)| *e == Expect::Quit) => {
+                self.close()
+            }
             _ => self.fail(ClientError::Disconnected, false),
         }
     }
@@ -493,6 +545,19 @@ impl Client {
                 self.close();
             } else {
                 self.fail(ClientError::Timeout, false);
+            }
+        }
+    }
+
+    /// The host starts writing what the machine transmitted: while a body is being
+    /// sent, its data-block timer restarts from `now` (RFC 5321 §4.5.3.2.5: each send
+    /// of a piece of the body within 3 minutes), so that [`Client::deadline`] bounds the
+    /// write. Replies keep their own deadlines.
+    pub fn handle_sending(&mut self, now: Instant) {
+        self.now = now;
+        if let Some(cur) = self.current.as_mut() {
+            if cur.body_at.is_some() {
+                cur.body_at = Some(now);
             }
         }
     }
@@ -639,7 +704,7 @@ impl Client {
             Some(LocalRefusal::Aborted),
         );
         self.event(ClientEvent::MessageDone(outcome));
-        self.fail(ClientError::Disconnected, false);
+        self.fail(ClientError::BodyAbandoned, false);
         Ok(())
     }
 
@@ -670,14 +735,33 @@ impl Client {
         }
     }
 
-    /// When the reply waited for times out.
+    /// When the session times out: the TLS handshake, the reply waited for, or the
+    /// write of the body under way, whichever comes first. The host bounds every wait by
+    /// it, reads and writes alike.
     pub fn deadline(&self) -> Option<Instant> {
         if self.stage == Stage::Tls {
             return self
                 .tls_since
                 .map(|t| t + self.config.timeouts.tls_handshake);
         }
-        let (expect, since) = self.expected.front()?;
+        let reply = self.reply_deadline();
+        // RFC 5321 §4.5.3.2.5: each send of the body must complete within the data-block
+        // timeout, or a server that stops reading would hold the client forever.
+        let body = self
+            .current
+            .as_ref()
+            .filter(|c| matches!(c.body, Body::Data(_) | Body::Bdat(..)))
+            .and_then(|c| c.body_at)
+            .map(|t| t + self.config.timeouts.data_block);
+        match (reply, body) {
+            (Some(r), Some(b)) => Some(r.min(b)),
+            (r, b) => r.or(b),
+        }
+    }
+
+    /// When the reply waited for times out.
+    fn reply_deadline(&self) -> Option<Instant> {
+        let (expect, since, _) = self.expected.front()?;
         let t = &self.config.timeouts;
         let timeout = match expect {
             Expect::Greeting => t.greeting,
@@ -712,6 +796,8 @@ impl Client {
             }
         };
         let _ = self.inbuf.split_to(used);
+        let start = self.consumed;
+        self.consumed += used as u64;
         if self.config.transcript {
             let last = reply.lines().len() - 1;
             for (i, line) in reply.lines().iter().enumerate() {
@@ -726,9 +812,17 @@ impl Client {
                 )));
             }
         }
+        let closing = reply.code().get() == 421;
         match self.expected.pop_front() {
-            Some((expect, _)) => self.handle_reply(expect, reply),
-            None => self.fail(ClientError::UnsolicitedReply(reply), false),
+            // A reply that began before its command went out answers something else: the
+            // server is out of step (or lying), and matching it to the command would
+            // shift every later reply by one. 421 may come at any time (RFC 5321 §3.8).
+            Some((expect, _, sent)) if start >= sent || closing => {
+                self.answering = sent;
+                self.handle_reply(expect, reply);
+            }
+            _ if closing => self.fail(ClientError::ServiceClosing(reply), false),
+            _ => self.fail(ClientError::UnsolicitedReply(reply), false),
         }
         true
     }
@@ -751,15 +845,12 @@ impl Client {
             }
             Expect::Ehlo => {
                 if code.is_positive() {
-                    match Capabilities::from_reply(&reply) {
-                        Ok(caps) => {
-                            self.esmtp = true;
-                            self.caps = Some(caps.clone());
-                            self.event(ClientEvent::Capabilities(caps));
-                            self.after_ehlo();
-                        }
-                        Err(_) => self.fail(ClientError::Ehlo(reply), true),
-                    }
+                    // Any 2yz is success, even without text (RFC 5321 §4.2).
+                    let caps = Capabilities::from_positive_reply(&reply);
+                    self.esmtp = true;
+                    self.caps = Some(caps.clone());
+                    self.event(ClientEvent::Capabilities(caps));
+                    self.after_ehlo();
                 } else if !self.config.lmtp && matches!(code.get(), 500 | 502) {
                     // RFC 5321 §3.2: fall back to HELO for servers that predate EHLO.
                     let host =
@@ -826,7 +917,7 @@ impl Client {
                 if !self
                     .expected
                     .iter()
-                    .any(|(e, _)| matches!(e, Expect::LmtpFinal(_)))
+                    .any(|(e, ..)| matches!(e, Expect::LmtpFinal(_)))
                 {
                     self.server_txn = false;
                 }
@@ -943,7 +1034,7 @@ impl Client {
     // ---- transactions ----------------------------------------------------------------
 
     fn start_next(&mut self) {
-        let rset_pending = self.expected.iter().any(|(e, _)| *e == Expect::Rset);
+        let rset_pending = self.expected.iter().any(|(e, ..)| *e == Expect::Rset);
         if self.stage != Stage::Mail || self.current.is_some() || rset_pending {
             return;
         }
@@ -1087,6 +1178,7 @@ impl Client {
             let text = cur.env.body != BodyType::BinaryMime;
             cur.body = Body::Bdat(None, text.then(LineNormalizer::new));
             let id = cur.id;
+            cur.body_at = Some(self.now);
             self.event(ClientEvent::BodyWanted { id });
         } else if !cur.pipelined {
             self.command(&Command::Data, Expect::Data);
@@ -1102,6 +1194,7 @@ impl Client {
             if cur.mail_ok && !cur.accepted.is_empty() {
                 cur.body = Body::Data(DotStuffer::new().with_long_lines(long_lines));
                 let id = cur.id;
+                cur.body_at = Some(self.now);
                 self.event(ClientEvent::BodyWanted { id });
             } else {
                 // RFC 2920 §3.1: a 354 that should not have come is ended with an empty
@@ -1109,11 +1202,20 @@ impl Client {
                 self.raw_line(".", ".");
                 self.expect(Expect::AbortDot);
             }
-        } else {
+        } else if reply.code().is_transient() || reply.code().is_permanent() {
             if cur.failed.is_none() && !cur.accepted.is_empty() {
                 cur.failed = Some(reply);
             }
             self.maybe_finish();
+        } else {
+            // A 250 or a 221 to DATA: no body went out, so nothing was delivered, and
+            // the server is out of step. Only the reply to the final dot (or to BDAT
+            // LAST) can make a message sent.
+            let error = ClientError::UnexpectedReply {
+                command: "DATA",
+                reply,
+            };
+            self.fail(error, false);
         }
     }
 
@@ -1151,7 +1253,7 @@ impl Client {
                 cur.lmtp = vec![None; cur.accepted.len()];
                 cur.lmtp[0] = Some(reply);
                 for n in 1..cur.accepted.len() {
-                    self.expect(Expect::LmtpFinal(n));
+                    self.expect_more(Expect::LmtpFinal(n));
                 }
             } else {
                 cur.final_reply = Some(reply);
@@ -1173,13 +1275,13 @@ impl Client {
         };
         let outcome = outcome_for(cur, DeliveryStatus::Permanent, None, Some(refusal));
         self.event(ClientEvent::MessageDone(outcome));
-        self.fail(ClientError::Disconnected, false);
+        self.fail(ClientError::BodyAbandoned, false);
     }
 
     /// Finishes the current message once all its replies are in.
     fn maybe_finish(&mut self) {
         let Some(cur) = &self.current else { return };
-        let waiting = self.expected.iter().any(|(e, _)| {
+        let waiting = self.expected.iter().any(|(e, ..)| {
             matches!(
                 e,
                 Expect::Mail
@@ -1207,7 +1309,7 @@ impl Client {
                 cur.lmtp = vec![None; n];
                 cur.lmtp[0] = cur.final_reply.take();
                 for k in 1..n {
-                    self.expect(Expect::LmtpFinal(k));
+                    self.expect_more(Expect::LmtpFinal(k));
                 }
             }
             if n > 1 {
@@ -1274,8 +1376,17 @@ impl Client {
         }
     }
 
+    /// Waits for the reply to a command sent now: only what the server sends from now on
+    /// can answer it.
     fn expect(&mut self, expect: Expect) {
-        self.expected.push_back((expect, self.now));
+        self.expected.push_back((expect, self.now, self.received));
+    }
+
+    /// Waits for one more reply to the command being answered (LMTP: one reply per
+    /// recipient after the final dot, RFC 2033 §4.2), which may have arrived with the
+    /// first.
+    fn expect_more(&mut self, expect: Expect) {
+        self.expected.push_back((expect, self.now, self.answering));
     }
 
     fn event(&mut self, event: ClientEvent) {
@@ -1316,21 +1427,8 @@ impl Client {
         if matches!(self.stage, Stage::Closed) {
             return;
         }
-        let permanent = match &error {
-            ClientError::Greeting(r) | ClientError::Ehlo(r) | ClientError::AuthFailed(r) => {
-                r.code().is_permanent()
-            }
-            ClientError::AuthUnavailable => true,
-            _ => false,
-        };
-        let reply = match &error {
-            ClientError::Greeting(r)
-            | ClientError::Ehlo(r)
-            | ClientError::AuthFailed(r)
-            | ClientError::ServiceClosing(r)
-            | ClientError::TlsRefused(r) => Some(r.clone()),
-            _ => None,
-        };
+        let permanent = error.is_permanent();
+        let reply = error.reply().cloned();
         if let Some(cur) = self.current.take() {
             let status = if cur.final_sent
                 && cur.final_reply.is_none()
@@ -1430,16 +1528,17 @@ fn decide(cur: Current, lmtp: bool) -> MessageOutcome {
         return finish_outcome(cur, recipients, status, last);
     }
     let decisive = final_reply.or_else(|| cur.failed.clone());
-    match &decisive {
-        Some(reply) if cur.final_sent || cur.failed.is_some() => {
-            for &i in &cur.accepted {
-                if !reply.code().is_positive() {
-                    recipients[i].status = rcpt_status(reply, false);
-                    recipients[i].reply = Some(reply.clone());
-                }
+    let delivered = cur.final_sent && cur.final_reply.is_some();
+    for &i in &cur.accepted {
+        match &decisive {
+            Some(reply) if !reply.code().is_positive() => {
+                recipients[i].status = rcpt_status(reply, false);
+                recipients[i].reply = Some(reply.clone());
             }
+            // Only a reply to the final dot (or BDAT LAST) delivers a message.
+            _ if !delivered => recipients[i].status = RecipientStatus::Temporary,
+            _ => {}
         }
-        _ => {}
     }
     let status = overall(&recipients);
     finish_outcome(cur, recipients, status, decisive)
