@@ -1,8 +1,8 @@
 //! Interop with peers nobody here wrote: Python's `smtplib` as a client of the blocking
 //! server, and `aiosmtpd` as a server for the blocking client.
 //!
-//! Both need `python3`; aiosmtpd is installed by `./test.sh`. Outside CI a missing peer
-//! skips the test with a note; under CI (`CI` set) it fails.
+//! Both need `python3`; aiosmtpd is installed by `./test.sh`. A missing peer fails the
+//! test, never skips it.
 
 mod behaviour;
 mod harness;
@@ -26,29 +26,20 @@ fn script(name: &str) -> String {
         .to_string()
 }
 
-/// Whether python3 can import `module`; outside CI a missing one skips the test.
-fn python_has(module: &str) -> bool {
+/// Fails unless python3 can import `module` (`./test.sh` installs what is missing).
+fn require_python(module: &str) {
     let ok = Command::new("python3")
         .args(["-c", &format!("import {module}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with {module} is required in CI"
-        );
-        eprintln!("skipped: python3 cannot import {module}");
-    }
-    ok
+    assert!(ok, "python3 with {module} is required (./test.sh installs it)");
 }
 
 #[test]
 fn smtplib_client_against_blocking_server() {
-    if !python_has("smtplib") {
-        return;
-    }
+    require_python("smtplib");
     let certs = Certs::new();
     let server = Blocking.start(
         Options {
@@ -142,9 +133,7 @@ impl Drop for Peer {
 
 #[test]
 fn blocking_client_against_aiosmtpd() {
-    if !python_has("aiosmtpd") {
-        return;
-    }
+    require_python("aiosmtpd");
     let certs = Certs::new();
     let (peer, port) = Peer::start(&certs);
     let server = format!("127.0.0.1:{port}");
