@@ -21,7 +21,8 @@ need_apt=()
 command -v swaks >/dev/null 2>&1 && perl -MNet::SSLeay -e1 >/dev/null 2>&1 \
   || need_apt+=(swaks libnet-ssleay-perl libio-socket-ssl-perl)
 [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/smtp-source ] || need_apt+=(postfix)
-command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if ((${#need_apt[@]})); then
   echo "postfix postfix/main_mailer_type select No configuration" \
     | "${sudo[@]}" debconf-set-selections
