@@ -419,7 +419,6 @@ pub struct Client {
     /// same command earns (LMTP, one per recipient) are matched against it.
     answering: u64,
     caps: Option<Capabilities>,
-    esmtp: bool,
     tls: bool,
     auth: Option<ClientExchange>,
     authenticated: Option<Mechanism>,
@@ -454,7 +453,6 @@ impl Client {
             consumed: 0,
             answering: 0,
             caps: None,
-            esmtp: false,
             tls,
             auth: None,
             authenticated: None,
@@ -847,7 +845,6 @@ impl Client {
                 if code.is_positive() {
                     // Any 2yz is success, even without text (RFC 5321 §4.2).
                     let caps = Capabilities::from_positive_reply(&reply);
-                    self.esmtp = true;
                     self.caps = Some(caps.clone());
                     self.event(ClientEvent::Capabilities(caps));
                     self.after_ehlo();
@@ -864,7 +861,6 @@ impl Client {
             }
             Expect::Helo => {
                 if code.is_positive() {
-                    self.esmtp = false;
                     self.caps = Capabilities::new(self.config.helo_name.clone()).ok();
                     self.after_ehlo();
                 } else {
