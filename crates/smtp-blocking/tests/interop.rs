@@ -34,7 +34,10 @@ fn require_python(module: &str) {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "python3 with {module} is required (./test.sh installs it)");
+    assert!(
+        ok,
+        "python3 with {module} is required (./test.sh installs it)"
+    );
 }
 
 #[test]
