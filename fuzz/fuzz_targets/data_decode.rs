@@ -31,10 +31,14 @@ fn decode_steps(pieces: &[&[u8]], mut decoder: DataDecoder) -> Outcome {
             let step = decoder.decode(input);
             let n = step.consumed();
             assert!(n <= input.len());
+            let data = match &step {
+                DecodeStep::Data { content, .. } => content.of(input),
+                _ => &[],
+            };
             used += n;
             input = &input[n..];
             match step {
-                DecodeStep::Data { data, .. } => {
+                DecodeStep::Data { .. } => {
                     assert!(!data.is_empty());
                     assert!(failed.is_none(), "content after the failure");
                     content.extend_from_slice(data);

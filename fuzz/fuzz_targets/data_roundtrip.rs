@@ -31,10 +31,14 @@ fn decode_steps(pieces: &[&[u8]], decoder: &mut DataDecoder) -> (Vec<u8>, usize,
             let step = decoder.decode(input);
             let n = step.consumed();
             assert!(n <= input.len());
+            let data = match &step {
+                DecodeStep::Data { content, .. } => content.of(input),
+                _ => &[],
+            };
             used += n;
             input = &input[n..];
             match step {
-                DecodeStep::Data { data, .. } => {
+                DecodeStep::Data { .. } => {
                     assert!(!data.is_empty());
                     out.extend_from_slice(data);
                 }

@@ -87,10 +87,10 @@ fn feed(mut dec: DataDecoder, pieces: &[&[u8]]) -> Run {
             let step = dec.decode(input);
             assert!(step.consumed() <= input.len(), "{step:?}");
             match step {
-                DecodeStep::Data { data, .. } => {
-                    assert!(!data.is_empty());
+                DecodeStep::Data { ref content, .. } => {
+                    assert!(!content.is_empty());
                     assert_eq!(failed, None, "data after failure");
-                    out.extend_from_slice(data);
+                    out.extend_from_slice(content.of(input));
                 }
                 DecodeStep::Failed { error, .. } => {
                     assert_eq!(failed, None, "failed twice");

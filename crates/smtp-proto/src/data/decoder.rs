@@ -2,6 +2,8 @@
 //! dot-stuffing (RFC 5321 §4.1.1.4, §4.5.2), streaming and zero-copy, and
 //! [`BareLineEndings`] says what happens to a bare CR or LF, the stuff of SMTP smuggling.
 
+use std::ops::Range;
+
 use memchr::memchr2;
 
 use super::{CRLF, DOT_CRLF, DataError, LF, LongLines, MAX_CONTENT};
@@ -43,16 +45,54 @@ enum State {
     Done,
 }
 
+/// A piece of message content: where it is, rather than a slice, so that a caller that
+/// owns the input (a `Bytes` buffer, say) can take it without copying and without turning
+/// a slice back into an offset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Content {
+    /// These octets of the input given (never empty).
+    Input(Range<usize>),
+    /// Octets the decoder puts in: the CRLF that ends a line with a bare CR or LF (or `.`
+    /// CRLF), in [`BareLineEndings::Normalize`] mode.
+    Inserted(&'static [u8]),
+}
+
+impl Content {
+    /// The octets, given the input the step was decoded from.
+    #[must_use]
+    pub fn of<'a>(&self, input: &'a [u8]) -> &'a [u8] {
+        match self {
+            Content::Input(range) => &input[range.clone()],
+            Content::Inserted(data) => data,
+        }
+    }
+
+    /// How many octets.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Content::Input(range) => range.len(),
+            Content::Inserted(data) => data.len(),
+        }
+    }
+
+    /// Never true for content a step returns.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One step of [`DataDecoder::decode`]. Every variant says how many octets of the input it
 /// used ([`consumed`](Self::consumed)); the caller drops them and calls again with the rest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
-pub enum DecodeStep<'a> {
-    /// Message content, dot-unstuffed, to append to the message. Usually a slice of the
-    /// input; in [`BareLineEndings::Normalize`] mode also a constant CRLF (or `.` CRLF).
+pub enum DecodeStep {
+    /// Message content, dot-unstuffed, to append to the message: a range of the input, or
+    /// a line ending the decoder puts in ([`Content`]).
     Data {
         /// The content: never empty.
-        data: &'a [u8],
+        content: Content,
         /// Input octets used, counted from the start of the input given.
         consumed: usize,
     },
@@ -81,7 +121,7 @@ pub enum DecodeStep<'a> {
     },
 }
 
-impl DecodeStep<'_> {
+impl DecodeStep {
     /// How many octets of the input this step used.
     #[must_use]
     pub const fn consumed(&self) -> usize {
@@ -125,8 +165,8 @@ enum Scan {
 /// After the `354` reply, feed every octet read from the connection to
 /// [`decode`](Self::decode) (or [`decode_with`](Self::decode_with)) until the end of data;
 /// what is left of the input after that is the next command. The decoder holds a few
-/// words of state and never buffers: what it returns are slices of the input (or constant
-/// CRLFs), found with one `memchr2` scan for CR and LF per line, so its cost per octet is
+/// words of state and never buffers: what it returns are ranges of the input ([`Content`],
+/// or constant CRLFs), found with one `memchr2` scan for CR and LF per line, so its cost per octet is
 /// close to that of `memchr` itself (about the same on ordinary mail;
 /// [`decode_with`](Self::decode_with) keeps within 2x even when every line is
 /// dot-stuffed).
@@ -168,8 +208,8 @@ enum Scan {
 /// 'reads: for mut input in reads {
 ///     loop {
 ///         match decoder.decode(input) {
-///             DecodeStep::Data { data, consumed } => {
-///                 message.extend_from_slice(data);
+///             DecodeStep::Data { content, consumed } => {
+///                 message.extend_from_slice(content.of(input));
 ///                 input = &input[consumed..];
 ///             }
 ///             DecodeStep::Failed { consumed, .. } => {
@@ -277,18 +317,18 @@ impl DataDecoder {
     /// Decodes the next step from `input`: content, a failure, a request for more input,
     /// or the end of data. Drop `consumed` octets from the input and call again until
     /// [`DecodeStep::NeedMore`] or [`DecodeStep::Done`].
-    pub fn decode<'a>(&mut self, input: &'a [u8]) -> DecodeStep<'a> {
+    pub fn decode(&mut self, input: &[u8]) -> DecodeStep {
         if let Some(step) = self.pending(0) {
             return step;
         }
         let mut got = None;
-        match self.scan(input, &mut |data| {
-            got = Some(data);
+        match self.scan(input, &mut |content| {
+            got = Some(content);
             false
         }) {
             Scan::Stopped(consumed) => match got {
                 // A failure found right after this content is reported by the next call.
-                Some(data) => DecodeStep::Data { data, consumed },
+                Some(content) => DecodeStep::Data { content, consumed },
                 None => self
                     .pending(consumed)
                     .expect("stopped without content or failure"),
@@ -319,8 +359,9 @@ impl DataDecoder {
                     consumed: off,
                 };
             }
-            match self.scan(&input[off..], &mut |data| {
-                sink(data);
+            let rest = &input[off..];
+            match self.scan(rest, &mut |content| {
+                sink(content.of(rest));
                 true
             }) {
                 Scan::Stopped(n) | Scan::End(n) => off += n,
@@ -337,7 +378,7 @@ impl DataDecoder {
     }
 
     /// The step to return before scanning, if any: an unreported failure, or the end.
-    fn pending<'a>(&mut self, consumed: usize) -> Option<DecodeStep<'a>> {
+    fn pending(&mut self, consumed: usize) -> Option<DecodeStep> {
         if self.fail_pending {
             self.fail_pending = false;
             if let Some(error) = self.error {
@@ -364,22 +405,26 @@ impl DataDecoder {
     /// Hands content to `sink`, unless the message has failed, cutting it at the size
     /// limit. Returns whether to go on scanning.
     #[inline(always)]
-    fn deliver<'a>(&mut self, data: &'a [u8], sink: &mut impl FnMut(&'a [u8]) -> bool) -> bool {
+    fn deliver(&mut self, content: Content, sink: &mut impl FnMut(Content) -> bool) -> bool {
         if self.error.is_some() {
             return true; // reading to the end of data only
         }
-        let mut data = data;
-        let len = data.len() as u64;
+        let mut content = content;
+        let len = content.len() as u64;
         match self.max_size {
             Some(max) if len > max - self.size => {
                 // `max - size < len <= usize::MAX`, so the cast is exact.
-                data = &data[..(max - self.size) as usize];
+                let keep = (max - self.size) as usize;
+                content = match content {
+                    Content::Input(range) => Content::Input(range.start..range.start + keep),
+                    Content::Inserted(data) => Content::Inserted(&data[..keep]),
+                };
                 self.size = max;
                 self.fail(DataError::SizeExceeded);
             }
             _ => self.size += len,
         }
-        let go = data.is_empty() || sink(data);
+        let go = content.is_empty() || sink(content);
         go && !self.fail_pending
     }
 
@@ -410,7 +455,7 @@ impl DataDecoder {
     ///
     /// Invariant at the top of the loop: `input[run..pos]` is content not yet delivered,
     /// and `self.state` describes position `pos`.
-    fn scan<'a>(&mut self, input: &'a [u8], sink: &mut impl FnMut(&'a [u8]) -> bool) -> Scan {
+    fn scan(&mut self, input: &[u8], sink: &mut impl FnMut(Content) -> bool) -> Scan {
         let len = input.len();
         let mut pos = 0;
         let mut run = 0;
@@ -430,7 +475,7 @@ impl DataDecoder {
         'scan: loop {
             if pos == len {
                 if run < len {
-                    emit!('scan, &input[run..], len);
+                    emit!('scan, Content::Input(run..len), len);
                 }
                 return Scan::Need;
             }
@@ -442,27 +487,27 @@ impl DataDecoder {
                         if self.check_long
                             && let Some(cut) = self.measure(pos, len - pos)
                         {
-                            return self.cut(&input[run..cut], cut, sink);
+                            return self.cut(run..cut, cut, sink);
                         }
-                        emit!('scan, &input[run..], len);
+                        emit!('scan, Content::Input(run..len), len);
                     };
                     let p = pos + i;
                     if self.check_long {
                         if let Some(cut) = self.measure(pos, i) {
-                            return self.cut(&input[run..cut], cut, sink);
+                            return self.cut(run..cut, cut, sink);
                         }
                         self.line_len = 0;
                     }
                     if input[p] == b'\n' {
                         // An LF without a CR before it (the CR of a CRLF takes its LF along).
                         if run < p {
-                            emit!('scan, &input[run..p], p); // the LF comes next time round
+                            emit!('scan, Content::Input(run..p), p); // the LF comes next time round
                         }
                         self.state = State::LineStart { clean: false };
                         if self.bare_fails() {
                             return Scan::Stopped(p + 1);
                         }
-                        emit!('scan, CRLF, p + 1);
+                        emit!('scan, Content::Inserted(CRLF), p + 1);
                     }
                     if input.get(p + 1) == Some(&b'\n') {
                         pos = p + 2;
@@ -473,7 +518,7 @@ impl DataDecoder {
                             Some(_)
                                 if !matches!(input.get(pos + 1), None | Some(b'\r' | b'\n')) =>
                             {
-                                emit!('scan, &input[run..pos], pos + 1);
+                                emit!('scan, Content::Input(run..pos), pos + 1);
                             }
                             _ => {
                                 self.state = State::LineStart { clean: true };
@@ -491,7 +536,7 @@ impl DataDecoder {
                     if input[pos] == b'.' {
                         self.state = State::Dot { clean };
                         if run < pos {
-                            emit!('scan, &input[run..pos], pos + 1);
+                            emit!('scan, Content::Input(run..pos), pos + 1);
                         }
                         pos += 1;
                         run = pos;
@@ -512,7 +557,7 @@ impl DataDecoder {
                         if self.bare_fails() {
                             return Scan::Stopped(pos + 1);
                         }
-                        emit!('scan, DOT_CRLF, pos + 1);
+                        emit!('scan, Content::Inserted(DOT_CRLF), pos + 1);
                     }
                     // RFC 5321 §4.5.2: the first dot of a line with more on it is removed.
                     _ => self.state = State::Text,
@@ -526,13 +571,13 @@ impl DataDecoder {
                         }
                         // CRLF . CRLF without the first CRLF: a "." line of content.
                         self.state = State::LineStart { clean: true };
-                        emit!('scan, DOT_CRLF, pos + 1);
+                        emit!('scan, Content::Inserted(DOT_CRLF), pos + 1);
                     }
                     self.state = State::LineStart { clean: false };
                     if self.bare_fails() {
                         return Scan::Stopped(pos);
                     }
-                    emit!('scan, DOT_CRLF, pos);
+                    emit!('scan, Content::Inserted(DOT_CRLF), pos);
                 }
                 State::Cr => {
                     if input[pos] == b'\n' {
@@ -540,13 +585,13 @@ impl DataDecoder {
                         self.state = State::LineStart { clean: true };
                     } else {
                         if run < pos {
-                            emit!('scan, &input[run..pos], pos);
+                            emit!('scan, Content::Input(run..pos), pos);
                         }
                         self.state = State::LineStart { clean: false };
                         if self.bare_fails() {
                             return Scan::Stopped(pos);
                         }
-                        emit!('scan, LF, pos);
+                        emit!('scan, Content::Inserted(LF), pos);
                     }
                 }
                 State::Done => return Scan::End(0),
@@ -556,15 +601,15 @@ impl DataDecoder {
 
     /// Fails the message for a long line: its content ends at `cut`, the first octet over
     /// the limit, whatever the chunking. `data` is what comes before it.
-    fn cut<'a>(
+    fn cut(
         &mut self,
-        data: &'a [u8],
+        data: Range<usize>,
         cut: usize,
-        sink: &mut impl FnMut(&'a [u8]) -> bool,
+        sink: &mut impl FnMut(Content) -> bool,
     ) -> Scan {
         self.state = State::Text;
         self.check_long = false;
-        let _ = self.deliver(data, sink); // a size overrun there comes first
+        let _ = self.deliver(Content::Input(data), sink); // a size overrun there comes first
         if self.error.is_none() {
             self.fail(DataError::LineTooLong);
         }

@@ -36,7 +36,7 @@ mod stuffer;
 
 pub use bdat::{BdatDecoder, BdatStep};
 pub use body::{BodyInfo, BodyKind, BodyScanner, scan_body};
-pub use decoder::{BareLineEndings, DataDecoder, DecodeStatus, DecodeStep};
+pub use decoder::{BareLineEndings, Content, DataDecoder, DecodeStatus, DecodeStep};
 pub use normalize::{LineNormalizer, normalize_line_endings};
 pub use stuffer::{DotStuffer, EncodeError};
 

@@ -2,22 +2,13 @@
 //! chunks (RFC 3030), and asking the host about the message at its end (one decision per
 //! recipient in LMTP, RFC 2033 §4.2).
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 
-use crate::data::{DataError, DecodeStep};
+use crate::data::{Content, DecodeStep};
 use crate::reply::Reply;
 
 use super::state::{Next, Pending, Phase};
 use super::{AbortReason, Event, Server, replies};
-
-/// What one step of the DATA decoder asks for, detached from the input buffer.
-enum Body {
-    Slice(usize, usize, usize),
-    Copy(Bytes, usize),
-    Failed(DataError, usize),
-    More(usize),
-    Done(Result<(), DataError>, usize),
-}
 
 impl Server {
     /// The next piece of a DATA body; `None` when more input is needed.
@@ -28,51 +19,48 @@ impl Server {
         if self.inbuf.is_empty() {
             return None;
         }
-        let base = self.inbuf.as_ptr() as usize;
-        let end = base + self.inbuf.len();
-        let step = match decoder.decode(&self.inbuf) {
-            DecodeStep::Data { data, consumed } => {
-                // `data` is a slice of the buffer (zero-copy) or a constant CRLF.
-                let start = data.as_ptr() as usize;
-                if start >= base && start + data.len() <= end {
-                    Body::Slice(start - base, data.len(), consumed)
-                } else {
-                    Body::Copy(Bytes::copy_from_slice(data), consumed)
-                }
-            }
-            DecodeStep::Failed { error, consumed } => Body::Failed(error, consumed),
-            DecodeStep::NeedMore { consumed } => Body::More(consumed),
-            DecodeStep::Done { outcome, consumed } => Body::Done(outcome, consumed),
-        };
-        match step {
-            Body::Slice(offset, len, consumed) => {
+        match decoder.decode(&self.inbuf) {
+            DecodeStep::Data {
+                content: Content::Input(range),
+                consumed,
+            } => {
+                // Zero-copy: the content is a range of the buffer.
                 let mut taken = self.inbuf.split_to(consumed).freeze();
-                taken.truncate(offset + len);
-                self.event(Event::Body(taken.split_off(offset)));
+                taken.truncate(range.end);
+                self.event(Event::Body(taken.split_off(range.start)));
                 Some(Next::Stay)
             }
-            Body::Copy(chunk, consumed) => {
-                let _ = self.inbuf.split_to(consumed);
-                self.event(Event::Body(chunk));
+            DecodeStep::Data {
+                content: Content::Inserted(data),
+                consumed,
+            } => {
+                self.inbuf.advance(consumed);
+                self.event(Event::Body(Bytes::from_static(data)));
                 Some(Next::Stay)
             }
-            Body::Failed(error, consumed) => {
-                let _ = self.inbuf.split_to(consumed);
+            DecodeStep::Failed { error, consumed } => {
+                self.inbuf.advance(consumed);
                 self.event(Event::MessageAborted {
                     reason: AbortReason::Data(error),
                 });
                 Some(Next::Stay)
             }
-            Body::More(consumed) => {
-                let _ = self.inbuf.split_to(consumed);
+            DecodeStep::NeedMore { consumed } => {
+                self.inbuf.advance(consumed);
                 None
             }
-            Body::Done(Ok(()), consumed) => {
-                let _ = self.inbuf.split_to(consumed);
+            DecodeStep::Done {
+                outcome: Ok(()),
+                consumed,
+            } => {
+                self.inbuf.advance(consumed);
                 Some(self.ask_message())
             }
-            Body::Done(Err(error), consumed) => {
-                let _ = self.inbuf.split_to(consumed);
+            DecodeStep::Done {
+                outcome: Err(error),
+                consumed,
+            } => {
+                self.inbuf.advance(consumed);
                 // Already reported as MessageAborted by `Failed`.
                 self.refuse_message(&error.reply(), true);
                 Some(Next::Command)
