@@ -4,7 +4,7 @@
 
 use bytes::{Buf as _, Bytes};
 
-use crate::data::{Content, DecodeStep};
+use crate::data::{BdatStep, Content, DecodeStep};
 use crate::reply::Reply;
 
 use super::state::{Next, Pending, Phase};
@@ -73,32 +73,49 @@ impl Server {
         let Phase::Bdat(chunk) = &mut self.phase else {
             return None;
         };
-        if chunk.remaining > 0 {
-            if self.inbuf.is_empty() {
-                return None;
-            }
-            let n = usize::try_from(chunk.remaining)
-                .map_or(self.inbuf.len(), |r| r.min(self.inbuf.len()));
-            chunk.remaining -= n as u64;
-            let piece = self.inbuf.split_to(n).freeze();
-            if chunk.refusal.is_none() {
+        let decoder = match (&mut chunk.outside, &mut self.txn) {
+            (Some(outside), _) => outside,
+            (None, Some(txn)) => &mut txn.bdat,
+            (None, None) => return Some(Next::Command),
+        };
+        match decoder.decode(&self.inbuf) {
+            BdatStep::Data { consumed, .. } => {
+                // The content is the first `consumed` octets of the buffer: zero-copy.
+                let piece = self.inbuf.split_to(consumed).freeze();
                 self.event(Event::Body(piece));
+                Some(Next::Stay)
             }
-            return Some(Next::Stay);
+            BdatStep::NeedMore { consumed: 0 } => None,
+            BdatStep::NeedMore { consumed } => {
+                self.inbuf.advance(consumed);
+                Some(Next::Stay)
+            }
+            BdatStep::ChunkDone { consumed, .. } => {
+                // The command's LAST counts, refused or not (the decoder reads a refused
+                // chunk as one to drop).
+                let (last, refusal) = (chunk.last, chunk.refusal.take());
+                self.inbuf.advance(consumed);
+                Some(self.chunk_done(last, refusal))
+            }
+            BdatStep::Idle => Some(Next::Command),
         }
-        let last = chunk.last;
-        if let Some(refusal) = chunk.refusal.take() {
+    }
+
+    /// A BDAT chunk read to its end: refused, or the message's end, or `250` and the
+    /// next chunk.
+    fn chunk_done(&mut self, last: bool, refusal: Option<Reply>) -> Next {
+        if let Some(refusal) = refusal {
             // RFC 3030 §2: BDAT LAST ends the transaction, refused or not, as the final
             // dot of DATA does.
             self.refuse_message(&refusal, last);
-            return Some(Next::Command);
+            return Next::Command;
         }
         if last {
-            return Some(self.ask_message());
+            return self.ask_message();
         }
-        let size = self.txn.as_ref().map_or(0, |t| t.bdat_size);
+        let size = self.txn.as_ref().map_or(0, |t| t.bdat.size());
         self.send(replies::octets_received(size));
-        Some(Next::Command)
+        Next::Command
     }
 
     /// A message refused at its end (or a BDAT chunk refused): the reply, once, or in

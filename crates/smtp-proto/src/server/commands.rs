@@ -5,7 +5,7 @@ use bytes::Buf as _;
 
 use crate::address::{ForwardPath, ReversePath};
 use crate::command::{Command, Decoded, Verb};
-use crate::data::{DataDecoder, DataError};
+use crate::data::{BdatDecoder, DataDecoder};
 use crate::ehlo::Capabilities;
 use crate::error::CommandError;
 use crate::params::{BodyType, MailParams, RcptParams};
@@ -310,62 +310,63 @@ impl Server {
         }
         if let Some(r) = self.body_refusal(Verb::Bdat) {
             // RFC 3030 §2: the chunk is read and discarded, then refused.
-            if let Some(txn) = &mut self.txn {
-                let was_receiving = matches!(txn.chunks, Chunks::Receiving);
-                if txn.chunks.failure().is_none() {
-                    txn.chunks = Chunks::Failed {
-                        reply: r.clone(),
-                        started: was_receiving,
-                    };
-                }
-                if was_receiving {
-                    self.event(Event::MessageAborted {
-                        reason: AbortReason::Bdat,
-                    });
-                }
+            let Some(txn) = &mut self.txn else {
+                return Next::Bdat(Chunk {
+                    last,
+                    refusal: Some(r),
+                    outside: Some(BdatDecoder::discarding(size)),
+                });
+            };
+            txn.bdat.discard_chunk(size);
+            let was_receiving = matches!(txn.chunks, Chunks::Receiving);
+            if txn.chunks.failure().is_none() {
+                txn.chunks = Chunks::Failed {
+                    reply: r.clone(),
+                    started: was_receiving,
+                };
+            }
+            if was_receiving {
+                self.event(Event::MessageAborted {
+                    reason: AbortReason::Bdat,
+                });
             }
             return Next::Bdat(Chunk {
-                remaining: size,
                 last,
                 refusal: Some(r),
+                outside: None,
             });
         }
         let Some(txn) = &mut self.txn else {
             return Next::Command;
         };
-        let total = txn.bdat_size.saturating_add(size);
         let first = !txn.chunks.started();
         txn.chunks = Chunks::Receiving;
-        txn.bdat_size = total;
+        let started = txn.bdat.start_chunk(size, last);
         if first {
             self.event(Event::MessageStart);
         }
-        let over = self
-            .config
-            .limits
-            .max_message_size
-            .is_some_and(|max| total > max);
-        if over {
-            let r = DataError::SizeExceeded.reply();
-            if let Some(txn) = &mut self.txn {
-                txn.chunks = Chunks::Failed {
-                    reply: r.clone(),
-                    started: true,
-                };
+        // RFC 1870 with RFC 3030: over the limit, the chunk (and every later one) is
+        // read and discarded, then refused.
+        let refusal = match started {
+            Ok(()) => None,
+            Err(error) => {
+                let r = error.reply();
+                if let Some(txn) = &mut self.txn {
+                    txn.chunks = Chunks::Failed {
+                        reply: r.clone(),
+                        started: true,
+                    };
+                }
+                self.event(Event::MessageAborted {
+                    reason: AbortReason::Data(error),
+                });
+                Some(r)
             }
-            self.event(Event::MessageAborted {
-                reason: AbortReason::Data(DataError::SizeExceeded),
-            });
-            return Next::Bdat(Chunk {
-                remaining: size,
-                last,
-                refusal: Some(r),
-            });
-        }
+        };
         Next::Bdat(Chunk {
-            remaining: size,
             last,
-            refusal: None,
+            refusal,
+            outside: None,
         })
     }
 

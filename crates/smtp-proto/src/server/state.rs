@@ -7,7 +7,7 @@
 use crate::address::Host;
 use crate::address::{ForwardPath, ReversePath};
 use crate::command::Verb;
-use crate::data::DataDecoder;
+use crate::data::{BdatDecoder, DataDecoder};
 use crate::params::{BodyType, MailParams};
 use crate::reply::Reply;
 use crate::sasl::ServerExchange;
@@ -61,15 +61,16 @@ pub(super) enum Pending {
     Etrn,
 }
 
-/// A BDAT chunk being read (RFC 3030 §2).
+/// A BDAT chunk being read (RFC 3030 §2), through the transaction's [`BdatDecoder`].
 #[derive(Debug)]
 pub(super) struct Chunk {
-    /// Octets of the chunk still to read.
-    pub(super) remaining: u64,
-    /// `BDAT n LAST`.
+    /// `BDAT n LAST`: the message, or (refused) the transaction, ends with this chunk.
     pub(super) last: bool,
     /// The chunk is read and thrown away, then refused with this reply.
     pub(super) refusal: Option<Reply>,
+    /// A decoder of its own, that only discards, for a chunk refused outside any
+    /// transaction.
+    pub(super) outside: Option<BdatDecoder>,
 }
 
 /// An AUTH exchange between challenges (RFC 4954 §4).
@@ -122,13 +123,17 @@ pub(super) struct Transaction {
     pub(super) rcpt_attempts: usize,
     /// RCPT commands refused for being over the recipient limit.
     pub(super) overshoot: usize,
-    /// Octets received in BDAT chunks so far.
-    pub(super) bdat_size: u64,
+    /// Counts out the BDAT chunks of the message, within its size limit.
+    pub(super) bdat: BdatDecoder,
     pub(super) chunks: Chunks,
 }
 
 impl Transaction {
-    pub(super) fn new(from: ReversePath<'static>, params: &MailParams<'static>) -> Transaction {
+    pub(super) fn new(
+        from: ReversePath<'static>,
+        params: &MailParams<'static>,
+        max_size: Option<u64>,
+    ) -> Transaction {
         Transaction {
             from,
             body: params.body,
@@ -136,7 +141,7 @@ impl Transaction {
             recipients: Vec::new(),
             rcpt_attempts: 0,
             overshoot: 0,
-            bdat_size: 0,
+            bdat: BdatDecoder::new(max_size),
             chunks: Chunks::None,
         }
     }

@@ -75,7 +75,8 @@ impl Server {
             }
             Pending::Mail { from, params } => {
                 if accepted {
-                    self.txn = Some(Transaction::new(from, &params));
+                    let max = self.config.limits.max_message_size;
+                    self.txn = Some(Transaction::new(from, &params, max));
                 }
                 self.send(custom.unwrap_or(replies::MAIL_OK));
                 Next::Command
