@@ -83,6 +83,65 @@ impl Content {
     }
 }
 
+/// How the scan names a piece of content: as a slice for [`DataDecoder::decode_with`]
+/// (straight to its sink, nothing in between), as a [`Content`] for
+/// [`DataDecoder::decode`]. The scan is written once for both.
+trait Pieces<'a> {
+    type Piece;
+    /// `input[range]`, of the input being scanned.
+    fn input(&self, range: Range<usize>) -> Self::Piece;
+    /// Octets the decoder puts in.
+    fn inserted(&self, data: &'static [u8]) -> Self::Piece;
+    fn len(piece: &Self::Piece) -> usize;
+    /// The first `n` octets of `piece`.
+    fn keep(piece: Self::Piece, n: usize) -> Self::Piece;
+}
+
+/// Pieces as slices of the input.
+struct Slices<'a>(&'a [u8]);
+
+impl<'a> Pieces<'a> for Slices<'a> {
+    type Piece = &'a [u8];
+    #[inline(always)]
+    fn input(&self, range: Range<usize>) -> &'a [u8] {
+        &self.0[range]
+    }
+    #[inline(always)]
+    fn inserted(&self, data: &'static [u8]) -> &'a [u8] {
+        data
+    }
+    #[inline(always)]
+    fn len(piece: &&'a [u8]) -> usize {
+        piece.len()
+    }
+    #[inline(always)]
+    fn keep(piece: &'a [u8], n: usize) -> &'a [u8] {
+        &piece[..n]
+    }
+}
+
+/// Pieces as [`Content`]: where they are.
+struct Ranges;
+
+impl Pieces<'_> for Ranges {
+    type Piece = Content;
+    fn input(&self, range: Range<usize>) -> Content {
+        Content::Input(range)
+    }
+    fn inserted(&self, data: &'static [u8]) -> Content {
+        Content::Inserted(data)
+    }
+    fn len(piece: &Content) -> usize {
+        piece.len()
+    }
+    fn keep(piece: Content, n: usize) -> Content {
+        match piece {
+            Content::Input(range) => Content::Input(range.start..range.start + n),
+            Content::Inserted(data) => Content::Inserted(&data[..n]),
+        }
+    }
+}
+
 /// One step of [`DataDecoder::decode`]. Every variant says how many octets of the input it
 /// used ([`consumed`](Self::consumed)); the caller drops them and calls again with the rest.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -322,7 +381,7 @@ impl DataDecoder {
             return step;
         }
         let mut got = None;
-        match self.scan(input, &mut |content| {
+        match self.scan(input, &Ranges, &mut |content| {
             got = Some(content);
             false
         }) {
@@ -360,8 +419,8 @@ impl DataDecoder {
                 };
             }
             let rest = &input[off..];
-            match self.scan(rest, &mut |content| {
-                sink(content.of(rest));
+            match self.scan(rest, &Slices(rest), &mut |data| {
+                sink(data);
                 true
             }) {
                 Scan::Stopped(n) | Scan::End(n) => off += n,
@@ -405,26 +464,26 @@ impl DataDecoder {
     /// Hands content to `sink`, unless the message has failed, cutting it at the size
     /// limit. Returns whether to go on scanning.
     #[inline(always)]
-    fn deliver(&mut self, content: Content, sink: &mut impl FnMut(Content) -> bool) -> bool {
+    fn deliver<'a, P: Pieces<'a>>(
+        &mut self,
+        piece: P::Piece,
+        sink: &mut impl FnMut(P::Piece) -> bool,
+    ) -> bool {
         if self.error.is_some() {
             return true; // reading to the end of data only
         }
-        let mut content = content;
-        let len = content.len() as u64;
+        let mut piece = piece;
+        let len = P::len(&piece) as u64;
         match self.max_size {
             Some(max) if len > max - self.size => {
                 // `max - size < len <= usize::MAX`, so the cast is exact.
-                let keep = (max - self.size) as usize;
-                content = match content {
-                    Content::Input(range) => Content::Input(range.start..range.start + keep),
-                    Content::Inserted(data) => Content::Inserted(&data[..keep]),
-                };
+                piece = P::keep(piece, (max - self.size) as usize);
                 self.size = max;
                 self.fail(DataError::SizeExceeded);
             }
             _ => self.size += len,
         }
-        let go = content.is_empty() || sink(content);
+        let go = P::len(&piece) == 0 || sink(piece);
         go && !self.fail_pending
     }
 
@@ -455,7 +514,12 @@ impl DataDecoder {
     ///
     /// Invariant at the top of the loop: `input[run..pos]` is content not yet delivered,
     /// and `self.state` describes position `pos`.
-    fn scan(&mut self, input: &[u8], sink: &mut impl FnMut(Content) -> bool) -> Scan {
+    fn scan<'a, P: Pieces<'a>>(
+        &mut self,
+        input: &[u8],
+        pieces: &P,
+        sink: &mut impl FnMut(P::Piece) -> bool,
+    ) -> Scan {
         let len = input.len();
         let mut pos = 0;
         let mut run = 0;
@@ -464,7 +528,7 @@ impl DataDecoder {
         macro_rules! emit {
             ($scan:lifetime, $data:expr, $next:expr) => {{
                 let next = $next;
-                if !self.deliver($data, sink) {
+                if !self.deliver::<P>($data, sink) {
                     return Scan::Stopped(next);
                 }
                 pos = next;
@@ -475,7 +539,7 @@ impl DataDecoder {
         'scan: loop {
             if pos == len {
                 if run < len {
-                    emit!('scan, Content::Input(run..len), len);
+                    emit!('scan, pieces.input(run..len), len);
                 }
                 return Scan::Need;
             }
@@ -487,27 +551,27 @@ impl DataDecoder {
                         if self.check_long
                             && let Some(cut) = self.measure(pos, len - pos)
                         {
-                            return self.cut(run..cut, cut, sink);
+                            return self.cut(pieces, run..cut, cut, sink);
                         }
-                        emit!('scan, Content::Input(run..len), len);
+                        emit!('scan, pieces.input(run..len), len);
                     };
                     let p = pos + i;
                     if self.check_long {
                         if let Some(cut) = self.measure(pos, i) {
-                            return self.cut(run..cut, cut, sink);
+                            return self.cut(pieces, run..cut, cut, sink);
                         }
                         self.line_len = 0;
                     }
                     if input[p] == b'\n' {
                         // An LF without a CR before it (the CR of a CRLF takes its LF along).
                         if run < p {
-                            emit!('scan, Content::Input(run..p), p); // the LF comes next time round
+                            emit!('scan, pieces.input(run..p), p); // the LF comes next time round
                         }
                         self.state = State::LineStart { clean: false };
                         if self.bare_fails() {
                             return Scan::Stopped(p + 1);
                         }
-                        emit!('scan, Content::Inserted(CRLF), p + 1);
+                        emit!('scan, pieces.inserted(CRLF), p + 1);
                     }
                     if input.get(p + 1) == Some(&b'\n') {
                         pos = p + 2;
@@ -518,7 +582,7 @@ impl DataDecoder {
                             Some(_)
                                 if !matches!(input.get(pos + 1), None | Some(b'\r' | b'\n')) =>
                             {
-                                emit!('scan, Content::Input(run..pos), pos + 1);
+                                emit!('scan, pieces.input(run..pos), pos + 1);
                             }
                             _ => {
                                 self.state = State::LineStart { clean: true };
@@ -536,7 +600,7 @@ impl DataDecoder {
                     if input[pos] == b'.' {
                         self.state = State::Dot { clean };
                         if run < pos {
-                            emit!('scan, Content::Input(run..pos), pos + 1);
+                            emit!('scan, pieces.input(run..pos), pos + 1);
                         }
                         pos += 1;
                         run = pos;
@@ -557,7 +621,7 @@ impl DataDecoder {
                         if self.bare_fails() {
                             return Scan::Stopped(pos + 1);
                         }
-                        emit!('scan, Content::Inserted(DOT_CRLF), pos + 1);
+                        emit!('scan, pieces.inserted(DOT_CRLF), pos + 1);
                     }
                     // RFC 5321 §4.5.2: the first dot of a line with more on it is removed.
                     _ => self.state = State::Text,
@@ -571,13 +635,13 @@ impl DataDecoder {
                         }
                         // CRLF . CRLF without the first CRLF: a "." line of content.
                         self.state = State::LineStart { clean: true };
-                        emit!('scan, Content::Inserted(DOT_CRLF), pos + 1);
+                        emit!('scan, pieces.inserted(DOT_CRLF), pos + 1);
                     }
                     self.state = State::LineStart { clean: false };
                     if self.bare_fails() {
                         return Scan::Stopped(pos);
                     }
-                    emit!('scan, Content::Inserted(DOT_CRLF), pos);
+                    emit!('scan, pieces.inserted(DOT_CRLF), pos);
                 }
                 State::Cr => {
                     if input[pos] == b'\n' {
@@ -585,13 +649,13 @@ impl DataDecoder {
                         self.state = State::LineStart { clean: true };
                     } else {
                         if run < pos {
-                            emit!('scan, Content::Input(run..pos), pos);
+                            emit!('scan, pieces.input(run..pos), pos);
                         }
                         self.state = State::LineStart { clean: false };
                         if self.bare_fails() {
                             return Scan::Stopped(pos);
                         }
-                        emit!('scan, Content::Inserted(LF), pos);
+                        emit!('scan, pieces.inserted(LF), pos);
                     }
                 }
                 State::Done => return Scan::End(0),
@@ -601,15 +665,16 @@ impl DataDecoder {
 
     /// Fails the message for a long line: its content ends at `cut`, the first octet over
     /// the limit, whatever the chunking. `data` is what comes before it.
-    fn cut(
+    fn cut<'a, P: Pieces<'a>>(
         &mut self,
+        pieces: &P,
         data: Range<usize>,
         cut: usize,
-        sink: &mut impl FnMut(Content) -> bool,
+        sink: &mut impl FnMut(P::Piece) -> bool,
     ) -> Scan {
         self.state = State::Text;
         self.check_long = false;
-        let _ = self.deliver(Content::Input(data), sink); // a size overrun there comes first
+        let _ = self.deliver::<P>(pieces.input(data), sink); // a size overrun there comes first
         if self.error.is_none() {
             self.fail(DataError::LineTooLong);
         }
