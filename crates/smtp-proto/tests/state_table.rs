@@ -20,8 +20,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smtp_proto::Reply;
+use smtp_proto::client::{
+    Client, ClientConfig, ClientError, ClientEvent, ClientOutput, Envelope, MessageOutcome,
+    Recipient, StartTls,
+};
+use smtp_proto::sasl::{ClientCredentials, Mechanism};
 use smtp_proto::server::{Event, Output, PeerInfo, Server, ServerConfig, State};
+use smtp_proto::{BodyType, ForwardPath, Mailbox, Reply, ReversePath};
 
 const HOST: &str = "mx.example.org";
 
@@ -1261,4 +1266,695 @@ fn server_phases() {
         s.server.poll_output(),
         Output::Wait { read: false, .. }
     ));
+}
+
+// ---- the client ------------------------------------------------------------------------
+
+/// A client session, what it did since [`Cl::mark`].
+struct Cl {
+    client: Client,
+    now: Instant,
+    sent: String,
+    events: Vec<ClientEvent>,
+    outputs: Vec<String>,
+    /// Answer `BodyWanted` at once with a short body.
+    auto_body: bool,
+}
+
+const EHLO_PIPE: &str = "250-mx.example.org\r\n250-PIPELINING\r\n250 SIZE 1000\r\n";
+const EHLO_PLAIN: &str = "250 mx.example.org\r\n";
+const EHLO_CHUNK: &str = "250-mx.example.org\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+
+/// Client events whose names a row may give.
+const CLIENT_EVENTS: [&str; 7] = [
+    "Connected",
+    "Capabilities",
+    "TlsEstablished",
+    "Authenticated",
+    "Ready",
+    "BodyWanted",
+    "MessageDone",
+];
+
+/// Commands a row may say the client sends (and the AUTH cancellation, and the dot).
+const CLIENT_COMMANDS: [&str; 13] = [
+    "EHLO", "LHLO", "HELO", "STARTTLS", "AUTH", "RSET", "MAIL", "RCPT", "DATA", "BDAT", "QUIT",
+    ".", "*",
+];
+
+fn envelope(to: &[&str]) -> Envelope {
+    Envelope::new(
+        ReversePath::Mailbox(Mailbox::parse("a@example.org").unwrap().into_owned()),
+        to.iter()
+            .map(|t| {
+                Recipient::new(ForwardPath::Mailbox(
+                    Mailbox::parse(t).unwrap().into_owned(),
+                ))
+            })
+            .collect(),
+    )
+}
+
+impl Cl {
+    /// A session before its greeting.
+    fn with(f: impl FnOnce(&mut ClientConfig)) -> Cl {
+        let mut c = ClientConfig::new("client.example").unwrap();
+        f(&mut c);
+        let now = Instant::now();
+        let mut cl = Cl {
+            client: Client::new(Arc::new(c), false, now),
+            now,
+            sent: String::new(),
+            events: Vec::new(),
+            outputs: Vec::new(),
+            auto_body: true,
+        };
+        cl.drain();
+        cl
+    }
+
+    fn new() -> Cl {
+        Cl::with(|_| {})
+    }
+
+    /// Greeted, and `ehlo` answered.
+    fn ready(f: impl FnOnce(&mut ClientConfig), ehlo: &str) -> Cl {
+        let mut c = Cl::with(f);
+        c.server("220 mx.example.org ESMTP\r\n");
+        c.server(ehlo);
+        c
+    }
+
+    fn drain(&mut self) {
+        loop {
+            match self.client.poll_output() {
+                ClientOutput::Transmit(b) => self.sent.push_str(&String::from_utf8_lossy(&b)),
+                ClientOutput::Event(e) => {
+                    let wanted = matches!(e, ClientEvent::BodyWanted { .. });
+                    self.events.push(e);
+                    if wanted && self.auto_body {
+                        self.client.send_body(b"hello\r\n").unwrap();
+                        self.client.end_body().unwrap();
+                    }
+                }
+                ClientOutput::StartTls => self.outputs.push("Output::StartTls".into()),
+                ClientOutput::Close => self.outputs.push("Output::Close".into()),
+                ClientOutput::Wait { .. } => break,
+            }
+        }
+    }
+
+    /// The server says `text`.
+    fn server(&mut self, text: &str) {
+        self.client.handle_input(text.as_bytes(), self.now);
+        self.drain();
+    }
+
+    fn send(&mut self, env: Envelope) {
+        self.client.send_mail(env).unwrap();
+        self.drain();
+    }
+
+    fn mark(mut self) -> Cl {
+        self.sent.clear();
+        self.events.clear();
+        self.outputs.clear();
+        self
+    }
+
+    fn outcomes(&self) -> impl Iterator<Item = &MessageOutcome> {
+        self.events.iter().filter_map(|e| match e {
+            ClientEvent::MessageDone(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    fn failure(&self) -> Option<&ClientError> {
+        self.events.iter().find_map(|e| match e {
+            ClientEvent::Failed(err) => Some(err),
+            _ => None,
+        })
+    }
+
+    fn sent_lines(&self) -> Vec<&str> {
+        self.sent.split("\r\n").filter(|l| !l.is_empty()).collect()
+    }
+}
+
+fn check_client_row(row: &Row, c: &Cl) {
+    let key = &row.key;
+    let [_waiting, _reply, action] = &row.cells[..] else {
+        panic!("{key}: expected 3 cells after the key, got {:?}", row.cells);
+    };
+    let context = || {
+        format!(
+            "{key}: sent {:?}, events {:?}, outputs {:?}",
+            c.sent, c.events, c.outputs
+        )
+    };
+    let names: Vec<String> = c
+        .events
+        .iter()
+        .map(|e| {
+            let name = format!("{e:?}");
+            name.split([' ', '(', '{']).next().unwrap_or("").to_owned()
+        })
+        .collect();
+    let lines = c.sent_lines();
+    for t in ticked(action) {
+        if let Some(error) = t.strip_prefix("Failed(").and_then(|t| t.strip_suffix(')')) {
+            let failed = c.failure().map(|e| format!("{e:?}")).unwrap_or_default();
+            assert!(
+                failed.starts_with(error),
+                "{key}: not Failed({error}); {}",
+                context()
+            );
+        } else if CLIENT_EVENTS.contains(&t) {
+            assert!(names.iter().any(|n| n == t), "{key}: no {t}; {}", context());
+        } else if t.starts_with("Output::") {
+            assert!(
+                c.outputs.iter().any(|o| o == t),
+                "{key}: no {t}; {}",
+                context()
+            );
+        } else if let Some(status) = t.strip_prefix("DeliveryStatus::") {
+            assert!(
+                c.outcomes().any(|o| format!("{:?}", o.status) == status),
+                "{key}: no message {t}; {}",
+                context()
+            );
+        } else if let Some(status) = t.strip_prefix("RecipientStatus::") {
+            assert!(
+                c.outcomes()
+                    .flat_map(|o| &o.recipients)
+                    .any(|r| format!("{:?}", r.status) == status),
+                "{key}: no recipient {t}; {}",
+                context()
+            );
+        } else {
+            let word = t.split(' ').next().unwrap_or("");
+            if CLIENT_COMMANDS.contains(&word) {
+                let sent = lines.iter().any(|l| match word {
+                    "." | "*" => *l == word,
+                    _ => l.starts_with(word),
+                });
+                assert!(sent, "{key}: `{word}` not sent; {}", context());
+            }
+        }
+    }
+}
+
+type ClientCase = (&'static str, fn() -> Cl);
+
+fn client_case(key: &'static str, run: fn() -> Cl) -> ClientCase {
+    (key, run)
+}
+
+fn no_quit(c: &Cl) {
+    assert!(!c.sent.contains("QUIT"), "{}", c.sent);
+}
+
+fn cleartext_auth(c: &mut ClientConfig) {
+    c.credentials = Some(ClientCredentials::password("bob", "secret"));
+    c.allow_cleartext_auth = true;
+}
+
+fn no_pipelining(c: &mut ClientConfig) {
+    c.pipelining = false;
+}
+
+fn client_cases() -> Vec<ClientCase> {
+    vec![
+        client_case("C-greeting", || {
+            let mut c = Cl::new().mark();
+            c.server("220 mx.example.org ESMTP\r\n");
+            c
+        }),
+        client_case("C-greeting-refused", || {
+            let mut c = Cl::new();
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.server("554 5.3.2 No service here\r\n");
+            assert!(
+                c.failure()
+                    .unwrap()
+                    .to_string()
+                    .starts_with("greeting refused")
+            );
+            c
+        }),
+        client_case("C-greeting-unexpected", || {
+            let mut c = Cl::new().mark();
+            c.server("250 hello\r\n");
+            assert!(
+                c.failure()
+                    .unwrap()
+                    .to_string()
+                    .starts_with("unexpected greeting")
+            );
+            c
+        }),
+        client_case("C-421", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.server("421 4.3.2 Shutting down\r\n");
+            no_quit(&c);
+            c
+        }),
+        client_case("C-unsolicited", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE).mark();
+            c.server("250 what\r\n");
+            no_quit(&c);
+            c
+        }),
+        client_case("C-malformed", || {
+            let mut c = Cl::new().mark();
+            c.server("2x0 what\r\n");
+            no_quit(&c);
+            c
+        }),
+        client_case("C-ehlo-2xx", || {
+            let mut c = Cl::new();
+            c.server("220 mx.example.org ESMTP\r\n");
+            let mut c = c.mark();
+            c.server(EHLO_PIPE);
+            assert!(c.client.capabilities().unwrap().pipelining);
+            c
+        }),
+        client_case("C-ehlo-code-only", || {
+            let mut c = Cl::new();
+            c.server("220 mx.example.org ESMTP\r\n");
+            let mut c = c.mark();
+            c.server("250\r\n");
+            assert!(!c.client.capabilities().unwrap().pipelining);
+            c
+        }),
+        client_case("C-ehlo-starttls", || {
+            let mut c = Cl::new();
+            c.server("220 mx.example.org ESMTP\r\n");
+            let mut c = c.mark();
+            c.server("250-mx.example.org\r\n250 STARTTLS\r\n");
+            c
+        }),
+        client_case("C-ehlo-tls-unavailable", || {
+            let mut c = Cl::with(|c| c.starttls = StartTls::Required);
+            c.server("220 mx.example.org ESMTP\r\n");
+            let mut c = c.mark();
+            c.server(EHLO_PIPE);
+            c
+        }),
+        client_case("C-ehlo-helo", || {
+            let mut c = Cl::new();
+            c.server("220 mx.example.org ESMTP\r\n");
+            let mut c = c.mark();
+            c.server("502 5.5.1 Error: command not implemented\r\n");
+            c
+        }),
+        client_case("C-ehlo-refused", || {
+            let mut c = Cl::with(|c| c.lmtp = true);
+            c.server("220 mx.example.org LMTP\r\n");
+            let mut c = c.mark();
+            c.server("500 5.5.2 Error: command not recognized\r\n");
+            c
+        }),
+        client_case("C-helo-2xx", || {
+            let mut c = Cl::new();
+            c.server("220 mx.example.org ESMTP\r\n");
+            c.server("502 5.5.1 Error: command not implemented\r\n");
+            let mut c = c.mark();
+            c.server("250 mx.example.org\r\n");
+            c
+        }),
+        client_case("C-helo-refused", || {
+            let mut c = Cl::new();
+            c.server("220 mx.example.org ESMTP\r\n");
+            c.server("502 5.5.1 Error: command not implemented\r\n");
+            let mut c = c.mark();
+            c.server("550 5.7.1 Go away\r\n");
+            c
+        }),
+        client_case("C-starttls-220", || {
+            let mut c = Cl::ready(|_| {}, "250-mx.example.org\r\n250 STARTTLS\r\n").mark();
+            c.server("220 2.0.0 Ready to start TLS\r\n");
+            let handshake = c.client.config().timeouts.tls_handshake;
+            assert_eq!(c.client.deadline(), Some(c.now + handshake));
+            c
+        }),
+        client_case("C-starttls-injection", || {
+            let mut c = Cl::ready(|_| {}, "250-mx.example.org\r\n250 STARTTLS\r\n").mark();
+            c.server("220 2.0.0 Ready to start TLS\r\n250 AUTH PLAIN\r\n");
+            assert!(c.outputs.iter().all(|o| o != "Output::StartTls"));
+            no_quit(&c);
+            c
+        }),
+        client_case("C-starttls-required", || {
+            let mut c = Cl::ready(
+                |c| c.starttls = StartTls::Required,
+                "250-mx.example.org\r\n250 STARTTLS\r\n",
+            )
+            .mark();
+            c.server("454 4.7.0 TLS not available\r\n");
+            c
+        }),
+        client_case("C-starttls-opportunistic", || {
+            let mut c = Cl::ready(|_| {}, "250-mx.example.org\r\n250 STARTTLS\r\n").mark();
+            c.server("454 4.7.0 TLS not available\r\n");
+            c
+        }),
+        client_case("C-tls-bytes", || {
+            let mut c = Cl::ready(|_| {}, "250-mx.example.org\r\n250 STARTTLS\r\n");
+            c.server("220 2.0.0 Ready to start TLS\r\n");
+            let mut c = c.mark();
+            c.server("250 fake\r\n");
+            no_quit(&c);
+            c
+        }),
+        client_case("C-tls-established", || {
+            let mut c = Cl::ready(|_| {}, "250-mx.example.org\r\n250 STARTTLS\r\n");
+            c.server("220 2.0.0 Ready to start TLS\r\n");
+            let mut c = c.mark();
+            c.client.handle_tls_established(c.now);
+            c.drain();
+            assert!(c.client.capabilities().is_none() && c.client.is_tls());
+            c
+        }),
+        client_case("C-auth-start", || {
+            let mut c = Cl::with(cleartext_auth);
+            c.server("220 mx.example.org ESMTP\r\n");
+            let mut c = c.mark();
+            c.server("250-mx.example.org\r\n250 AUTH PLAIN LOGIN\r\n");
+            c
+        }),
+        client_case("C-auth-unavailable", || {
+            let mut c = Cl::with(|c| {
+                c.credentials = Some(ClientCredentials::password("bob", "secret"));
+            });
+            c.server("220 mx.example.org ESMTP\r\n");
+            let mut c = c.mark();
+            c.server("250-mx.example.org\r\n250 AUTH PLAIN LOGIN\r\n");
+            c
+        }),
+        client_case("C-auth-334", || {
+            let login = |c: &mut ClientConfig| {
+                cleartext_auth(c);
+                c.mechanism = Some(Mechanism::Login);
+            };
+            let mut c = Cl::ready(login, "250-mx.example.org\r\n250 AUTH LOGIN\r\n").mark();
+            c.server("334 VXNlcm5hbWU6\r\n");
+            assert_eq!(c.sent, "Ym9i\r\n");
+            c
+        }),
+        client_case("C-auth-334-bad", || {
+            let login = |c: &mut ClientConfig| {
+                cleartext_auth(c);
+                c.mechanism = Some(Mechanism::Login);
+            };
+            let mut c = Cl::ready(login, "250-mx.example.org\r\n250 AUTH LOGIN\r\n").mark();
+            c.server("334 !!!\r\n");
+            c
+        }),
+        client_case("C-auth-235", || {
+            let mut c =
+                Cl::ready(cleartext_auth, "250-mx.example.org\r\n250 AUTH PLAIN\r\n").mark();
+            c.server("235 2.7.0 Authentication successful\r\n");
+            c
+        }),
+        client_case("C-auth-refused", || {
+            let mut c = Cl::ready(cleartext_auth, "250-mx.example.org\r\n250 AUTH PLAIN\r\n");
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.server("535 5.7.8 Authentication credentials invalid\r\n");
+            c
+        }),
+        client_case("C-send", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE).mark();
+            c.client.send_mail(envelope(&["b@example.org"])).unwrap();
+            match c.client.poll_output() {
+                ClientOutput::Transmit(b) => assert_eq!(
+                    &b[..],
+                    b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+                ),
+                other => panic!("{other:?}"),
+            }
+            c.sent = "MAIL\r\nRCPT\r\nDATA\r\n".into();
+            c.drain();
+            c
+        }),
+        client_case("C-send-one-by-one", || {
+            let mut c = Cl::ready(no_pipelining, EHLO_PIPE).mark();
+            c.send(envelope(&["b@example.org"]));
+            assert_eq!(c.sent, "MAIL FROM:<a@example.org>\r\n");
+            c
+        }),
+        client_case("C-send-rset", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PLAIN);
+            c.send(envelope(&["b@example.org"]));
+            c.send(envelope(&["c@example.org"]));
+            c.server("250 2.1.0 Ok\r\n");
+            let mut c = c.mark();
+            c.server("550 5.1.1 No such user\r\n");
+            assert_eq!(c.sent, "RSET\r\n");
+            c
+        }),
+        client_case("C-refuse-no-rcpt", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE).mark();
+            c.send(envelope(&[]));
+            assert!(c.sent.is_empty());
+            c
+        }),
+        client_case("C-refuse-size", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE).mark();
+            let mut env = envelope(&["b@example.org"]);
+            env.size = Some(2000);
+            c.send(env);
+            assert!(c.sent.is_empty());
+            c
+        }),
+        client_case("C-refuse-utf8", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE).mark();
+            c.send(envelope(&["bé@example.org"]));
+            assert!(c.sent.is_empty());
+            c
+        }),
+        client_case("C-refuse-binary", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE).mark();
+            let mut env = envelope(&["b@example.org"]);
+            env.body = BodyType::BinaryMime;
+            c.send(env);
+            assert!(c.sent.is_empty());
+            c
+        }),
+        client_case("C-refuse-requiretls", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE).mark();
+            let mut env = envelope(&["b@example.org"]);
+            env.requiretls = true;
+            c.send(env);
+            assert!(c.sent.is_empty());
+            c
+        }),
+        client_case("C-mail-2xx", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PLAIN);
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.server("250 2.1.0 Ok\r\n");
+            c
+        }),
+        client_case("C-mail-refused", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.server("550 5.7.1 Sender refused\r\n");
+            c.server("503 5.5.1 Error: need MAIL command\r\n");
+            c.server("503 5.5.1 Error: need MAIL command\r\n");
+            assert!(c.failure().is_none());
+            c
+        }),
+        client_case("C-rcpt-next", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PLAIN);
+            c.send(envelope(&["b@example.org", "c@example.org"]));
+            c.server("250 2.1.0 Ok\r\n");
+            let mut c = c.mark();
+            c.server("250 2.1.5 Ok\r\n");
+            assert_eq!(c.sent, "RCPT TO:<c@example.org>\r\n");
+            c
+        }),
+        client_case("C-rcpt-data", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PLAIN);
+            c.send(envelope(&["b@example.org"]));
+            c.server("250 2.1.0 Ok\r\n");
+            let mut c = c.mark();
+            c.server("250 2.1.5 Ok\r\n");
+            c
+        }),
+        client_case("C-rcpt-temporary", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PLAIN);
+            c.send(envelope(&["b@example.org", "c@example.org"]));
+            c.server("250 2.1.0 Ok\r\n");
+            c.server("250 2.1.5 Ok\r\n");
+            let mut c = c.mark();
+            c.server("552 5.2.2 Mailbox full\r\n");
+            c.server("354 End data with <CR><LF>.<CR><LF>\r\n");
+            c.server("250 2.0.0 Ok: queued\r\n");
+            c
+        }),
+        client_case("C-rcpt-none", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.server("250 2.1.0 Ok\r\n550 5.1.1 No such user\r\n");
+            assert_eq!(c.outcomes().count(), 0, "the DATA reply is still due");
+            c.server("554 5.5.1 Error: no valid recipients\r\n");
+            assert!(
+                !c.events
+                    .iter()
+                    .any(|e| matches!(e, ClientEvent::BodyWanted { .. }))
+            );
+            c
+        }),
+        client_case("C-bdat", || {
+            let mut c = Cl::ready(|_| {}, EHLO_CHUNK);
+            c.auto_body = false;
+            c.send(envelope(&["b@example.org"]));
+            assert!(!c.sent.contains("DATA"), "{}", c.sent);
+            let mut c = c.mark();
+            c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+            c.client.send_body(b"hello\r\n").unwrap();
+            c.client.send_body(b"world\r\n").unwrap();
+            c.client.end_body().unwrap();
+            c.drain();
+            assert_eq!(c.sent, "BDAT 7\r\nhello\r\nBDAT 7 LAST\r\nworld\r\n");
+            c
+        }),
+        client_case("C-data-354", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.auto_body = false;
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n");
+            c
+        }),
+        client_case("C-data-354-none", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.server("250 2.1.0 Ok\r\n550 5.1.1 No such user\r\n354 Go ahead\r\n");
+            assert_eq!(c.sent, ".\r\n");
+            c.server("554 5.5.1 Error: no valid recipients\r\n");
+            assert!(c.failure().is_none());
+            c
+        }),
+        client_case("C-data-refused", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n451 4.3.0 Try later\r\n");
+            c
+        }),
+        client_case("C-data-other", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 Ok\r\n");
+            no_quit(&c);
+            c
+        }),
+        client_case("C-bdat-refused", || {
+            let mut c = Cl::ready(|_| {}, EHLO_CHUNK);
+            c.auto_body = false;
+            c.send(envelope(&["b@example.org"]));
+            c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+            c.client.send_body(b"hello\r\n").unwrap();
+            c.client.send_body(b"world\r\n").unwrap();
+            c.drain();
+            let mut c = c.mark();
+            c.server("554 5.6.0 Refused\r\n");
+            c.client.send_body(b"more\r\n").unwrap();
+            c.client.end_body().unwrap();
+            c.drain();
+            assert!(c.sent.is_empty(), "{}", c.sent);
+            c
+        }),
+        client_case("C-final", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n");
+            let mut c = c.mark();
+            c.server("250 2.0.0 Ok: queued\r\n");
+            c
+        }),
+        client_case("C-final-lmtp", || {
+            let mut c = Cl::ready(|c| c.lmtp = true, EHLO_PIPE);
+            c.send(envelope(&["b@example.org", "c@example.org"]));
+            c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n");
+            let mut c = c.mark();
+            c.server("250 2.0.0 Ok: delivered to b\r\n");
+            assert_eq!(c.outcomes().count(), 0, "one reply per recipient");
+            c
+        }),
+        client_case("C-lmtp-final", || {
+            let mut c = Cl::ready(|c| c.lmtp = true, EHLO_PIPE);
+            c.send(envelope(&["b@example.org", "c@example.org"]));
+            c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n");
+            c.server("250 2.0.0 Ok: delivered to b\r\n");
+            let mut c = c.mark();
+            c.server("452 4.2.2 Mailbox full\r\n");
+            c
+        }),
+        client_case("C-quit", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.client.quit();
+            c.drain();
+            let mut c = c.mark();
+            c.server("221 2.0.0 Bye\r\n");
+            c
+        }),
+        client_case("C-timeout-final", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n");
+            let mut c = c.mark();
+            c.client.handle_timeout(c.now + Duration::from_secs(3600));
+            c.drain();
+            c
+        }),
+        client_case("C-timeout", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.client.handle_timeout(c.now + Duration::from_secs(3600));
+            c.drain();
+            c
+        }),
+        client_case("C-eof-final", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            c.server("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 Go ahead\r\n");
+            let mut c = c.mark();
+            c.client.handle_eof(c.now);
+            c.drain();
+            c
+        }),
+        client_case("C-eof", || {
+            let mut c = Cl::ready(|_| {}, EHLO_PIPE);
+            c.send(envelope(&["b@example.org"]));
+            let mut c = c.mark();
+            c.client.handle_eof(c.now);
+            c.drain();
+            c
+        }),
+    ]
+}
+
+#[test]
+fn client_transitions() {
+    let doc = doc();
+    let rows = table(&doc, "Client", "Transitions");
+    let cases = client_cases();
+    check_keys(&rows, &cases, "client transitions");
+    let by_key: BTreeMap<_, _> = cases.into_iter().collect();
+    for row in &rows {
+        let c = by_key[row.key.as_str()]();
+        check_client_row(row, &c);
+    }
 }
