@@ -12,7 +12,10 @@
 //! - the server was in the row's phase before the input and is in its `next` phase after;
 //! - for the client, every `ClientEvent` (`Connected`, `Failed(Greeting)`, ...), command
 //!   (`EHLO`, `QUIT`, ...) and status (`DeliveryStatus::Temporary`, ...) named in
-//!   backticks happened.
+//!   backticks happened, and the reply the client was waiting for is the row's (read
+//!   from its `Debug`: the queue of expected replies is private);
+//! - for the server's phases, `poll_output` waits with the row's deadline and reads
+//!   input as the row says.
 //!
 //! Each row must be matched by exactly one case, and each case by a row.
 
@@ -106,10 +109,11 @@ fn check_keys<T>(rows: &[Row], cases: &[(&'static str, T)], what: &str) {
     }
 }
 
-/// Whether a reply line matches a reply written in the table: placeholders match a run of
-/// non-space characters (possibly empty).
+/// Whether a reply line matches a reply written in the table: `<host>` and `<greeting>`
+/// are the test server's, the other placeholders match a run of non-space characters
+/// (possibly empty). `<CR>`, `<LF>` and `<address>` are text of the replies themselves.
 fn reply_matches(pattern: &str, line: &str) -> bool {
-    const HOLES: [&str; 5] = ["<host>", "<greeting>", "<total>", "<challenge>", "<name>"];
+    const HOLES: [&str; 3] = ["<total>", "<challenge>", "<name>"];
     let pattern = pattern
         .replace("<host>", HOST)
         .replace("<greeting>", "ESMTP");
