@@ -71,7 +71,7 @@ impl Pair<'_> {
         self.decisions.next().copied().unwrap_or(255)
     }
 
-    fn run(&mut self, now: Instant) {
+    fn run(&mut self, mut now: Instant) {
         for _ in 0..10_000 {
             let mut progress = false;
             loop {
@@ -122,6 +122,16 @@ impl Pair<'_> {
                         assert!(!self.closed.1, "server closed twice");
                         self.closed.1 = true;
                         self.client.handle_eof(now);
+                    }
+                    // Replies held back (the error delay): the time passes, as an
+                    // adapter would let it.
+                    Output::Wait {
+                        deadline: Some(until),
+                        read: false,
+                    } if !self.server_tls && !self.closed.1 => {
+                        progress = true;
+                        now = now.max(until);
+                        self.server.handle_timeout(now);
                     }
                     Output::Wait { .. } => break,
                 }

@@ -140,6 +140,16 @@ impl Pair {
                         self.closed.1 = true;
                         self.client.handle_eof(self.now);
                     }
+                    // Replies held back (the error delay): the time passes, as an
+                    // adapter would let it.
+                    Output::Wait {
+                        deadline: Some(until),
+                        read: false,
+                    } if !self.server_tls && !self.closed.1 => {
+                        progress = true;
+                        self.now = self.now.max(until);
+                        self.server.handle_timeout(self.now);
+                    }
                     Output::Wait { .. } => break,
                 }
             }
@@ -350,6 +360,33 @@ fn several_messages_and_per_recipient_failures() {
     assert_eq!(o[&b].recipients[1].status, RecipientStatus::Temporary);
     assert_eq!(o[&c].status, DeliveryStatus::Sent);
     assert_eq!(p.stored, vec![b"one\r\n".to_vec(), b"three\r\n".to_vec()]);
+}
+
+/// Found by `paired_session`: past the soft error limit the server holds its replies
+/// (Postfix's error sleep); the pair goes on once the time has passed, the refused
+/// recipients still count, and a message taken forgives them.
+#[test]
+fn refused_recipients_slow_the_replies_but_mail_still_flows() {
+    let policy = Policy {
+        refuse: vec!["nobody"],
+        ..Policy::default()
+    };
+    let mut p = Pair::new(client_config(), server_config(), policy);
+    let start = p.now;
+    let nobody: Vec<&str> = vec!["nobody@example.org"; 12];
+    let refused = p.send(envelope("a@example.org", &nobody), b"never\r\n");
+    let taken = p.send(envelope("a@example.org", &["b@example.org"]), b"taken\r\n");
+    p.client.quit();
+    p.run();
+    assert!(p.closed.0 && p.closed.1, "both closed after QUIT");
+    let o: HashMap<u64, &MessageOutcome> = p.outcomes.iter().map(|o| (o.id, o)).collect();
+    assert_eq!(o[&refused].status, DeliveryStatus::Permanent);
+    assert_eq!(o[&taken].status, DeliveryStatus::Sent);
+    assert_eq!(p.stored, vec![b"taken\r\n".to_vec()]);
+    // Twelve errors, past the soft limit of ten: every reply after the tenth error
+    // waited a second (in virtual time) until the message was taken.
+    let waited = p.now - start;
+    assert!(waited >= std::time::Duration::from_secs(2), "{waited:?}");
 }
 
 #[test]
