@@ -7,131 +7,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use smtp_proto::server::{PeerInfo, Server as Machine, ServerConfig};
+use smtp_proto::server::host::{self, Listen, ListenerAddr, Setup};
+use smtp_proto::server::{Server as Machine, ServerConfig};
 use tracing::{debug, info, info_span, warn};
 
 use crate::control::Control;
 use crate::host::{ConnectInfo, Host, Refused};
 use crate::session::{ServerStream, Session};
 
-/// Why a [`Server`] could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// No listener was given.
-    #[error("no listener")]
-    NoListener,
-    /// An implicit-TLS listener was given without a TLS configuration.
-    #[error("implicit TLS listener without a TLS configuration")]
-    TlsRequired,
-    /// A listener could not be set up (its address, blocking mode).
-    #[error("listener: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// A bound listener and what it serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListenerAddr {
-    /// The address, with the real port when bound to port 0.
-    pub addr: SocketAddr,
-    /// TLS from the first byte (RFC 8314, port 465 style) rather than plain text with
-    /// STARTTLS.
-    pub implicit_tls: bool,
-}
-
 /// Configures a [`Server`]. See [`Server::builder`].
-pub struct Builder<H> {
-    config: ServerConfig,
-    host: H,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    listeners: Vec<(TcpListener, bool)>,
-    max_connections: usize,
-    shutdown_timeout: Duration,
-    write_timeout: Option<Duration>,
-}
-
-impl<H: Host> Builder<H> {
-    /// TLS for STARTTLS on plain listeners and for implicit-TLS listeners. With it, the
-    /// session configuration's `extensions.starttls` is turned on; without it, off.
-    pub fn tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// A plain listener (STARTTLS offered when [`Builder::tls`] is set).
-    pub fn listener(mut self, listener: TcpListener) -> Self {
-        self.listeners.push((listener, false));
-        self
-    }
-
-    /// An implicit-TLS listener (RFC 8314).
-    pub fn implicit_tls_listener(mut self, listener: TcpListener) -> Self {
-        self.listeners.push((listener, true));
-        self
-    }
-
-    /// Concurrent sessions (threads) at most; a client over the limit gets
-    /// `421 4.3.2 <hostname> Error: too many connections` and is disconnected.
-    /// Default: 1000.
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.max_connections = max;
-        self
-    }
-
-    /// After [`ShutdownHandle::shutdown`], how long sessions may go on before they get
-    /// `421 4.3.2` and are closed. Default: 10 seconds.
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-
-    /// How long one write may block on a client that does not read. Default: the
-    /// session's command timeout.
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = Some(timeout);
-        self
-    }
-
-    /// Checks the configuration.
-    pub fn build(self) -> Result<Server<H>, BuildError> {
-        if self.listeners.is_empty() {
-            return Err(BuildError::NoListener);
-        }
-        if self.tls.is_none() && self.listeners.iter().any(|(_, implicit)| *implicit) {
-            return Err(BuildError::TlsRequired);
-        }
-        let mut addrs = Vec::new();
-        for (listener, implicit_tls) in &self.listeners {
-            // The accept threads block; a listener handed over in non-blocking mode would
-            // make them spin.
-            listener.set_nonblocking(false)?;
-            addrs.push(ListenerAddr {
-                addr: listener.local_addr()?,
-                implicit_tls: *implicit_tls,
-            });
-        }
-        let mut config = self.config;
-        config.extensions.starttls = self.tls.is_some();
-        let write_timeout = self
-            .write_timeout
-            .unwrap_or(config.timeouts.command)
-            .max(Duration::from_millis(1));
-        Ok(Server {
-            shared: Arc::new(Shared {
-                config: Arc::new(config),
-                host: self.host,
-                tls: self.tls,
-                max_connections: self.max_connections,
-                next_id: AtomicU64::new(1),
-                control: Arc::new(Control::default()),
-                write_timeout,
-            }),
-            listeners: self.listeners,
-            addrs,
-            shutdown_timeout: self.shutdown_timeout,
-        })
-    }
-}
+pub type Builder<H> = host::Builder<Server<H>>;
 
 /// An SMTP (or LMTP) server on one or more `std::net` listeners: one thread per
 /// listener accepts, one thread per connection runs a
@@ -237,19 +122,43 @@ struct Shared<H> {
     write_timeout: Duration,
 }
 
+impl<H: Host> Listen for Server<H> {
+    type Host = H;
+    type Listener = TcpListener;
+    type Tls = Arc<rustls::ServerConfig>;
+
+    fn prepare(listener: &TcpListener) -> io::Result<SocketAddr> {
+        // The accept threads block; a listener handed over in non-blocking mode would
+        // make them spin.
+        listener.set_nonblocking(false)?;
+        listener.local_addr()
+    }
+
+    fn start(setup: Setup<Self>) -> Self {
+        let shared = Shared {
+            config: setup.config,
+            host: setup.host,
+            tls: setup.tls,
+            max_connections: setup.max_connections,
+            next_id: AtomicU64::new(1),
+            control: Arc::new(Control::default()),
+            // A socket's write timeout cannot be zero.
+            write_timeout: setup.write_timeout.max(Duration::from_millis(1)),
+        };
+        Server {
+            shared: Arc::new(shared),
+            listeners: setup.listeners,
+            addrs: setup.addrs,
+            shutdown_timeout: setup.shutdown_timeout,
+        }
+    }
+}
+
 impl<H: Host> Server<H> {
     /// Starts configuring a server: `config` is shared by every session, `host` is asked
     /// about every connection.
     pub fn builder(config: ServerConfig, host: H) -> Builder<H> {
-        Builder {
-            config,
-            host,
-            tls: None,
-            listeners: Vec::new(),
-            max_connections: 1000,
-            shutdown_timeout: Duration::from_secs(10),
-            write_timeout: None,
-        }
+        Builder::new(config, host)
     }
 
     /// The listeners' addresses, in the order they were added.
@@ -452,29 +361,21 @@ impl<H: Host> Shared<H> {
         if let Some(tcp) = stream.tcp() {
             let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
         }
-        let info = PeerInfo {
-            addr: Some(peer.ip()),
-            name: None,
-            tls: implicit_tls,
-        };
-        let mut machine = Machine::new(Arc::clone(&self.config), info, Instant::now());
-        machine.close_with(self.config.too_many_connections_reply());
-        let session = self.session(id, peer, local, false, Arc::default());
-        session.run(stream, machine, &mut Refused);
-    }
-
-    fn session(
-        &self,
-        id: u64,
-        peer: SocketAddr,
-        local: SocketAddr,
-        linger: bool,
-        idle: Arc<AtomicBool>,
-    ) -> Session {
-        Session {
+        let info = ConnectInfo {
             id,
             peer,
             local,
+            implicit_tls,
+        };
+        let mut machine = Machine::new(Arc::clone(&self.config), info.peer_info(), Instant::now());
+        machine.close_with(self.config.too_many_connections_reply());
+        let session = self.session(info, false, Arc::default());
+        session.run(stream, machine, &mut Refused);
+    }
+
+    fn session(&self, info: ConnectInfo, linger: bool, idle: Arc<AtomicBool>) -> Session {
+        Session {
+            info,
             tls: self.tls.clone(),
             control: Arc::clone(&self.control),
             linger,
@@ -514,20 +415,15 @@ impl<H: Host> Shared<H> {
         } else {
             ServerStream::Plain(tcp)
         };
-        let info = PeerInfo {
-            addr: Some(peer.ip()),
-            name: None,
-            tls: implicit_tls,
-        };
-        let mut machine = Machine::new(Arc::clone(&self.config), info, Instant::now());
-        let session = self.session(id, peer, local, true, idle);
-        let connect = ConnectInfo {
+        let info = ConnectInfo {
             id,
             peer,
             local,
             implicit_tls,
         };
-        match self.host.connect(&connect) {
+        let mut machine = Machine::new(Arc::clone(&self.config), info.peer_info(), Instant::now());
+        let session = self.session(info, true, idle);
+        match self.host.connect(&info) {
             Ok(mut handler) => session.run(stream, machine, &mut handler),
             Err(r) => {
                 info!(reply = %r.to_string().trim_end(), "connection refused by host");

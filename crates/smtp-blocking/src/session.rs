@@ -5,16 +5,16 @@
 //! or close on forced shutdown. Nothing here knows SMTP: every byte that goes out was
 //! produced by the machine.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use smtp_proto::server::{Event, Output, Server};
+use smtp_proto::server::host::{Level, Note};
+use smtp_proto::server::{Output, Server};
 use tracing::{debug, info, warn};
 
 use crate::control::Control;
-use crate::host::{Context, Decision, Handler, reply};
+use crate::host::{ConnectInfo, Handler, dispatch};
 use crate::stream::{READ_CHUNK, ReadResult, Stream};
 
 /// A server-side connection, plain or upgraded.
@@ -22,9 +22,7 @@ pub(crate) type ServerStream = Stream<rustls::ServerConnection>;
 
 /// What the loop needs besides the machine and the handler.
 pub(crate) struct Session {
-    pub(crate) id: u64,
-    pub(crate) peer: SocketAddr,
-    pub(crate) local: SocketAddr,
+    pub(crate) info: ConnectInfo,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) control: Arc<Control>,
     /// Wait a little for the client to close after our last reply.
@@ -34,15 +32,6 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    fn context<'a>(&self, server: &'a Server) -> Context<'a> {
-        Context {
-            id: self.id,
-            peer: self.peer,
-            local: self.local,
-            session: server,
-        }
-    }
-
     /// Drives the session until the machine says Close (or the connection breaks).
     pub(crate) fn run<H: Handler>(
         &self,
@@ -67,7 +56,12 @@ impl Session {
                         server.handle_eof(Instant::now());
                     }
                 }
-                Output::Event(event) => self.dispatch(&mut server, handler, event),
+                Output::Event(event) => {
+                    let note = dispatch(&mut server, &self.info, handler, event, entropy);
+                    if let Some(note) = note {
+                        log(&note);
+                    }
+                }
                 Output::StartTls => match self.upgrade(&mut stream, &server) {
                     Ok(()) => {
                         log_tls(&stream);
@@ -162,111 +156,27 @@ impl Session {
             .unwrap_or_else(|| Instant::now() + server.config().timeouts.tls_handshake);
         stream.upgrade(conn, deadline)
     }
+}
 
-    /// Hands an event to the handler and its decision to the machine.
-    fn dispatch<H: Handler>(&self, server: &mut Server, handler: &mut H, event: Event) {
-        let ctx = self.context(server);
-        let decision = match &event {
-            Event::Hello { verb, host } => {
-                let d = handler.hello(&ctx, *verb, host);
-                log_decision(&d, format_args!("{verb} {host}"));
-                Some(d)
-            }
-            Event::Mail { from, params } => {
-                let d = handler.mail(&ctx, from, params);
-                log_decision(&d, format_args!("MAIL FROM:{from}"));
-                Some(d)
-            }
-            Event::Rcpt { to, params } => {
-                let d = handler.rcpt(&ctx, to, params);
-                log_decision(&d, format_args!("RCPT TO:{to}"));
-                Some(d)
-            }
-            Event::MessageStart => {
-                debug!("message started");
-                handler.message_start(&ctx);
-                None
-            }
-            Event::Body(chunk) => {
-                handler.message_chunk(&ctx, chunk.clone());
-                None
-            }
-            Event::MessageEnd => {
-                let d = handler.message_end(&ctx);
-                log_decision(&d, format_args!("message"));
-                Some(d)
-            }
-            Event::LmtpMessageEnd { recipients } => {
-                handler.lmtp_message_end(&ctx, *recipients);
-                None
-            }
-            Event::LmtpDelivery { to } => {
-                let d = handler.lmtp_delivery(&ctx, to);
-                log_decision(&d, format_args!("LMTP delivery to {to}"));
-                Some(d)
-            }
-            Event::MessageAborted { reason } => {
-                info!(?reason, "message aborted");
-                handler.message_aborted(&ctx, *reason);
-                None
-            }
-            Event::Auth {
-                mechanism,
-                credentials,
-            } => {
-                let d = handler.auth(&ctx, mechanism, credentials);
-                // The identity only: credentials never reach a log.
-                let user = credentials.identity().unwrap_or("");
-                log_decision(&d, format_args!("AUTH {mechanism} user={user:?}"));
-                Some(d)
-            }
-            Event::AuthChallengeNeeded { .. } => {
-                let challenge = cram_md5_challenge(server.config().hostname());
-                if let Err(error) = server.auth_challenge(&challenge) {
-                    warn!(%error, "CRAM-MD5 challenge refused");
-                    let r = reply(454, (4, 7, 0), "Temporary authentication failure");
-                    let _ = server.reject(r);
-                }
-                return;
-            }
-            Event::Vrfy(arg) => Some(handler.vrfy(&ctx, arg)),
-            Event::Expn(arg) => Some(handler.expn(&ctx, arg)),
-            Event::Etrn(arg) => Some(handler.etrn(&ctx, arg)),
-            other => {
-                match other {
-                    Event::Connected => info!(peer = %self.peer, "connected"),
-                    Event::TlsEstablished => info!("STARTTLS done"),
-                    Event::ProtocolError(error) => info!(%error, "client error"),
-                    Event::Timeout => info!("timeout"),
-                    Event::Quit => debug!("QUIT"),
-                    _ => debug!(?other, "event"),
-                }
-                handler.event(&ctx, other);
-                None
-            }
-        };
-        if let Some(decision) = decision {
-            apply(server, decision);
-        }
+/// Writes a [`Note`] of the machine's at its level.
+fn log(note: &Note) {
+    match note.level {
+        Level::Debug => debug!("{note}"),
+        Level::Info => info!("{note}"),
+        Level::Warn => warn!("{note}"),
     }
 }
 
-/// Gives the handler's decision to the machine. A reply of the wrong class is a bug in
-/// the handler; the session answers `451 4.3.0` rather than stall.
-fn apply(server: &mut Server, decision: Decision) {
-    if let Err(error) = server.decide(decision) {
-        warn!(%error, "handler decision refused by the session");
-    }
-}
-
-fn log_decision(decision: &Decision, what: std::fmt::Arguments<'_>) {
-    match decision {
-        Decision::Accept => info!("{what}: accepted"),
-        Decision::AcceptWith(r) | Decision::Reject(r) => {
-            let text = r.to_string();
-            info!("{what}: {}", text.trim_end())
-        }
-    }
+/// Randomness and the Unix time, for a CRAM-MD5 challenge: what the machine cannot draw.
+/// Without OS randomness, the clock's nanoseconds still differ from one try to the next.
+fn entropy() -> (u64, u64) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (
+        getrandom::u64().unwrap_or(now.subsec_nanos().into()),
+        now.as_secs(),
+    )
 }
 
 pub(crate) fn log_tls(stream: &ServerStream) {
@@ -277,20 +187,4 @@ pub(crate) fn log_tls(stream: &ServerStream) {
             "TLS established"
         );
     }
-}
-
-/// `<random.timestamp@hostname>` (RFC 2195 §2), fresh for every attempt.
-pub(crate) fn cram_md5_challenge(hostname: &str) -> String {
-    let random = getrandom::u64().unwrap_or_else(|_| {
-        // No OS randomness: fall back on the clock's nanoseconds, still unique per try.
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos().into())
-    });
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    smtp_proto::sasl::cram_md5_challenge(random, now, hostname)
-        .or_else(|_| smtp_proto::sasl::cram_md5_challenge(random, now, "localhost"))
-        .unwrap_or_else(|_| format!("<{random}.{now}@localhost>"))
 }

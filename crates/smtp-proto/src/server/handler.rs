@@ -62,6 +62,9 @@ macro_rules! handler_traits {
         /// EXPN's `502`, ETRN), refuse credentials, and ignore notifications;
         /// [`Handler::message_end`] has no default, because a message must be accepted
         /// only once it is stored (RFC 5321 §6.1).
+        // In the blocking mode the notifications say `-> ()` and end in `()`, where
+        // the async mode has `-> impl Future<Output = ()>` and `ready(())`.
+        #[allow(clippy::unused_unit)]
         pub trait Handler: Send {
             /// HELO, EHLO or LHLO.
             fn hello(
