@@ -128,3 +128,49 @@ fn builder_checks_listeners_and_tls() {
     assert_eq!(setup.max_connections, 1000);
     assert_eq!(setup.write_timeout, setup.config.timeouts.command);
 }
+
+fn info() -> host::ConnectInfo {
+    host::ConnectInfo {
+        id: 1,
+        peer: "192.0.2.1:1234".parse().unwrap(),
+        local: "192.0.2.2:25".parse().unwrap(),
+        implicit_tls: false,
+    }
+}
+
+#[test]
+fn driver_writes_nothing_once_broken_and_closes_instead_of_waiting() {
+    let config = std::sync::Arc::new(ServerConfig::new("mx.example.org").unwrap());
+    let mut driver = host::Driver::new(config, &info(), None, Instant::now());
+    assert!(matches!(
+        driver.poll_output(),
+        Output::Event(Event::Connected)
+    ));
+    driver.handle_broken(Instant::now());
+    assert!(driver.is_broken());
+    loop {
+        match driver.poll_output() {
+            Output::Transmit(_) => panic!("written after the connection broke"),
+            Output::Close => break,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn driver_refusal_and_drain_speak_through_the_machine() {
+    let config = std::sync::Arc::new(ServerConfig::new("mx.example.org").unwrap());
+    let busy = Some(config.too_many_connections_reply());
+    let mut refused = host::Driver::new(config.clone(), &info(), busy, Instant::now());
+    let Output::Transmit(bytes) = refused.poll_output() else {
+        panic!("the refusal goes out first");
+    };
+    assert!(bytes.starts_with(b"421 4.3.2 mx.example.org "));
+    let mut idle = host::Driver::new(config, &info(), None, Instant::now());
+    drive(&mut idle, b"EHLO client.example\r\n");
+    idle.drain();
+    idle.drain();
+    assert!(idle.is_draining());
+    let (out, _) = drive(&mut idle, b"");
+    assert_eq!(out.matches("421 4.3.2").count(), 1, "{out}");
+}

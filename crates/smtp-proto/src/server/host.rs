@@ -1,21 +1,23 @@
 //! What every adapter's server shows its application, whatever runs it (tokio tasks,
-//! threads): who connected ([`ConnectInfo`]), what a handler sees of its session
-//! ([`Context`]), the answers a handler gives when it does not say ([`LMTP_NOT_IMPLEMENTED`],
-//! [`CREDENTIALS_INVALID`]), what becomes of their answers and what to log about them
-//! ([`settle`], [`Note`]), and the configuration
-//! of listeners ([`Builder`], [`ListenerAddr`], [`BuildError`]).
+//! threads), and what they all do the same way around the machine: who connected
+//! ([`ConnectInfo`]), what a handler sees of its session ([`Context`]), the answers a
+//! handler gives when it does not say ([`LMTP_NOT_IMPLEMENTED`], [`CREDENTIALS_INVALID`]),
+//! the machine with the state adapters keep beside it ([`Driver`]), what becomes of a
+//! handler's answer and what to log about it ([`settle`], [`Note`]), and the
+//! configuration of listeners ([`Builder`], [`ListenerAddr`], [`BuildError`]).
 //!
 //! Nothing here does I/O: the adapter binds the sockets, draws randomness and reads the
-//! clock; these types only carry and check what it passes in. The handler trait itself
-//! is written once, in [`handler_trait!`](crate::handler_trait), because one adapter's is
-//! `async` and the other's is not.
+//! clock; these types only carry and check what it passes in. The handler traits
+//! themselves are written once, in [`handler_traits!`](crate::handler_traits), because
+//! one adapter's are `async` and the other's are not.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{Decision, Event, HostError, PeerInfo, Server, ServerConfig, replies};
+use super::{Decision, Event, HostError, Output, PeerInfo, Server, ServerConfig, replies};
+use crate::reply::Reply;
 use crate::sasl;
 
 /// Who connected, given to the host's `connect` before the session starts.
@@ -65,6 +67,99 @@ pub struct Context<'a> {
     pub local: SocketAddr,
     /// The session's state machine, read-only.
     pub session: &'a Server,
+}
+
+/// One connection's machine as an adapter drives it: the [`Server`], and what every
+/// adapter tracks around it the same way, whether the connection broke and whether the
+/// machine was told of a shutdown. It derefs to the machine for the getters and inputs.
+#[derive(Debug)]
+pub struct Driver {
+    server: Server,
+    broken: bool,
+    drained: bool,
+}
+
+impl Driver {
+    /// Starts the machine of a connection. With `refusal` (over the connection limit,
+    /// refused by the host) the machine says that reply instead of its greeting and
+    /// closes, so that even then every byte is the machine's.
+    pub fn new(
+        config: Arc<ServerConfig>,
+        info: &ConnectInfo,
+        refusal: Option<Reply>,
+        now: Instant,
+    ) -> Driver {
+        let mut server = Server::new(config, info.peer_info(), now);
+        if let Some(reply) = refusal {
+            server.close_with(reply);
+        }
+        Driver {
+            server,
+            broken: false,
+            drained: false,
+        }
+    }
+
+    /// [`Server::poll_output`], but once the connection broke nothing more is transmitted
+    /// and the wait that follows becomes [`Output::Close`]: the machine still tells the
+    /// handler first ([`Event::MessageAborted`]).
+    pub fn poll_output(&mut self) -> Output {
+        loop {
+            match self.server.poll_output() {
+                Output::Transmit(_) if self.broken => {}
+                Output::Wait { .. } if self.broken => return Output::Close,
+                output => return output,
+            }
+        }
+    }
+
+    /// A write, a read or a TLS handshake failed: the session ends as at the end of
+    /// input, and nothing more goes out.
+    pub fn handle_broken(&mut self, now: Instant) {
+        self.broken = true;
+        self.server.handle_eof(now);
+    }
+
+    /// Whether the connection broke, so that closing it has nothing to send.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// The server started shutting down: the machine closes with
+    /// [`ServerConfig::shutdown_reply`] at its next command boundary outside a
+    /// transaction (RFC 5321 §3.8). Only the first call tells it.
+    pub fn drain(&mut self) {
+        if !self.drained {
+            self.drained = true;
+            let reply = self.server.config().shutdown_reply();
+            self.server.shutdown(reply);
+        }
+    }
+
+    /// Whether [`Driver::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.drained
+    }
+
+    /// The shutdown's grace period is over: the machine says
+    /// [`ServerConfig::shutdown_reply`] now and closes.
+    pub fn force_close(&mut self) {
+        let reply = self.server.config().shutdown_reply();
+        self.server.close_with(reply);
+    }
+}
+
+impl std::ops::Deref for Driver {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for Driver {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
+    }
 }
 
 // ---- default answers -----------------------------------------------------------------
