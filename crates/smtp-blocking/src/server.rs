@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use smtp_proto::server::host::{self, Listen, ListenerAddr, Setup};
-use smtp_proto::server::{Server as Machine, ServerConfig};
+use smtp_proto::server::ServerConfig;
+use smtp_proto::server::host::{self, Driver, Listen, ListenerAddr, Setup};
 use tracing::{debug, info, info_span, warn};
 
 use crate::control::Control;
@@ -367,8 +367,8 @@ impl<H: Host> Shared<H> {
             local,
             implicit_tls,
         };
-        let mut machine = Machine::new(Arc::clone(&self.config), info.peer_info(), Instant::now());
-        machine.close_with(self.config.too_many_connections_reply());
+        let busy = Some(self.config.too_many_connections_reply());
+        let machine = Driver::new(Arc::clone(&self.config), &info, busy, Instant::now());
         let session = self.session(info, false, Arc::default());
         session.run(stream, machine, &mut Refused);
     }
@@ -421,13 +421,16 @@ impl<H: Host> Shared<H> {
             local,
             implicit_tls,
         };
-        let mut machine = Machine::new(Arc::clone(&self.config), info.peer_info(), Instant::now());
         let session = self.session(info, true, idle);
+        let config = Arc::clone(&self.config);
         match self.host.connect(&info) {
-            Ok(mut handler) => session.run(stream, machine, &mut handler),
+            Ok(mut handler) => {
+                let machine = Driver::new(config, &info, None, Instant::now());
+                session.run(stream, machine, &mut handler);
+            }
             Err(r) => {
                 info!(reply = %r.to_string().trim_end(), "connection refused by host");
-                machine.close_with(r);
+                let machine = Driver::new(config, &info, Some(r), Instant::now());
                 session.run(stream, machine, &mut Refused);
             }
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use smtp_proto::server::host::{Level, Note};
+use smtp_proto::server::host::{Driver, Level, Note};
 use smtp_proto::server::{Output, Server};
 use tracing::{debug, info, warn};
 
@@ -36,24 +36,15 @@ impl Session {
     pub(crate) fn run<H: Handler>(
         &self,
         mut stream: ServerStream,
-        mut server: Server,
+        mut server: Driver,
         handler: &mut H,
     ) {
-        // The connection broke: the machine still gets to say goodbye to the handler
-        // (MessageAborted), but nothing more is written.
-        let mut broken = false;
-        // The machine was told about the shutdown.
-        let mut drained = false;
         loop {
             match server.poll_output() {
                 Output::Transmit(bytes) => {
-                    if broken {
-                        continue;
-                    }
                     if let Err(error) = stream.write_all(&bytes) {
                         debug!(%error, "write failed");
-                        broken = true;
-                        server.handle_eof(Instant::now());
+                        server.handle_broken(Instant::now());
                     }
                 }
                 Output::Event(event) => {
@@ -69,76 +60,68 @@ impl Session {
                     }
                     Err(error) => {
                         info!(%error, "STARTTLS handshake failed");
-                        broken = true;
-                        server.handle_eof(Instant::now());
+                        server.handle_broken(Instant::now());
                     }
                 },
                 Output::Close => {
-                    if !broken {
+                    if !server.is_broken() {
                         stream.close(self.linger && !self.control.force_closing());
                     }
                     break;
                 }
                 Output::Wait { deadline, read } => {
-                    if broken {
-                        // After handle_eof the machine closes; waiting here would hang.
-                        break;
-                    }
-                    if self.control.force_closing() {
-                        self.force_close(&mut server);
-                        continue;
-                    }
-                    self.idle.store(server.is_idle(), Ordering::SeqCst);
-                    if !drained && self.control.draining() {
-                        drained = true;
-                        let reply = server.config().shutdown_reply();
-                        server.shutdown(reply);
-                        continue;
-                    }
-                    if !read {
-                        // Backpressure: the machine wants no input now. This loop gives
-                        // every decision before polling again, so only the deadline or a
-                        // forced close can move it on.
-                        if !self.control.sleep_until(deadline) {
-                            server.handle_timeout(Instant::now());
-                        }
-                        continue;
-                    }
-                    let mut buf = [0u8; READ_CHUNK];
-                    match stream.read(&mut buf, deadline) {
-                        ReadResult::Data(n) => {
-                            // Not idle from the moment input arrives: a shutdown must not
-                            // take a session that is about to open a transaction (or has,
-                            // and not yet waited again) for an idle one.
-                            self.idle.store(false, Ordering::SeqCst);
-                            server.handle_input(&buf[..n], Instant::now());
-                        }
-                        ReadResult::Timeout => server.handle_timeout(Instant::now()),
-                        // A shutdown shuts the read side: that is not the client.
-                        _ if self.control.force_closing() || self.control.draining() => {
-                            self.force_close(&mut server)
-                        }
-                        ReadResult::Eof => {
-                            debug!("client closed the connection");
-                            server.handle_eof(Instant::now());
-                        }
-                        ReadResult::Failed(error) => {
-                            debug!(%error, "read failed");
-                            broken = true;
-                            server.handle_eof(Instant::now());
-                        }
-                    }
+                    self.wait(&mut stream, &mut server, deadline, read);
                 }
             }
         }
         info!("disconnected");
     }
 
-    /// The shutdown grace period is over, or the shutdown woke an idle session: the
-    /// machine says 421 and closes.
-    fn force_close(&self, server: &mut Server) {
-        let reply = server.config().shutdown_reply();
-        server.close_with(reply);
+    /// Waits for what the machine waits for: input (only when it asks), its deadline, or
+    /// the shutdown, which closes a session between transactions at once.
+    fn wait(
+        &self,
+        stream: &mut ServerStream,
+        server: &mut Driver,
+        deadline: Option<Instant>,
+        read: bool,
+    ) {
+        if self.control.force_closing() {
+            return server.force_close();
+        }
+        self.idle.store(server.is_idle(), Ordering::SeqCst);
+        if !server.is_draining() && self.control.draining() {
+            return server.drain();
+        }
+        if !read {
+            // Backpressure: the machine wants no input now. The loop gives every decision
+            // before polling again, so only the deadline or a forced close can move it on.
+            if !self.control.sleep_until(deadline) {
+                server.handle_timeout(Instant::now());
+            }
+            return;
+        }
+        let mut buf = [0u8; READ_CHUNK];
+        match stream.read(&mut buf, deadline) {
+            ReadResult::Data(n) => {
+                // Not idle from the moment input arrives: a shutdown must not take a
+                // session that is about to open a transaction (or has, and not yet
+                // waited again) for an idle one.
+                self.idle.store(false, Ordering::SeqCst);
+                server.handle_input(&buf[..n], Instant::now());
+            }
+            ReadResult::Timeout => server.handle_timeout(Instant::now()),
+            // A shutdown shuts the read side: that is not the client.
+            _ if self.control.force_closing() || self.control.draining() => server.force_close(),
+            ReadResult::Eof => {
+                debug!("client closed the connection");
+                server.handle_eof(Instant::now());
+            }
+            ReadResult::Failed(error) => {
+                debug!(%error, "read failed");
+                server.handle_broken(Instant::now());
+            }
+        }
     }
 
     /// STARTTLS: the raw TCP stream goes to rustls as it is. The adapter holds no

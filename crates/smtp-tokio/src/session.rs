@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smtp_proto::Reply;
-use smtp_proto::server::host::{Level, Note};
+use smtp_proto::server::host::{Driver, Level, Note};
 use smtp_proto::server::{Output, Server, ServerConfig};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
@@ -69,21 +69,10 @@ impl Session {
         handler: &mut H,
     ) {
         // The machine is built here, not passed in, so the task holds it only once.
-        let mut server = Server::new(config, self.info.peer_info(), Instant::now());
-        if let Some(reply) = refuse {
-            server.close_with(reply);
-        }
-        // The connection broke: the machine still gets to say goodbye to the handler
-        // (MessageAborted), but nothing more is written.
-        let mut broken = false;
-        // The machine was told about the shutdown.
-        let mut drained = false;
+        let mut server = Driver::new(config, &self.info, refuse, Instant::now());
         loop {
             match server.poll_output() {
                 Output::Transmit(bytes) => {
-                    if broken {
-                        continue;
-                    }
                     let write = async {
                         stream.write_all(&bytes).await?;
                         stream.flush().await
@@ -94,8 +83,7 @@ impl Session {
                     };
                     if let Err(error) = result {
                         debug!(%error, "write failed");
-                        broken = true;
-                        server.handle_eof(Instant::now());
+                        server.handle_broken(Instant::now());
                     }
                 }
                 // Boxed: handler futures and the TLS handshake are large and rare, and
@@ -110,45 +98,25 @@ impl Session {
                     Ok(()) => server.handle_tls_established(Instant::now()),
                     Err(error) => {
                         info!(%error, "STARTTLS handshake failed");
-                        broken = true;
-                        server.handle_eof(Instant::now());
+                        server.handle_broken(Instant::now());
                     }
                 },
+                Output::Close if server.is_broken() => break,
                 Output::Close => {
-                    if !broken {
-                        let _ = tokio::time::timeout(self.write_timeout, stream.shutdown()).await;
-                    }
+                    let _ = tokio::time::timeout(self.write_timeout, stream.shutdown()).await;
                     break;
                 }
                 Output::Wait { deadline, read } => {
-                    if broken {
-                        // After handle_eof the machine closes; waiting here would hang.
-                        break;
-                    }
-                    match self
-                        .wait(&mut stream, &mut server, deadline, read, drained)
-                        .await
-                    {
+                    match self.wait(&mut stream, &mut server, deadline, read).await {
                         Wake::Input => {}
-                        Wake::Eof => {
-                            debug!("client closed the connection");
-                            server.handle_eof(Instant::now());
-                        }
+                        Wake::Eof => server.handle_eof(Instant::now()),
                         Wake::Failed(error) => {
                             debug!(%error, "read failed");
-                            broken = true;
-                            server.handle_eof(Instant::now());
+                            server.handle_broken(Instant::now());
                         }
                         Wake::Deadline => server.handle_timeout(Instant::now()),
-                        Wake::Drain => {
-                            drained = true;
-                            let reply = server.config().shutdown_reply();
-                            server.shutdown(reply);
-                        }
-                        Wake::Shutdown => {
-                            let reply = server.config().shutdown_reply();
-                            server.close_with(reply);
-                        }
+                        Wake::Drain => server.drain(),
+                        Wake::Shutdown => server.force_close(),
                     }
                 }
             }
@@ -163,18 +131,21 @@ impl Session {
     async fn wait(
         &self,
         stream: &mut Stream,
-        server: &mut Server,
+        server: &mut Driver,
         deadline: Option<Instant>,
         read: bool,
-        drained: bool,
     ) -> Wake {
+        let drained = server.is_draining();
         let input = poll_fn(|cx| {
             let mut buf = [0u8; READ_CHUNK];
             let mut buf = ReadBuf::new(&mut buf);
             match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Err(e)) => Poll::Ready(Wake::Failed(e)),
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Wake::Eof),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                    debug!("client closed the connection");
+                    Poll::Ready(Wake::Eof)
+                }
                 Poll::Ready(Ok(())) => {
                     server.handle_input(buf.filled(), Instant::now());
                     Poll::Ready(Wake::Input)
