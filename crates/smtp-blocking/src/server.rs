@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use smtp_proto::server::ServerConfig;
-use smtp_proto::server::host::{self, Driver, Listen, ListenerAddr, Setup};
+use smtp_proto::server::host::{self, Driver, Listen, ListenerAddr, Listening, Setup};
 use tracing::{debug, info, info_span, warn};
 
 use crate::control::Control;
@@ -51,9 +51,7 @@ pub type Builder<H> = host::Builder<Server<H>>;
 /// ```
 pub struct Server<H> {
     shared: Arc<Shared<H>>,
-    listeners: Vec<(TcpListener, bool)>,
-    addrs: Vec<ListenerAddr>,
-    shutdown_timeout: Duration,
+    listening: Listening<TcpListener>,
 }
 
 /// Asks a running [`Server`] to shut down; cheap to clone and to send to another thread.
@@ -122,53 +120,11 @@ struct Shared<H> {
     write_timeout: Duration,
 }
 
-impl<H: Host> Listen for Server<H> {
-    type Host = H;
-    type Listener = TcpListener;
-    type Tls = Arc<rustls::ServerConfig>;
-
-    fn prepare(listener: &TcpListener) -> io::Result<SocketAddr> {
-        // The accept threads block; a listener handed over in non-blocking mode would
-        // make them spin.
-        listener.set_nonblocking(false)?;
-        listener.local_addr()
-    }
-
-    fn start(setup: Setup<Self>) -> Self {
-        let shared = Shared {
-            config: setup.config,
-            host: setup.host,
-            tls: setup.tls,
-            max_connections: setup.max_connections,
-            next_id: AtomicU64::new(1),
-            control: Arc::new(Control::default()),
-            // A socket's write timeout cannot be zero.
-            write_timeout: setup.write_timeout.max(Duration::from_millis(1)),
-        };
-        Server {
-            shared: Arc::new(shared),
-            listeners: setup.listeners,
-            addrs: setup.addrs,
-            shutdown_timeout: setup.shutdown_timeout,
-        }
-    }
-}
-
 impl<H: Host> Server<H> {
     /// Starts configuring a server: `config` is shared by every session, `host` is asked
     /// about every connection.
     pub fn builder(config: ServerConfig, host: H) -> Builder<H> {
         Builder::new(config, host)
-    }
-
-    /// The listeners' addresses, in the order they were added.
-    pub fn local_addrs(&self) -> &[ListenerAddr] {
-        &self.addrs
-    }
-
-    /// The session configuration (with `extensions.starttls` set by the builder).
-    pub fn config(&self) -> &ServerConfig {
-        &self.shared.config
     }
 
     /// A handle that stops [`Server::run`].
@@ -183,17 +139,28 @@ impl<H: Host> Server<H> {
         self.shared.control.lock().active
     }
 
+    /// The listeners' addresses, in the order they were added.
+    pub fn local_addrs(&self) -> &[ListenerAddr] {
+        &self.listening.addrs
+    }
+
+    /// The session configuration (with `extensions.starttls` set by the builder).
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
     /// Accepts connections until [`ShutdownHandle::shutdown`], then stops accepting,
     /// closes sessions between transactions with `421 4.3.2 ... shutting down`, lets
-    /// open transactions finish for the shutdown timeout, closes the rest the same way, and returns once every session has ended (or, for
-    /// clients that do not even read that reply, once the write timeout has passed).
+    /// open transactions finish for the shutdown timeout, closes the rest the same way,
+    /// and returns once every session has ended (or, for clients that do not even read
+    /// that reply, once the write timeout has passed).
     pub fn run(self) {
-        let Server {
-            shared,
+        let Server { shared, listening } = self;
+        let Listening {
             listeners,
             addrs,
             shutdown_timeout,
-        } = self;
+        } = listening;
         let control = Arc::clone(&shared.control);
         let mut acceptors = Vec::new();
         for (listener, implicit_tls) in listeners {
@@ -259,6 +226,36 @@ impl<H: Host> Server<H> {
         }
         drop(state);
         info!("stopped");
+    }
+}
+
+impl<H: Host> Listen for Server<H> {
+    type Host = H;
+    type Listener = TcpListener;
+    type Tls = Arc<rustls::ServerConfig>;
+
+    fn prepare(listener: &TcpListener) -> io::Result<SocketAddr> {
+        // The accept threads block; a listener handed over in non-blocking mode would
+        // make them spin.
+        listener.set_nonblocking(false)?;
+        listener.local_addr()
+    }
+
+    fn start(setup: Setup<Self>) -> Self {
+        let shared = Shared {
+            config: setup.config,
+            host: setup.host,
+            tls: setup.tls,
+            max_connections: setup.max_connections,
+            next_id: AtomicU64::new(1),
+            control: Arc::new(Control::default()),
+            // A socket's write timeout cannot be zero.
+            write_timeout: setup.write_timeout.max(Duration::from_millis(1)),
+        };
+        Server {
+            shared: Arc::new(shared),
+            listening: setup.listening,
+        }
     }
 }
 

@@ -124,7 +124,7 @@ fn builder_checks_listeners_and_tls() {
         panic!("builds");
     };
     assert!(setup.config.extensions.starttls);
-    assert_eq!(setup.addrs[0].addr, addr);
+    assert_eq!(setup.listening.addrs[0].addr, addr);
     assert_eq!(setup.max_connections, 1000);
     assert_eq!(setup.write_timeout, setup.config.timeouts.command);
 }

@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use smtp_proto::server::ServerConfig;
-use smtp_proto::server::host::{self, Listen, ListenerAddr, Setup};
+use smtp_proto::server::host::{self, Listen, ListenerAddr, Listening, Setup};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -55,9 +55,7 @@ pub type Builder<H> = host::Builder<Server<H>>;
 /// ```
 pub struct Server<H> {
     shared: Arc<Shared<H>>,
-    listeners: Vec<(TcpListener, bool)>,
-    addrs: Vec<ListenerAddr>,
-    shutdown_timeout: Duration,
+    listening: Listening<TcpListener>,
 }
 
 struct Shared<H> {
@@ -93,9 +91,7 @@ impl<H: Host> Listen for Server<H> {
         };
         Server {
             shared: Arc::new(shared),
-            listeners: setup.listeners,
-            addrs: setup.addrs,
-            shutdown_timeout: setup.shutdown_timeout,
+            listening: setup.listening,
         }
     }
 }
@@ -109,7 +105,7 @@ impl<H: Host> Server<H> {
 
     /// The listeners' addresses, in the order they were added.
     pub fn local_addrs(&self) -> &[ListenerAddr] {
-        &self.addrs
+        &self.listening.addrs
     }
 
     /// The session configuration (with `extensions.starttls` set by the builder).
@@ -119,14 +115,15 @@ impl<H: Host> Server<H> {
 
     /// Accepts connections until `shutdown` completes, then stops accepting, closes
     /// sessions between transactions with `421 4.3.2 ... shutting down`, lets open
-    /// transactions finish for the shutdown timeout, closes the rest the same way, and returns once every session has ended.
+    /// transactions finish for the shutdown timeout, closes the rest the same way, and
+    /// returns once every session has ended.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server {
-            shared,
+        let Server { shared, listening } = self;
+        let Listening {
             listeners,
             shutdown_timeout,
             ..
-        } = self;
+        } = listening;
         let mut sessions = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {

@@ -12,7 +12,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smtp_proto::Reply;
-use smtp_proto::server::host::{Driver, Level, Note};
+use smtp_proto::server::host::{Driver, Level};
 use smtp_proto::server::{Output, Server, ServerConfig};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
@@ -90,8 +90,11 @@ impl Session {
                 // an idle session should not carry their space (see the crate docs).
                 Output::Event(event) => {
                     let dispatch = dispatch(&mut server, &self.info, handler, event, entropy);
-                    if let Some(note) = Box::pin(dispatch).await {
-                        log(&note);
+                    match Box::pin(dispatch).await {
+                        Some(note) if note.level == Level::Debug => debug!("{note}"),
+                        Some(note) if note.level == Level::Info => info!("{note}"),
+                        Some(note) => warn!("{note}"),
+                        None => {}
                     }
                 }
                 Output::StartTls => match Box::pin(self.upgrade(&mut stream, &server)).await {
@@ -192,25 +195,11 @@ impl Session {
     }
 }
 
-/// Writes a [`Note`] of the machine's at its level.
-fn log(note: &Note) {
-    match note.level {
-        Level::Debug => debug!("{note}"),
-        Level::Info => info!("{note}"),
-        Level::Warn => warn!("{note}"),
-    }
-}
-
-/// Randomness and the Unix time, for a CRAM-MD5 challenge: what the machine cannot draw.
-/// Without OS randomness, the clock's nanoseconds still differ from one try to the next.
-fn entropy() -> (u64, u64) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    (
-        getrandom::u64().unwrap_or(now.subsec_nanos().into()),
-        now.as_secs(),
-    )
+/// What a CRAM-MD5 challenge is made of and the machine cannot draw: OS randomness and
+/// the time since the Unix epoch.
+fn entropy() -> (Option<u64>, Duration) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH);
+    (getrandom::u64().ok(), now.unwrap_or_default())
 }
 
 pub(crate) fn log_tls(tls: &TlsStream<TcpStream>) {

@@ -223,14 +223,14 @@ macro_rules! handler_traits {
 
         /// Hands `event` to the handler method that hears it and the handler's answer,
         /// if the event asks for one, to the machine; a CRAM-MD5 challenge is the
-        /// machine's to build, from the randomness and Unix time `entropy` draws. Returns
-        /// what to log.
+        /// machine's to build, from the OS randomness (if any) and the time since the Unix
+        /// epoch that `entropy` draws. Returns what to log.
         pub(crate) $($async)* fn dispatch<H: Handler>(
             session: &mut $crate::server::Server,
             info: &$crate::server::host::ConnectInfo,
             handler: &mut H,
             event: $crate::server::Event,
-            entropy: impl FnOnce() -> (u64, u64),
+            entropy: impl FnOnce() -> (Option<u64>, ::core::time::Duration),
         ) -> Option<$crate::server::host::Note> {
             use $crate::server::Event;
             let ctx = &info.context(session);
@@ -264,8 +264,11 @@ macro_rules! handler_traits {
                 Event::Expn(arg) => Some(handler.expn(ctx, arg) $($await)*),
                 Event::Etrn(arg) => Some(handler.etrn(ctx, arg) $($await)*),
                 Event::AuthChallengeNeeded { .. } => {
-                    let (random, unix_time) = entropy();
-                    let result = session.auth_challenge_from(random, unix_time);
+                    let (random, since_epoch) = entropy();
+                    // Without OS randomness, the clock's nanoseconds still differ from
+                    // one try to the next.
+                    let random = random.unwrap_or(since_epoch.subsec_nanos().into());
+                    let result = session.auth_challenge_from(random, since_epoch.as_secs());
                     return result.err().map($crate::server::host::Note::challenge_refused);
                 }
                 other => {

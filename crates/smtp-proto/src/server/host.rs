@@ -4,7 +4,8 @@
 //! handler gives when it does not say ([`LMTP_NOT_IMPLEMENTED`], [`CREDENTIALS_INVALID`]),
 //! the machine with the state adapters keep beside it ([`Driver`]), what becomes of a
 //! handler's answer and what to log about it ([`settle`], [`Note`]), and the
-//! configuration of listeners ([`Builder`], [`ListenerAddr`], [`BuildError`]).
+//! configuration of listeners ([`Builder`], [`Listening`], [`ListenerAddr`],
+//! [`BuildError`]).
 //!
 //! Nothing here does I/O: the adapter binds the sockets, draws randomness and reads the
 //! clock; these types only carry and check what it passes in. The handler traits
@@ -319,7 +320,8 @@ pub trait Listen: Sized {
     fn start(setup: Setup<Self>) -> Self;
 }
 
-/// A checked server configuration, for [`Listen::start`].
+/// A checked server configuration, for [`Listen::start`]: what the sessions share, and
+/// the [`Listening`] part that the accept loop keeps.
 pub struct Setup<S: Listen> {
     /// The session configuration, `extensions.starttls` on exactly when there is TLS.
     pub config: Arc<ServerConfig>,
@@ -327,16 +329,23 @@ pub struct Setup<S: Listen> {
     pub host: S::Host,
     /// TLS, for STARTTLS and implicit-TLS listeners.
     pub tls: Option<S::Tls>,
-    /// The listeners, each with whether it is implicit-TLS, in the order given.
-    pub listeners: Vec<(S::Listener, bool)>,
-    /// Their addresses, in the same order.
-    pub addrs: Vec<ListenerAddr>,
     /// Concurrent sessions at most.
     pub max_connections: usize,
-    /// How long sessions may go on after the shutdown started.
-    pub shutdown_timeout: Duration,
     /// How long one write may block on a client that does not read.
     pub write_timeout: Duration,
+    /// The listeners and the shutdown's grace period.
+    pub listening: Listening<S::Listener>,
+}
+
+/// The listeners of an adapter's server and how long its shutdown waits.
+#[derive(Debug)]
+pub struct Listening<L> {
+    /// The listeners, each with whether it is implicit-TLS, in the order given.
+    pub listeners: Vec<(L, bool)>,
+    /// Their addresses, in the same order.
+    pub addrs: Vec<ListenerAddr>,
+    /// How long sessions may go on after the shutdown started.
+    pub shutdown_timeout: Duration,
 }
 
 /// Configures an adapter's server (`S`, e.g. `smtp_tokio::Server<H>`); the adapter's
@@ -430,11 +439,13 @@ impl<S: Listen> Builder<S> {
             config: Arc::new(config),
             host: self.host,
             tls: self.tls,
-            listeners: self.listeners,
-            addrs,
             max_connections: self.max_connections,
-            shutdown_timeout: self.shutdown_timeout,
             write_timeout,
+            listening: Listening {
+                listeners: self.listeners,
+                addrs,
+                shutdown_timeout: self.shutdown_timeout,
+            },
         }))
     }
 }
