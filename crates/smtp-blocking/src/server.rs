@@ -383,12 +383,9 @@ impl<H: Host> Shared<H> {
     /// Implicit TLS: the handshake comes before anything SMTP.
     fn handshake(&self, tcp: TcpStream) -> io::Result<ServerStream> {
         let _ = tcp.set_write_timeout(Some(self.write_timeout));
-        let Some(tls) = &self.tls else {
-            return Err(io::Error::other("implicit TLS without a TLS configuration"));
-        };
-        let conn = rustls::ServerConnection::new(Arc::clone(tls)).map_err(io::Error::other)?;
         let mut stream = ServerStream::Plain(tcp);
-        stream.upgrade(conn, Instant::now() + self.config.timeouts.tls_handshake)?;
+        let deadline = Instant::now() + self.config.timeouts.tls_handshake;
+        crate::tls::accept(&mut stream, self.tls.as_ref(), deadline)?;
         Ok(stream)
     }
 
@@ -403,10 +400,7 @@ impl<H: Host> Shared<H> {
         let idle = self.control.register(id, &tcp);
         let stream = if implicit_tls {
             match self.handshake(tcp) {
-                Ok(stream) => {
-                    crate::session::log_tls(&stream);
-                    stream
-                }
+                Ok(stream) => stream,
                 Err(error) => return info!(%error, "TLS handshake failed"),
             }
         } else {

@@ -55,11 +55,8 @@ impl Session {
                         None => {}
                     }
                 }
-                Output::StartTls => match self.upgrade(&mut stream, &server) {
-                    Ok(()) => {
-                        log_tls(&stream);
-                        server.handle_tls_established(Instant::now());
-                    }
+                Output::StartTls => match self.starttls(&mut stream, &server) {
+                    Ok(()) => server.handle_tls_established(Instant::now()),
                     Err(error) => {
                         info!(%error, "STARTTLS handshake failed");
                         server.handle_broken(Instant::now());
@@ -77,6 +74,14 @@ impl Session {
             }
         }
         info!("disconnected");
+    }
+
+    /// STARTTLS, bounded by the machine's deadline for the handshake.
+    fn starttls(&self, stream: &mut ServerStream, server: &Server) -> std::io::Result<()> {
+        let deadline = server.deadline();
+        let deadline =
+            deadline.unwrap_or_else(|| Instant::now() + server.config().timeouts.tls_handshake);
+        crate::tls::accept(stream, self.tls.as_ref(), deadline)
     }
 
     /// Waits for what the machine waits for: input (only when it asks), its deadline, or
@@ -125,22 +130,6 @@ impl Session {
             }
         }
     }
-
-    /// STARTTLS: the raw TCP stream goes to rustls as it is. The adapter holds no
-    /// buffered bytes (reads go straight into the machine, which refuses anything
-    /// pipelined after STARTTLS), so no plaintext can leak into the TLS session.
-    fn upgrade(&self, stream: &mut ServerStream, server: &Server) -> std::io::Result<()> {
-        let Some(tls) = &self.tls else {
-            return Err(std::io::Error::other(
-                "STARTTLS without a TLS configuration",
-            ));
-        };
-        let conn = rustls::ServerConnection::new(Arc::clone(tls)).map_err(std::io::Error::other)?;
-        let deadline = server
-            .deadline()
-            .unwrap_or_else(|| Instant::now() + server.config().timeouts.tls_handshake);
-        stream.upgrade(conn, deadline)
-    }
 }
 
 /// What a CRAM-MD5 challenge is made of and the machine cannot draw: OS randomness and
@@ -148,14 +137,4 @@ impl Session {
 fn entropy() -> (Option<u64>, Duration) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH);
     (getrandom::u64().ok(), now.unwrap_or_default())
-}
-
-pub(crate) fn log_tls(stream: &ServerStream) {
-    if let Some(conn) = stream.tls() {
-        info!(
-            version = ?conn.protocol_version(),
-            cipher = ?conn.negotiated_cipher_suite().map(|s| s.suite()),
-            "TLS established"
-        );
-    }
 }
