@@ -1,7 +1,7 @@
 //! Listeners, the accept threads, the connection limit and graceful shutdown.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -173,12 +173,7 @@ impl<H: Host> Server<H> {
                 Err(error) => warn!(%error, "cannot start an accept thread"),
             }
         }
-        {
-            let mut state = control.lock();
-            while !state.shutdown && !acceptors.is_empty() {
-                state = control.wait_timeout(state, Duration::from_secs(3600));
-            }
-        }
+        drop(control.wait_for(None, |s| s.shutdown || acceptors.is_empty()));
         control.stopping.store(true, Ordering::Release);
         // The accept threads block in accept(): a connection to each listener wakes it.
         for listener in &addrs {
@@ -188,43 +183,25 @@ impl<H: Host> Server<H> {
             let _ = acceptor.join();
         }
         control.drain();
-        let mut state = control.lock();
-        info!(
-            sessions = state.active,
-            "shutting down: no longer accepting"
-        );
+        let active = control.lock().active;
+        info!(sessions = active, "shutting down: no longer accepting");
         let grace = Instant::now() + shutdown_timeout;
-        while state.active > 0 {
-            match grace.checked_duration_since(Instant::now()) {
-                Some(t) if !t.is_zero() => state = control.wait_timeout(state, t),
-                _ => break,
-            }
-        }
-        if state.active > 0 {
+        let (state, finished) = control.wait_for(Some(grace), |s| s.active == 0);
+        if !finished {
             info!(
                 sessions = state.active,
                 "shutdown timeout: closing sessions"
             );
-            control.force_close.store(true, Ordering::Release);
-            // Blocked reads return at once (end of input); the sessions see the flag and
-            // say 421 through their machines. Their write side stays open for that.
-            for session in state.sockets.values() {
-                let _ = session.tcp.shutdown(Shutdown::Read);
-            }
-            control.changed.notify_all();
+            drop(state);
+            control.force_close();
             // A client that reads nothing is cut off by the write timeout.
             let last = Instant::now() + shared.write_timeout + Duration::from_secs(1);
-            while state.active > 0 || state.refusing > 0 {
-                match last.checked_duration_since(Instant::now()) {
-                    Some(t) if !t.is_zero() => state = control.wait_timeout(state, t),
-                    _ => {
-                        warn!(sessions = state.active, "sessions still running at exit");
-                        break;
-                    }
-                }
+            let (state, finished) =
+                control.wait_for(Some(last), |s| s.active == 0 && s.refusing == 0);
+            if !finished {
+                warn!(sessions = state.active, "sessions still running at exit");
             }
         }
-        drop(state);
         info!("stopped");
     }
 }
