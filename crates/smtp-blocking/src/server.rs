@@ -86,14 +86,15 @@ impl std::fmt::Debug for ShutdownHandle {
     }
 }
 
-/// Gives a session's slot back when its thread ends, however it ends.
-struct Slot<'a> {
-    control: &'a Control,
+/// Gives a session's slot back when its thread ends, however it ends (or when the
+/// thread could not start).
+struct Slot {
+    control: Arc<Control>,
     id: u64,
     refusal: bool,
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         let mut state = self.control.lock();
         if self.refusal {
@@ -294,16 +295,17 @@ impl<H: Host> Shared<H> {
             self.refuse(ServerStream::Plain(tcp), peer, id, false);
             return;
         }
+        let slot = Slot {
+            control: Arc::clone(&self.control),
+            id,
+            refusal: !admitted,
+        };
         let shared = Arc::clone(self);
         let spawned = thread::Builder::new()
             .name(format!("smtp-session-{id}"))
             .spawn(move || {
                 let _span = info_span!("session", id, %peer).entered();
-                let _slot = Slot {
-                    control: &shared.control,
-                    id,
-                    refusal: !admitted,
-                };
+                let _slot = slot;
                 if admitted {
                     shared.connection(tcp, peer, id, implicit_tls);
                 } else {
@@ -314,46 +316,48 @@ impl<H: Host> Shared<H> {
                 }
             });
         if let Err(error) = spawned {
-            // The closure (and with it the socket) is gone; give the slot back.
+            // The closure is gone, and with it the socket and the slot.
             warn!(%error, "cannot start a session thread");
-            let mut state = self.control.lock();
-            if admitted {
-                state.active -= 1;
-            } else {
-                state.refusing -= 1;
-            }
-            self.control.changed.notify_all();
         }
     }
 
     /// Over the limit: the machine says `421 4.3.2` instead of its greeting.
     fn refuse(&self, stream: ServerStream, peer: SocketAddr, id: u64, implicit_tls: bool) {
         info!(%peer, "too many connections");
-        let Some(local) = stream.tcp().and_then(|t| t.local_addr().ok()) else {
-            return;
-        };
-        if let Some(tcp) = stream.tcp() {
-            let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
-        }
+        let Some(tcp) = stream.tcp() else { return };
+        let Ok(local) = tcp.local_addr() else { return };
+        // A refused client gets little patience: it only has to read one line.
+        let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
         let info = ConnectInfo {
             id,
             peer,
             local,
             implicit_tls,
         };
-        let busy = Some(self.config.too_many_connections_reply());
-        let machine = Driver::new(Arc::clone(&self.config), &info, busy, Instant::now());
-        let session = self.session(info, false, Arc::default());
-        session.run(stream, machine, &mut Refused);
+        self.serve(stream, info, true, Arc::default());
     }
 
-    fn session(&self, info: ConnectInfo, linger: bool, idle: Arc<AtomicBool>) -> Session {
-        Session {
+    /// Runs a session: the host's handler, or with `busy` (over the limit) the machine's
+    /// 421 instead of its greeting.
+    fn serve(&self, stream: ServerStream, info: ConnectInfo, busy: bool, idle: Arc<AtomicBool>) {
+        let session = Session {
             info,
             tls: self.tls.clone(),
             control: Arc::clone(&self.control),
-            linger,
+            linger: !busy,
             idle,
+        };
+        let start = |refusal| Driver::new(Arc::clone(&self.config), &info, refusal, Instant::now());
+        if busy {
+            let reply = self.config.too_many_connections_reply();
+            return session.run(stream, start(Some(reply)), &mut Refused);
+        }
+        match self.host.connect(&info) {
+            Ok(mut handler) => session.run(stream, start(None), &mut handler),
+            Err(r) => {
+                info!(reply = %r.to_string().trim_end(), "connection refused by host");
+                session.run(stream, start(Some(r)), &mut Refused);
+            }
         }
     }
 
@@ -389,18 +393,6 @@ impl<H: Host> Shared<H> {
             local,
             implicit_tls,
         };
-        let session = self.session(info, true, idle);
-        let config = Arc::clone(&self.config);
-        match self.host.connect(&info) {
-            Ok(mut handler) => {
-                let machine = Driver::new(config, &info, None, Instant::now());
-                session.run(stream, machine, &mut handler);
-            }
-            Err(r) => {
-                info!(reply = %r.to_string().trim_end(), "connection refused by host");
-                let machine = Driver::new(config, &info, Some(r), Instant::now());
-                session.run(stream, machine, &mut Refused);
-            }
-        }
+        self.serve(stream, info, false, idle);
     }
 }
