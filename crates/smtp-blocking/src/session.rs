@@ -1,8 +1,9 @@
-//! One server connection: a loop around [`Server::poll_output`].
+//! One server connection: a loop around [`Driver::poll_output`] (the machine's, with what
+//! every adapter keeps beside it).
 //!
-//! Transmit → write; Event → ask the handler, then `accept`/`reject`; StartTls → hand the
-//! raw socket to rustls; Close → close; Wait → read (only when asked) until the deadline,
-//! or close on forced shutdown. Nothing here knows SMTP: every byte that goes out was
+//! Transmit → write; Event → the handler through `dispatch` (which gives its decision to
+//! the machine); StartTls → hand the raw socket to rustls; Close → close; Wait → read
+//! (only when asked) until the deadline, or close on forced shutdown. Nothing here knows SMTP: every byte that goes out was
 //! produced by the machine.
 
 use std::sync::Arc;

@@ -1,9 +1,11 @@
-//! One connection: a loop around [`Server::poll_output`].
+//! One connection: a loop around [`Driver::poll_output`] (the machine's, with what every
+//! adapter keeps beside it).
 //!
-//! Transmit → write; Event → ask the handler, then `accept`/`reject`; StartTls → hand the
-//! raw socket to rustls; Close → shut down; Wait → read (when asked), sleep until the
-//! deadline, tell the machine a shutdown started, or close on forced shutdown. Nothing here knows SMTP: every byte that goes
-//! out was produced by the machine.
+//! Transmit → write; Event → the handler through `dispatch` (which gives its decision to
+//! the machine); StartTls → hand the raw socket to rustls; Close → shut down; Wait → read
+//! (when asked), sleep until the deadline, tell the machine a shutdown started, or close
+//! on forced shutdown. Nothing here knows SMTP: every byte that goes out was produced by
+//! the machine.
 
 use std::future::poll_fn;
 use std::io;
