@@ -22,7 +22,7 @@ pub(crate) struct Control {
     /// transaction.
     draining: AtomicBool,
     /// The grace period is over: sessions close with 421.
-    pub(crate) force_close: AtomicBool,
+    force_close: AtomicBool,
 }
 
 #[derive(Default)]
@@ -87,23 +87,45 @@ impl Control {
         self.changed.notify_all();
     }
 
-    /// Blocks until `deadline` (forever when `None`) or a forced close, whichever comes
-    /// first; true for the forced close.
-    pub(crate) fn sleep_until(&self, deadline: Option<Instant>) -> bool {
+    /// The grace period is over: blocked reads return at once (end of input), and the
+    /// sessions see the flag and say 421 through their machines; their write side stays
+    /// open for that.
+    pub(crate) fn force_close(&self) {
+        let state = self.lock();
+        self.force_close.store(true, Ordering::Release);
+        for session in state.sockets.values() {
+            let _ = session.tcp.shutdown(Shutdown::Read);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Blocks until `done` holds or `deadline` passes (forever when `None`); the state,
+    /// and whether `done` holds.
+    pub(crate) fn wait_for(
+        &self,
+        deadline: Option<Instant>,
+        done: impl Fn(&ControlState) -> bool,
+    ) -> (MutexGuard<'_, ControlState>, bool) {
         let mut state = self.lock();
         loop {
-            if self.force_closing() {
-                return true;
+            if done(&state) {
+                return (state, true);
             }
             let timeout = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(t) if !t.is_zero() => t,
-                    _ => return false,
+                    _ => return (state, false),
                 },
                 None => Duration::from_secs(3600),
             };
             state = self.wait_timeout(state, timeout);
         }
+    }
+
+    /// Blocks until `deadline` (forever when `None`) or a forced close, whichever comes
+    /// first; true for the forced close.
+    pub(crate) fn sleep_until(&self, deadline: Option<Instant>) -> bool {
+        self.wait_for(deadline, |_| self.force_closing()).1
     }
 
     /// Registers a session's socket so that a shutdown can wake its reads; the session

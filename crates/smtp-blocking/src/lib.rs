@@ -43,5 +43,6 @@ pub mod tls;
 
 pub use client::{Connection, Connector, DEFAULT_BODY_CHUNK, Error, Transcript};
 pub use host::{ConnectInfo, Context, Decision, Handler, Host};
-pub use server::{BuildError, Builder, ListenerAddr, Server, ShutdownHandle};
+pub use server::{Builder, Server, ShutdownHandle};
+pub use smtp_proto::server::host::{BuildError, ListenerAddr};
 pub use tls::{TlsError, Verification};

@@ -1,137 +1,22 @@
 //! Listeners, the accept threads, the connection limit and graceful shutdown.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use smtp_proto::server::{PeerInfo, Server as Machine, ServerConfig};
+use smtp_proto::server::ServerConfig;
+use smtp_proto::server::host::{self, Driver, Listen, ListenerAddr, Listening, Setup};
 use tracing::{debug, info, info_span, warn};
 
 use crate::control::Control;
 use crate::host::{ConnectInfo, Host, Refused};
 use crate::session::{ServerStream, Session};
 
-/// Why a [`Server`] could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// No listener was given.
-    #[error("no listener")]
-    NoListener,
-    /// An implicit-TLS listener was given without a TLS configuration.
-    #[error("implicit TLS listener without a TLS configuration")]
-    TlsRequired,
-    /// A listener could not be set up (its address, blocking mode).
-    #[error("listener: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// A bound listener and what it serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListenerAddr {
-    /// The address, with the real port when bound to port 0.
-    pub addr: SocketAddr,
-    /// TLS from the first byte (RFC 8314, port 465 style) rather than plain text with
-    /// STARTTLS.
-    pub implicit_tls: bool,
-}
-
 /// Configures a [`Server`]. See [`Server::builder`].
-pub struct Builder<H> {
-    config: ServerConfig,
-    host: H,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    listeners: Vec<(TcpListener, bool)>,
-    max_connections: usize,
-    shutdown_timeout: Duration,
-    write_timeout: Option<Duration>,
-}
-
-impl<H: Host> Builder<H> {
-    /// TLS for STARTTLS on plain listeners and for implicit-TLS listeners. With it, the
-    /// session configuration's `extensions.starttls` is turned on; without it, off.
-    pub fn tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// A plain listener (STARTTLS offered when [`Builder::tls`] is set).
-    pub fn listener(mut self, listener: TcpListener) -> Self {
-        self.listeners.push((listener, false));
-        self
-    }
-
-    /// An implicit-TLS listener (RFC 8314).
-    pub fn implicit_tls_listener(mut self, listener: TcpListener) -> Self {
-        self.listeners.push((listener, true));
-        self
-    }
-
-    /// Concurrent sessions (threads) at most; a client over the limit gets
-    /// `421 4.3.2 <hostname> Error: too many connections` and is disconnected.
-    /// Default: 1000.
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.max_connections = max;
-        self
-    }
-
-    /// After [`ShutdownHandle::shutdown`], how long sessions may go on before they get
-    /// `421 4.3.2` and are closed. Default: 10 seconds.
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-
-    /// How long one write may block on a client that does not read. Default: the
-    /// session's command timeout.
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = Some(timeout);
-        self
-    }
-
-    /// Checks the configuration.
-    pub fn build(self) -> Result<Server<H>, BuildError> {
-        if self.listeners.is_empty() {
-            return Err(BuildError::NoListener);
-        }
-        if self.tls.is_none() && self.listeners.iter().any(|(_, implicit)| *implicit) {
-            return Err(BuildError::TlsRequired);
-        }
-        let mut addrs = Vec::new();
-        for (listener, implicit_tls) in &self.listeners {
-            // The accept threads block; a listener handed over in non-blocking mode would
-            // make them spin.
-            listener.set_nonblocking(false)?;
-            addrs.push(ListenerAddr {
-                addr: listener.local_addr()?,
-                implicit_tls: *implicit_tls,
-            });
-        }
-        let mut config = self.config;
-        config.extensions.starttls = self.tls.is_some();
-        let write_timeout = self
-            .write_timeout
-            .unwrap_or(config.timeouts.command)
-            .max(Duration::from_millis(1));
-        Ok(Server {
-            shared: Arc::new(Shared {
-                config: Arc::new(config),
-                host: self.host,
-                tls: self.tls,
-                max_connections: self.max_connections,
-                next_id: AtomicU64::new(1),
-                control: Arc::new(Control::default()),
-                write_timeout,
-            }),
-            listeners: self.listeners,
-            addrs,
-            shutdown_timeout: self.shutdown_timeout,
-        })
-    }
-}
+pub type Builder<H> = host::Builder<Server<H>>;
 
 /// An SMTP (or LMTP) server on one or more `std::net` listeners: one thread per
 /// listener accepts, one thread per connection runs a
@@ -166,9 +51,7 @@ impl<H: Host> Builder<H> {
 /// ```
 pub struct Server<H> {
     shared: Arc<Shared<H>>,
-    listeners: Vec<(TcpListener, bool)>,
-    addrs: Vec<ListenerAddr>,
-    shutdown_timeout: Duration,
+    listening: Listening<TcpListener>,
 }
 
 /// Asks a running [`Server`] to shut down; cheap to clone and to send to another thread.
@@ -203,14 +86,15 @@ impl std::fmt::Debug for ShutdownHandle {
     }
 }
 
-/// Gives a session's slot back when its thread ends, however it ends.
-struct Slot<'a> {
-    control: &'a Control,
+/// Gives a session's slot back when its thread ends, however it ends (or when the
+/// thread could not start).
+struct Slot {
+    control: Arc<Control>,
     id: u64,
     refusal: bool,
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
         let mut state = self.control.lock();
         if self.refusal {
@@ -241,25 +125,7 @@ impl<H: Host> Server<H> {
     /// Starts configuring a server: `config` is shared by every session, `host` is asked
     /// about every connection.
     pub fn builder(config: ServerConfig, host: H) -> Builder<H> {
-        Builder {
-            config,
-            host,
-            tls: None,
-            listeners: Vec::new(),
-            max_connections: 1000,
-            shutdown_timeout: Duration::from_secs(10),
-            write_timeout: None,
-        }
-    }
-
-    /// The listeners' addresses, in the order they were added.
-    pub fn local_addrs(&self) -> &[ListenerAddr] {
-        &self.addrs
-    }
-
-    /// The session configuration (with `extensions.starttls` set by the builder).
-    pub fn config(&self) -> &ServerConfig {
-        &self.shared.config
+        Builder::new(config, host)
     }
 
     /// A handle that stops [`Server::run`].
@@ -274,17 +140,28 @@ impl<H: Host> Server<H> {
         self.shared.control.lock().active
     }
 
+    /// The listeners' addresses, in the order they were added.
+    pub fn local_addrs(&self) -> &[ListenerAddr] {
+        &self.listening.addrs
+    }
+
+    /// The session configuration (with `extensions.starttls` set by the builder).
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
+    }
+
     /// Accepts connections until [`ShutdownHandle::shutdown`], then stops accepting,
     /// closes sessions between transactions with `421 4.3.2 ... shutting down`, lets
-    /// open transactions finish for the shutdown timeout, closes the rest the same way, and returns once every session has ended (or, for
-    /// clients that do not even read that reply, once the write timeout has passed).
+    /// open transactions finish for the shutdown timeout, closes the rest the same way,
+    /// and returns once every session has ended (or, for clients that do not even read
+    /// that reply, once the write timeout has passed).
     pub fn run(self) {
-        let Server {
-            shared,
+        let Server { shared, listening } = self;
+        let Listening {
             listeners,
             addrs,
             shutdown_timeout,
-        } = self;
+        } = listening;
         let control = Arc::clone(&shared.control);
         let mut acceptors = Vec::new();
         for (listener, implicit_tls) in listeners {
@@ -297,12 +174,7 @@ impl<H: Host> Server<H> {
                 Err(error) => warn!(%error, "cannot start an accept thread"),
             }
         }
-        {
-            let mut state = control.lock();
-            while !state.shutdown && !acceptors.is_empty() {
-                state = control.wait_timeout(state, Duration::from_secs(3600));
-            }
-        }
+        drop(control.wait_for(None, |s| s.shutdown || acceptors.is_empty()));
         control.stopping.store(true, Ordering::Release);
         // The accept threads block in accept(): a connection to each listener wakes it.
         for listener in &addrs {
@@ -312,44 +184,56 @@ impl<H: Host> Server<H> {
             let _ = acceptor.join();
         }
         control.drain();
-        let mut state = control.lock();
-        info!(
-            sessions = state.active,
-            "shutting down: no longer accepting"
-        );
+        let active = control.lock().active;
+        info!(sessions = active, "shutting down: no longer accepting");
         let grace = Instant::now() + shutdown_timeout;
-        while state.active > 0 {
-            match grace.checked_duration_since(Instant::now()) {
-                Some(t) if !t.is_zero() => state = control.wait_timeout(state, t),
-                _ => break,
-            }
-        }
-        if state.active > 0 {
+        let (state, finished) = control.wait_for(Some(grace), |s| s.active == 0);
+        if !finished {
             info!(
                 sessions = state.active,
                 "shutdown timeout: closing sessions"
             );
-            control.force_close.store(true, Ordering::Release);
-            // Blocked reads return at once (end of input); the sessions see the flag and
-            // say 421 through their machines. Their write side stays open for that.
-            for session in state.sockets.values() {
-                let _ = session.tcp.shutdown(Shutdown::Read);
-            }
-            control.changed.notify_all();
+            drop(state);
+            control.force_close();
             // A client that reads nothing is cut off by the write timeout.
             let last = Instant::now() + shared.write_timeout + Duration::from_secs(1);
-            while state.active > 0 || state.refusing > 0 {
-                match last.checked_duration_since(Instant::now()) {
-                    Some(t) if !t.is_zero() => state = control.wait_timeout(state, t),
-                    _ => {
-                        warn!(sessions = state.active, "sessions still running at exit");
-                        break;
-                    }
-                }
+            let (state, finished) =
+                control.wait_for(Some(last), |s| s.active == 0 && s.refusing == 0);
+            if !finished {
+                warn!(sessions = state.active, "sessions still running at exit");
             }
         }
-        drop(state);
         info!("stopped");
+    }
+}
+
+impl<H: Host> Listen for Server<H> {
+    type Host = H;
+    type Listener = TcpListener;
+    type Tls = Arc<rustls::ServerConfig>;
+
+    fn prepare(listener: &TcpListener) -> io::Result<SocketAddr> {
+        // The accept threads block; a listener handed over in non-blocking mode would
+        // make them spin.
+        listener.set_nonblocking(false)?;
+        listener.local_addr()
+    }
+
+    fn start(setup: Setup<Self>) -> Self {
+        let shared = Shared {
+            config: setup.config,
+            host: setup.host,
+            tls: setup.tls,
+            max_connections: setup.max_connections,
+            next_id: AtomicU64::new(1),
+            control: Arc::new(Control::default()),
+            // A socket's write timeout cannot be zero.
+            write_timeout: setup.write_timeout.max(Duration::from_millis(1)),
+        };
+        Server {
+            shared: Arc::new(shared),
+            listening: setup.listening,
+        }
     }
 }
 
@@ -411,16 +295,17 @@ impl<H: Host> Shared<H> {
             self.refuse(ServerStream::Plain(tcp), peer, id, false);
             return;
         }
+        let slot = Slot {
+            control: Arc::clone(&self.control),
+            id,
+            refusal: !admitted,
+        };
         let shared = Arc::clone(self);
         let spawned = thread::Builder::new()
             .name(format!("smtp-session-{id}"))
             .spawn(move || {
                 let _span = info_span!("session", id, %peer).entered();
-                let _slot = Slot {
-                    control: &shared.control,
-                    id,
-                    refusal: !admitted,
-                };
+                let _slot = slot;
                 if admitted {
                     shared.connection(tcp, peer, id, implicit_tls);
                 } else {
@@ -431,66 +316,57 @@ impl<H: Host> Shared<H> {
                 }
             });
         if let Err(error) = spawned {
-            // The closure (and with it the socket) is gone; give the slot back.
+            // The closure is gone, and with it the socket and the slot.
             warn!(%error, "cannot start a session thread");
-            let mut state = self.control.lock();
-            if admitted {
-                state.active -= 1;
-            } else {
-                state.refusing -= 1;
-            }
-            self.control.changed.notify_all();
         }
     }
 
     /// Over the limit: the machine says `421 4.3.2` instead of its greeting.
     fn refuse(&self, stream: ServerStream, peer: SocketAddr, id: u64, implicit_tls: bool) {
         info!(%peer, "too many connections");
-        let Some(local) = stream.tcp().and_then(|t| t.local_addr().ok()) else {
-            return;
-        };
-        if let Some(tcp) = stream.tcp() {
-            let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
-        }
-        let info = PeerInfo {
-            addr: Some(peer.ip()),
-            name: None,
-            tls: implicit_tls,
-        };
-        let mut machine = Machine::new(Arc::clone(&self.config), info, Instant::now());
-        machine.close_with(self.config.too_many_connections_reply());
-        let session = self.session(id, peer, local, false, Arc::default());
-        session.run(stream, machine, &mut Refused);
-    }
-
-    fn session(
-        &self,
-        id: u64,
-        peer: SocketAddr,
-        local: SocketAddr,
-        linger: bool,
-        idle: Arc<AtomicBool>,
-    ) -> Session {
-        Session {
+        let Some(tcp) = stream.tcp() else { return };
+        let Ok(local) = tcp.local_addr() else { return };
+        // A refused client gets little patience: it only has to read one line.
+        let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
+        let info = ConnectInfo {
             id,
             peer,
             local,
+            implicit_tls,
+        };
+        self.serve(stream, info, true, Arc::default());
+    }
+
+    /// Runs a session: the host's handler, or with `busy` (over the limit) the machine's
+    /// 421 instead of its greeting.
+    fn serve(&self, stream: ServerStream, info: ConnectInfo, busy: bool, idle: Arc<AtomicBool>) {
+        let session = Session {
+            info,
             tls: self.tls.clone(),
             control: Arc::clone(&self.control),
-            linger,
+            linger: !busy,
             idle,
+        };
+        let start = |refusal| Driver::new(Arc::clone(&self.config), &info, refusal, Instant::now());
+        if busy {
+            let reply = self.config.too_many_connections_reply();
+            return session.run(stream, start(Some(reply)), &mut Refused);
+        }
+        match self.host.connect(&info) {
+            Ok(mut handler) => session.run(stream, start(None), &mut handler),
+            Err(r) => {
+                info!(reply = %r.to_string().trim_end(), "connection refused by host");
+                session.run(stream, start(Some(r)), &mut Refused);
+            }
         }
     }
 
     /// Implicit TLS: the handshake comes before anything SMTP.
     fn handshake(&self, tcp: TcpStream) -> io::Result<ServerStream> {
         let _ = tcp.set_write_timeout(Some(self.write_timeout));
-        let Some(tls) = &self.tls else {
-            return Err(io::Error::other("implicit TLS without a TLS configuration"));
-        };
-        let conn = rustls::ServerConnection::new(Arc::clone(tls)).map_err(io::Error::other)?;
         let mut stream = ServerStream::Plain(tcp);
-        stream.upgrade(conn, Instant::now() + self.config.timeouts.tls_handshake)?;
+        let deadline = Instant::now() + self.config.timeouts.tls_handshake;
+        crate::tls::accept(&mut stream, self.tls.as_ref(), deadline)?;
         Ok(stream)
     }
 
@@ -505,35 +381,18 @@ impl<H: Host> Shared<H> {
         let idle = self.control.register(id, &tcp);
         let stream = if implicit_tls {
             match self.handshake(tcp) {
-                Ok(stream) => {
-                    crate::session::log_tls(&stream);
-                    stream
-                }
+                Ok(stream) => stream,
                 Err(error) => return info!(%error, "TLS handshake failed"),
             }
         } else {
             ServerStream::Plain(tcp)
         };
-        let info = PeerInfo {
-            addr: Some(peer.ip()),
-            name: None,
-            tls: implicit_tls,
-        };
-        let mut machine = Machine::new(Arc::clone(&self.config), info, Instant::now());
-        let session = self.session(id, peer, local, true, idle);
-        let connect = ConnectInfo {
+        let info = ConnectInfo {
             id,
             peer,
             local,
             implicit_tls,
         };
-        match self.host.connect(&connect) {
-            Ok(mut handler) => session.run(stream, machine, &mut handler),
-            Err(r) => {
-                info!(reply = %r.to_string().trim_end(), "connection refused by host");
-                machine.close_with(r);
-                session.run(stream, machine, &mut Refused);
-            }
-        }
+        self.serve(stream, info, false, idle);
     }
 }

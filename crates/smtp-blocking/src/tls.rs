@@ -1,14 +1,19 @@
 //! rustls configurations for both sides, with the `ring` provider (it builds without
 //! cmake or nasm) chosen explicitly, so nothing depends on a process-wide default.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tracing::info;
+
+use crate::session::ServerStream;
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -161,4 +166,28 @@ impl ServerCertVerifier for AcceptAny {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_schemes()
     }
+}
+
+/// The server's side of a handshake, implicit (RFC 8314) or after STARTTLS (RFC 3207),
+/// on the raw TCP stream, bounded by `deadline`. The adapter holds no buffered bytes
+/// (reads go straight into the machine, which refuses anything pipelined after
+/// STARTTLS), so no plaintext can leak into the TLS session.
+pub(crate) fn accept(
+    stream: &mut ServerStream,
+    config: Option<&Arc<rustls::ServerConfig>>,
+    deadline: Instant,
+) -> io::Result<()> {
+    let Some(config) = config else {
+        return Err(io::Error::other("TLS without a TLS configuration"));
+    };
+    let conn = rustls::ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+    stream.upgrade(conn, deadline)?;
+    if let Some(conn) = stream.tls() {
+        info!(
+            version = ?conn.protocol_version(),
+            cipher = ?conn.negotiated_cipher_suite().map(|s| s.suite()),
+            "TLS established"
+        );
+    }
+    Ok(())
 }

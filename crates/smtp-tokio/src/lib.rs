@@ -39,4 +39,5 @@ mod stream;
 
 pub use client::{Connection, SendError, TlsOptions, Transcript};
 pub use host::{ConnectInfo, Context, Decision, Handler, Host};
-pub use server::{BuildError, Builder, ListenerAddr, Server};
+pub use server::{Builder, Server};
+pub use smtp_proto::server::host::{BuildError, ListenerAddr};

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use smtp_proto::server::{PeerInfo, ServerConfig};
+use smtp_proto::server::ServerConfig;
+use smtp_proto::server::host::{self, Listen, ListenerAddr, Listening, Setup};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -19,122 +20,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::host::{ConnectInfo, Host, Refused};
 use crate::session::{Session, Stream, log_tls};
 
-/// Why a [`Server`] could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// No listener was given.
-    #[error("no listener")]
-    NoListener,
-    /// An implicit-TLS listener was given without a TLS configuration.
-    #[error("implicit TLS listener without a TLS configuration")]
-    TlsRequired,
-    /// A listener's local address could not be read.
-    #[error("listener address: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// A bound listener and what it serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ListenerAddr {
-    /// The address, with the real port when bound to port 0.
-    pub addr: SocketAddr,
-    /// TLS from the first byte (RFC 8314, port 465 style) rather than plain text with
-    /// STARTTLS.
-    pub implicit_tls: bool,
-}
-
 /// Configures a [`Server`]. See [`Server::builder`].
-pub struct Builder<H> {
-    config: ServerConfig,
-    host: H,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    listeners: Vec<(TcpListener, bool)>,
-    max_connections: usize,
-    shutdown_timeout: Duration,
-    write_timeout: Option<Duration>,
-}
-
-impl<H: Host> Builder<H> {
-    /// TLS for STARTTLS on plain listeners and for implicit-TLS listeners. With it, the
-    /// session configuration's `extensions.starttls` is turned on; without it, off.
-    pub fn tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(tls);
-        self
-    }
-
-    /// A plain listener (STARTTLS offered when [`Builder::tls`] is set).
-    pub fn listener(mut self, listener: TcpListener) -> Self {
-        self.listeners.push((listener, false));
-        self
-    }
-
-    /// An implicit-TLS listener (RFC 8314).
-    pub fn implicit_tls_listener(mut self, listener: TcpListener) -> Self {
-        self.listeners.push((listener, true));
-        self
-    }
-
-    /// Concurrent sessions at most; a client over the limit gets
-    /// `421 4.3.2 <hostname> Error: too many connections` and is disconnected.
-    /// Default: 1000.
-    pub fn max_connections(mut self, max: usize) -> Self {
-        self.max_connections = max;
-        self
-    }
-
-    /// After the shutdown signal, how long sessions may go on before they get
-    /// `421 4.3.2` and are closed. Default: 10 seconds.
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-
-    /// How long one write may block on a client that does not read. Default: the
-    /// session's command timeout.
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = Some(timeout);
-        self
-    }
-
-    /// Checks the configuration.
-    pub fn build(self) -> Result<Server<H>, BuildError> {
-        if self.listeners.is_empty() {
-            return Err(BuildError::NoListener);
-        }
-        if self.tls.is_none() && self.listeners.iter().any(|(_, implicit)| *implicit) {
-            return Err(BuildError::TlsRequired);
-        }
-        let addrs = self
-            .listeners
-            .iter()
-            .map(|(l, implicit_tls)| {
-                Ok(ListenerAddr {
-                    addr: l.local_addr()?,
-                    implicit_tls: *implicit_tls,
-                })
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        let mut config = self.config;
-        config.extensions.starttls = self.tls.is_some();
-        let write_timeout = self.write_timeout.unwrap_or(config.timeouts.command);
-        Ok(Server {
-            shared: Arc::new(Shared {
-                config: Arc::new(config),
-                host: self.host,
-                tls: self.tls.map(TlsAcceptor::from),
-                limit: Arc::new(Semaphore::new(self.max_connections)),
-                next_id: AtomicU64::new(1),
-                draining: CancellationToken::new(),
-                force_close: CancellationToken::new(),
-                write_timeout,
-            }),
-            listeners: self.listeners,
-            addrs,
-            shutdown_timeout: self.shutdown_timeout,
-        })
-    }
-}
+pub type Builder<H> = host::Builder<Server<H>>;
 
 /// An SMTP (or LMTP) server on one or more listeners, running one
 /// [`smtp_proto::server::Server`] machine per connection.
@@ -168,9 +55,7 @@ impl<H: Host> Builder<H> {
 /// ```
 pub struct Server<H> {
     shared: Arc<Shared<H>>,
-    listeners: Vec<(TcpListener, bool)>,
-    addrs: Vec<ListenerAddr>,
-    shutdown_timeout: Duration,
+    listening: Listening<TcpListener>,
 }
 
 struct Shared<H> {
@@ -184,24 +69,43 @@ struct Shared<H> {
     write_timeout: Duration,
 }
 
+impl<H: Host> Listen for Server<H> {
+    type Host = H;
+    type Listener = TcpListener;
+    type Tls = Arc<rustls::ServerConfig>;
+
+    fn prepare(listener: &TcpListener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    fn start(setup: Setup<Self>) -> Self {
+        let shared = Shared {
+            config: setup.config,
+            host: setup.host,
+            tls: setup.tls.map(TlsAcceptor::from),
+            limit: Arc::new(Semaphore::new(setup.max_connections)),
+            next_id: AtomicU64::new(1),
+            draining: CancellationToken::new(),
+            force_close: CancellationToken::new(),
+            write_timeout: setup.write_timeout,
+        };
+        Server {
+            shared: Arc::new(shared),
+            listening: setup.listening,
+        }
+    }
+}
+
 impl<H: Host> Server<H> {
     /// Starts configuring a server: `config` is shared by every session, `host` is asked
     /// about every connection.
     pub fn builder(config: ServerConfig, host: H) -> Builder<H> {
-        Builder {
-            config,
-            host,
-            tls: None,
-            listeners: Vec::new(),
-            max_connections: 1000,
-            shutdown_timeout: Duration::from_secs(10),
-            write_timeout: None,
-        }
+        Builder::new(config, host)
     }
 
     /// The listeners' addresses, in the order they were added.
     pub fn local_addrs(&self) -> &[ListenerAddr] {
-        &self.addrs
+        &self.listening.addrs
     }
 
     /// The session configuration (with `extensions.starttls` set by the builder).
@@ -211,14 +115,15 @@ impl<H: Host> Server<H> {
 
     /// Accepts connections until `shutdown` completes, then stops accepting, closes
     /// sessions between transactions with `421 4.3.2 ... shutting down`, lets open
-    /// transactions finish for the shutdown timeout, closes the rest the same way, and returns once every session has ended.
+    /// transactions finish for the shutdown timeout, closes the rest the same way, and
+    /// returns once every session has ended.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server {
-            shared,
+        let Server { shared, listening } = self;
+        let Listening {
             listeners,
             shutdown_timeout,
             ..
-        } = self;
+        } = listening;
         let mut sessions = JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -307,15 +212,14 @@ impl<H: Host> Shared<H> {
         } else {
             Stream::Plain(tcp)
         };
-        let info = PeerInfo {
-            addr: Some(peer.ip()),
-            name: None,
-            tls: implicit_tls,
-        };
-        let mut session = Session {
+        let info = ConnectInfo {
             id,
             peer,
             local,
+            implicit_tls,
+        };
+        let mut session = Session {
+            info,
             tls: self.tls.clone(),
             draining: self.draining.clone(),
             force_close: self.force_close.clone(),
@@ -327,21 +231,13 @@ impl<H: Host> Shared<H> {
             // A refused client gets little patience: it only has to read one line.
             session.write_timeout = session.write_timeout.min(Duration::from_secs(10));
             let busy = Some(config.too_many_connections_reply());
-            return session.run(stream, config, info, busy, &mut Refused).await;
+            return session.run(stream, config, busy, &mut Refused).await;
         }
-        let connect = ConnectInfo {
-            id,
-            peer,
-            local,
-            implicit_tls,
-        };
-        match self.host.connect(&connect) {
-            Ok(mut handler) => session.run(stream, config, info, None, &mut handler).await,
+        match self.host.connect(&info) {
+            Ok(mut handler) => session.run(stream, config, None, &mut handler).await,
             Err(r) => {
                 info!(reply = %r.to_string().trim_end(), "connection refused by host");
-                session
-                    .run(stream, config, info, Some(r), &mut Refused)
-                    .await
+                session.run(stream, config, Some(r), &mut Refused).await
             }
         }
         drop(permit);

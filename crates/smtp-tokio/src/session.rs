@@ -1,19 +1,21 @@
-//! One connection: a loop around [`Server::poll_output`].
+//! One connection: a loop around [`Driver::poll_output`] (the machine's, with what every
+//! adapter keeps beside it).
 //!
-//! Transmit → write; Event → ask the handler, then `accept`/`reject`; StartTls → hand the
-//! raw socket to rustls; Close → shut down; Wait → read (when asked), sleep until the
-//! deadline, tell the machine a shutdown started, or close on forced shutdown. Nothing here knows SMTP: every byte that goes
-//! out was produced by the machine.
+//! Transmit → write; Event → the handler through `dispatch` (which gives its decision to
+//! the machine); StartTls → hand the raw socket to rustls; Close → shut down; Wait → read
+//! (when asked), sleep until the deadline, tell the machine a shutdown started, or close
+//! on forced shutdown. Nothing here knows SMTP: every byte that goes out was produced by
+//! the machine.
 
 use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smtp_proto::Reply;
-use smtp_proto::server::{Event, Output, PeerInfo, Server, ServerConfig};
+use smtp_proto::server::host::{Driver, Level};
+use smtp_proto::server::{Output, Server, ServerConfig};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -25,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::host::{Context, Decision, Handler, reply};
+use crate::host::{ConnectInfo, Handler, dispatch};
 
 /// Bytes read from the socket per read call. The buffer lives on the stack only while a
 /// read completes, so an idle session holds none (see the crate documentation).
@@ -33,9 +35,7 @@ pub(crate) const READ_CHUNK: usize = 8 * 1024;
 
 /// What the adapter needs besides the machine and the handler.
 pub(crate) struct Session {
-    pub(crate) id: u64,
-    pub(crate) peer: SocketAddr,
-    pub(crate) local: SocketAddr,
+    pub(crate) info: ConnectInfo,
     pub(crate) tls: Option<TlsAcceptor>,
     /// Cancelled when the server starts shutting down: the session closes at its next
     /// command boundary outside a transaction.
@@ -60,15 +60,6 @@ enum Wake {
 }
 
 impl Session {
-    fn context<'a>(&self, server: &'a Server) -> Context<'a> {
-        Context {
-            id: self.id,
-            peer: self.peer,
-            local: self.local,
-            session: server,
-        }
-    }
-
     /// Drives a new session until the machine says Close (or the connection breaks).
     /// With `refuse`, the machine is told to close with that reply before it greets
     /// (connection limit, host refusal), so even then every byte is the machine's.
@@ -76,26 +67,14 @@ impl Session {
         &self,
         mut stream: Stream,
         config: Arc<ServerConfig>,
-        peer: PeerInfo,
         refuse: Option<Reply>,
         handler: &mut H,
     ) {
         // The machine is built here, not passed in, so the task holds it only once.
-        let mut server = Server::new(config, peer, Instant::now());
-        if let Some(reply) = refuse {
-            server.close_with(reply);
-        }
-        // The connection broke: the machine still gets to say goodbye to the handler
-        // (MessageAborted), but nothing more is written.
-        let mut broken = false;
-        // The machine was told about the shutdown.
-        let mut drained = false;
+        let mut server = Driver::new(config, &self.info, refuse, Instant::now());
         loop {
             match server.poll_output() {
                 Output::Transmit(bytes) => {
-                    if broken {
-                        continue;
-                    }
                     let write = async {
                         stream.write_all(&bytes).await?;
                         stream.flush().await
@@ -106,56 +85,43 @@ impl Session {
                     };
                     if let Err(error) = result {
                         debug!(%error, "write failed");
-                        broken = true;
-                        server.handle_eof(Instant::now());
+                        server.handle_broken(Instant::now());
                     }
                 }
                 // Boxed: handler futures and the TLS handshake are large and rare, and
                 // an idle session should not carry their space (see the crate docs).
-                Output::Event(event) => Box::pin(self.dispatch(&mut server, handler, event)).await,
+                Output::Event(event) => {
+                    let dispatch = dispatch(&mut server, &self.info, handler, event, entropy);
+                    match Box::pin(dispatch).await {
+                        Some(note) if note.level == Level::Debug => debug!("{note}"),
+                        Some(note) if note.level == Level::Info => info!("{note}"),
+                        Some(note) => warn!("{note}"),
+                        None => {}
+                    }
+                }
                 Output::StartTls => match Box::pin(self.upgrade(&mut stream, &server)).await {
                     Ok(()) => server.handle_tls_established(Instant::now()),
                     Err(error) => {
                         info!(%error, "STARTTLS handshake failed");
-                        broken = true;
-                        server.handle_eof(Instant::now());
+                        server.handle_broken(Instant::now());
                     }
                 },
+                Output::Close if server.is_broken() => break,
                 Output::Close => {
-                    if !broken {
-                        let _ = tokio::time::timeout(self.write_timeout, stream.shutdown()).await;
-                    }
+                    let _ = tokio::time::timeout(self.write_timeout, stream.shutdown()).await;
                     break;
                 }
                 Output::Wait { deadline, read } => {
-                    if broken {
-                        // After handle_eof the machine closes; waiting here would hang.
-                        break;
-                    }
-                    match self
-                        .wait(&mut stream, &mut server, deadline, read, drained)
-                        .await
-                    {
+                    match self.wait(&mut stream, &mut server, deadline, read).await {
                         Wake::Input => {}
-                        Wake::Eof => {
-                            debug!("client closed the connection");
-                            server.handle_eof(Instant::now());
-                        }
+                        Wake::Eof => server.handle_eof(Instant::now()),
                         Wake::Failed(error) => {
                             debug!(%error, "read failed");
-                            broken = true;
-                            server.handle_eof(Instant::now());
+                            server.handle_broken(Instant::now());
                         }
                         Wake::Deadline => server.handle_timeout(Instant::now()),
-                        Wake::Drain => {
-                            drained = true;
-                            let reply = server.config().shutdown_reply();
-                            server.shutdown(reply);
-                        }
-                        Wake::Shutdown => {
-                            let reply = server.config().shutdown_reply();
-                            server.close_with(reply);
-                        }
+                        Wake::Drain => server.drain(),
+                        Wake::Shutdown => server.force_close(),
                     }
                 }
             }
@@ -170,18 +136,21 @@ impl Session {
     async fn wait(
         &self,
         stream: &mut Stream,
-        server: &mut Server,
+        server: &mut Driver,
         deadline: Option<Instant>,
         read: bool,
-        drained: bool,
     ) -> Wake {
+        let drained = server.is_draining();
         let input = poll_fn(|cx| {
             let mut buf = [0u8; READ_CHUNK];
             let mut buf = ReadBuf::new(&mut buf);
             match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Err(e)) => Poll::Ready(Wake::Failed(e)),
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Wake::Eof),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                    debug!("client closed the connection");
+                    Poll::Ready(Wake::Eof)
+                }
                 Poll::Ready(Ok(())) => {
                     server.handle_input(buf.filled(), Instant::now());
                     Poll::Ready(Wake::Input)
@@ -226,111 +195,13 @@ impl Session {
         *stream = Stream::Tls(Box::new(tls));
         Ok(())
     }
-
-    /// Hands an event to the handler and its decision to the machine.
-    async fn dispatch<H: Handler>(&self, server: &mut Server, handler: &mut H, event: Event) {
-        let ctx = self.context(server);
-        let decision = match &event {
-            Event::Hello { verb, host } => {
-                let d = handler.hello(&ctx, *verb, host).await;
-                log_decision(&d, format_args!("{verb} {host}"));
-                Some(d)
-            }
-            Event::Mail { from, params } => {
-                let d = handler.mail(&ctx, from, params).await;
-                log_decision(&d, format_args!("MAIL FROM:{from}"));
-                Some(d)
-            }
-            Event::Rcpt { to, params } => {
-                let d = handler.rcpt(&ctx, to, params).await;
-                log_decision(&d, format_args!("RCPT TO:{to}"));
-                Some(d)
-            }
-            Event::MessageStart => {
-                debug!("message started");
-                handler.message_start(&ctx).await;
-                None
-            }
-            Event::Body(chunk) => {
-                handler.message_chunk(&ctx, chunk.clone()).await;
-                None
-            }
-            Event::MessageEnd => {
-                let d = handler.message_end(&ctx).await;
-                log_decision(&d, format_args!("message"));
-                Some(d)
-            }
-            Event::LmtpMessageEnd { recipients } => {
-                handler.lmtp_message_end(&ctx, *recipients).await;
-                None
-            }
-            Event::LmtpDelivery { to } => {
-                let d = handler.lmtp_delivery(&ctx, to).await;
-                log_decision(&d, format_args!("LMTP delivery to {to}"));
-                Some(d)
-            }
-            Event::MessageAborted { reason } => {
-                info!(?reason, "message aborted");
-                handler.message_aborted(&ctx, *reason).await;
-                None
-            }
-            Event::Auth {
-                mechanism,
-                credentials,
-            } => {
-                let d = handler.auth(&ctx, mechanism, credentials).await;
-                // The identity only: credentials never reach a log.
-                let user = credentials.identity().unwrap_or("");
-                log_decision(&d, format_args!("AUTH {mechanism} user={user:?}"));
-                Some(d)
-            }
-            Event::AuthChallengeNeeded { .. } => {
-                let challenge = cram_md5_challenge(server.config().hostname());
-                if let Err(error) = server.auth_challenge(&challenge) {
-                    warn!(%error, "CRAM-MD5 challenge refused");
-                    let r = reply(454, (4, 7, 0), "Temporary authentication failure");
-                    let _ = server.reject(r);
-                }
-                return;
-            }
-            Event::Vrfy(arg) => Some(handler.vrfy(&ctx, arg).await),
-            Event::Expn(arg) => Some(handler.expn(&ctx, arg).await),
-            Event::Etrn(arg) => Some(handler.etrn(&ctx, arg).await),
-            other => {
-                match other {
-                    Event::Connected => info!("connected"),
-                    Event::TlsEstablished => info!("STARTTLS done"),
-                    Event::ProtocolError(error) => info!(%error, "client error"),
-                    Event::Timeout => info!("timeout"),
-                    Event::Quit => debug!("QUIT"),
-                    _ => debug!(?other, "event"),
-                }
-                handler.event(&ctx, other);
-                None
-            }
-        };
-        if let Some(decision) = decision {
-            apply(server, decision);
-        }
-    }
 }
 
-/// Gives the handler's decision to the machine. A reply of the wrong class is a bug in
-/// the handler; the session answers `451 4.3.0` rather than stall.
-fn apply(server: &mut Server, decision: Decision) {
-    if let Err(error) = server.decide(decision) {
-        warn!(%error, "handler decision refused by the session");
-    }
-}
-
-fn log_decision(decision: &Decision, what: std::fmt::Arguments<'_>) {
-    match decision {
-        Decision::Accept => info!("{what}: accepted"),
-        Decision::AcceptWith(r) | Decision::Reject(r) => {
-            let text = r.to_string();
-            info!("{what}: {}", text.trim_end())
-        }
-    }
+/// What a CRAM-MD5 challenge is made of and the machine cannot draw: OS randomness and
+/// the time since the Unix epoch.
+fn entropy() -> (Option<u64>, Duration) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH);
+    (getrandom::u64().ok(), now.unwrap_or_default())
 }
 
 pub(crate) fn log_tls(tls: &TlsStream<TcpStream>) {
@@ -340,20 +211,4 @@ pub(crate) fn log_tls(tls: &TlsStream<TcpStream>) {
         cipher = ?conn.negotiated_cipher_suite().map(|s| s.suite()),
         "TLS established"
     );
-}
-
-/// `<random.timestamp@hostname>` (RFC 2195 §2), fresh for every attempt.
-fn cram_md5_challenge(hostname: &str) -> String {
-    let random = getrandom::u64().unwrap_or_else(|_| {
-        // No OS randomness: fall back on the clock's nanoseconds, still unique per try.
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos().into())
-    });
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    smtp_proto::sasl::cram_md5_challenge(random, now, hostname)
-        .or_else(|_| smtp_proto::sasl::cram_md5_challenge(random, now, "localhost"))
-        .unwrap_or_else(|_| format!("<{random}.{now}@localhost>"))
 }

@@ -42,7 +42,8 @@
 //!   [`handle_tls_established`](Server::handle_tls_established).
 //! - Decisions: [`decide`](Server::decide) (or [`accept`](Server::accept),
 //!   [`accept_with`](Server::accept_with), [`reject`](Server::reject)),
-//!   [`auth_challenge`](Server::auth_challenge), [`close_with`](Server::close_with),
+//!   [`auth_challenge`](Server::auth_challenge) (or
+//!   [`auth_challenge_from`](Server::auth_challenge_from)), [`close_with`](Server::close_with),
 //!   [`shutdown`](Server::shutdown).
 //! - Output: [`poll_output`](Server::poll_output), until [`Output::Wait`].
 //!
@@ -56,6 +57,8 @@
 //!   (`enter`), and the one way a session ends (`end_session`).
 //! - `commands.rs`, `body.rs`, `auth.rs`, `verdict.rs`: what commands, bodies, AUTH
 //!   exchanges and the host's decisions do; each returns where to go next.
+//! - `host.rs`, `handler.rs`: what every adapter shows its application (connection
+//!   info, context, handler traits, listener configuration), written once.
 //! - `replies.rs`: every reply the session sends on its own; `received.rs`: the
 //!   `Received:` header; `anvil.rs`: per-client limits for the host.
 //!
@@ -67,6 +70,8 @@ mod body;
 mod commands;
 mod config;
 mod event;
+mod handler;
+pub mod host;
 mod received;
 mod replies;
 mod state;
@@ -83,6 +88,8 @@ use bytes::{Buf as _, Bytes, BytesMut};
 pub use anvil::{Anvil, AnvilLimits};
 pub use config::{Extensions, Limits, ServerConfig, SyncPolicy, Timeouts};
 pub use event::{AbortReason, Event, HostError, Output, ProtocolError};
+#[doc(hidden)]
+pub use handler::__private;
 
 use crate::address::{ForwardPath, Host, ReversePath};
 use crate::command::CommandDecoder;
@@ -433,6 +440,22 @@ impl Server {
             }
             _ => Err(HostError::Challenge),
         }
+    }
+
+    /// Supplies the challenge [`Event::AuthChallengeNeeded`] asked for, built from
+    /// randomness and the time (seconds since the Unix epoch) that the host draws:
+    /// `<random.timestamp@hostname>` (RFC 2195 §2), with `localhost` should the host name
+    /// not fit a msg-id. Should the challenge still be refused, the client gets
+    /// `454 4.7.0` (RFC 4954 §6) and the error is returned for the host to log.
+    pub fn auth_challenge_from(&mut self, random: u64, unix_time: u64) -> Result<(), HostError> {
+        let challenge = crate::sasl::cram_md5_challenge(random, unix_time, &self.config.hostname)
+            .or_else(|_| crate::sasl::cram_md5_challenge(random, unix_time, "localhost"))
+            .unwrap_or_default();
+        let result = self.auth_challenge(&challenge);
+        if result.is_err() && self.is_deciding(|p| matches!(p, Pending::Challenge)) {
+            let _ = self.reject(crate::sasl::AUTH_TEMPORARY_FAILURE);
+        }
+        result
     }
 
     /// Sends `reply` and closes, whatever the session is doing: a 554 instead of the

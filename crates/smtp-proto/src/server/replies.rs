@@ -117,6 +117,9 @@ pub(crate) const ENCRYPTION_REQUIRED: Reply = sasl::AUTH_ENCRYPTION_REQUIRED;
 pub(crate) const AUTH_INVALID: Reply = sasl::AUTH_INVALID_CREDENTIALS;
 /// EXPN, unless the host answers it.
 pub(crate) const EXPN_NOT_AVAILABLE: Reply = reply(502, (5, 5, 1), "EXPN not available");
+/// The handler's default for an LMTP delivery it does not implement (RFC 2033 §4.2).
+pub(crate) const LMTP_NOT_IMPLEMENTED: Reply =
+    reply(451, (4, 3, 0), "LMTP delivery not implemented");
 /// What the host's decision of the wrong class turns into: the session must answer
 /// something, and it is the server's error, not the client's.
 pub(crate) const LOCAL_ERROR: Reply = reply(451, (4, 3, 0), "Error: local error in processing");

@@ -1,0 +1,451 @@
+//! What every adapter's server shows its application, whatever runs it (tokio tasks,
+//! threads), and what they all do the same way around the machine: who connected
+//! ([`ConnectInfo`]), what a handler sees of its session ([`Context`]), the answers a
+//! handler gives when it does not say ([`LMTP_NOT_IMPLEMENTED`], [`CREDENTIALS_INVALID`]),
+//! the machine with the state adapters keep beside it ([`Driver`]), what becomes of a
+//! handler's answer and what to log about it ([`settle`], [`Note`]), and the
+//! configuration of listeners ([`Builder`], [`Listening`], [`ListenerAddr`],
+//! [`BuildError`]).
+//!
+//! Nothing here does I/O: the adapter binds the sockets, draws randomness and reads the
+//! clock; these types only carry and check what it passes in. The handler traits
+//! themselves are written once, in [`handler_traits!`](crate::handler_traits), because
+//! one adapter's are `async` and the other's are not.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Decision, Event, HostError, Output, PeerInfo, Server, ServerConfig, replies};
+use crate::reply::Reply;
+use crate::sasl;
+
+/// Who connected, given to the host's `connect` before the session starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectInfo {
+    /// The session's identifier, unique within the adapter's server.
+    pub id: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address it connected to.
+    pub local: SocketAddr,
+    /// The connection came in on an implicit-TLS listener (RFC 8314).
+    pub implicit_tls: bool,
+}
+
+impl ConnectInfo {
+    /// What the machine knows of the peer, for [`Server::new`].
+    pub fn peer_info(&self) -> PeerInfo {
+        PeerInfo {
+            addr: Some(self.peer.ip()),
+            name: None,
+            tls: self.implicit_tls,
+        }
+    }
+
+    /// What a handler sees of this connection's session.
+    pub fn context<'a>(&self, session: &'a Server) -> Context<'a> {
+        Context {
+            id: self.id,
+            peer: self.peer,
+            local: self.local,
+            session,
+        }
+    }
+}
+
+/// What a handler sees of its session at each call: who the peer is, and the
+/// protocol machine's getters ([`Server::reverse_path`], [`Server::recipients`],
+/// [`Server::authenticated`], [`Server::is_tls`], [`Server::received_header`], ...).
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    /// The session's identifier, unique within the adapter's server.
+    pub id: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address it connected to.
+    pub local: SocketAddr,
+    /// The session's state machine, read-only.
+    pub session: &'a Server,
+}
+
+/// One connection's machine as an adapter drives it: the [`Server`], and what every
+/// adapter tracks around it the same way, whether the connection broke and whether the
+/// machine was told of a shutdown. It derefs to the machine for the getters and inputs.
+#[derive(Debug)]
+pub struct Driver {
+    server: Server,
+    broken: bool,
+    drained: bool,
+}
+
+impl Driver {
+    /// Starts the machine of a connection. With `refusal` (over the connection limit,
+    /// refused by the host) the machine says that reply instead of its greeting and
+    /// closes, so that even then every byte is the machine's.
+    pub fn new(
+        config: Arc<ServerConfig>,
+        info: &ConnectInfo,
+        refusal: Option<Reply>,
+        now: Instant,
+    ) -> Driver {
+        let mut server = Server::new(config, info.peer_info(), now);
+        if let Some(reply) = refusal {
+            server.close_with(reply);
+        }
+        Driver {
+            server,
+            broken: false,
+            drained: false,
+        }
+    }
+
+    /// [`Server::poll_output`], but once the connection broke nothing more is transmitted
+    /// and the wait that follows becomes [`Output::Close`]: the machine still tells the
+    /// handler first ([`Event::MessageAborted`]).
+    pub fn poll_output(&mut self) -> Output {
+        loop {
+            match self.server.poll_output() {
+                Output::Transmit(_) if self.broken => {}
+                Output::Wait { .. } if self.broken => return Output::Close,
+                output => return output,
+            }
+        }
+    }
+
+    /// A write, a read or a TLS handshake failed: the session ends as at the end of
+    /// input, and nothing more goes out.
+    pub fn handle_broken(&mut self, now: Instant) {
+        self.broken = true;
+        self.server.handle_eof(now);
+    }
+
+    /// Whether the connection broke, so that closing it has nothing to send.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// The server started shutting down: the machine closes with
+    /// [`ServerConfig::shutdown_reply`] at its next command boundary outside a
+    /// transaction (RFC 5321 §3.8). Only the first call tells it.
+    pub fn drain(&mut self) {
+        if !self.drained {
+            self.drained = true;
+            let reply = self.server.config().shutdown_reply();
+            self.server.shutdown(reply);
+        }
+    }
+
+    /// Whether [`Driver::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.drained
+    }
+
+    /// The shutdown's grace period is over: the machine says
+    /// [`ServerConfig::shutdown_reply`] now and closes.
+    pub fn force_close(&mut self) {
+        let reply = self.server.config().shutdown_reply();
+        self.server.close_with(reply);
+    }
+}
+
+impl std::ops::Deref for Driver {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for Driver {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
+    }
+}
+
+// ---- default answers -----------------------------------------------------------------
+
+/// A handler's answer to an LMTP delivery when it does not implement them (RFC 2033
+/// §4.2): `451 4.3.0`, so that a host that forgot loses nothing.
+pub const LMTP_NOT_IMPLEMENTED: Decision = Decision::Reject(replies::LMTP_NOT_IMPLEMENTED);
+
+/// A handler's answer to credentials when it does not check them: `535 5.7.8` (RFC 4954
+/// §6).
+pub const CREDENTIALS_INVALID: Decision = Decision::Reject(sasl::AUTH_INVALID_CREDENTIALS);
+
+/// The answer of the handler of a session refused before its greeting (over the
+/// connection limit, refused by the host), which is never asked anything:
+/// `451 4.3.0`, should it be.
+pub const REFUSED: Decision = Decision::Reject(replies::LOCAL_ERROR);
+
+// ---- logging -------------------------------------------------------------------------
+
+/// What an adapter writes to its log about an event and the handler's answer: the core
+/// has no logger, and every adapter should say the same. Credentials never appear, only
+/// the identity they claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// How much it matters.
+    pub level: Level,
+    /// The line.
+    pub text: String,
+}
+
+/// How much a [`Note`] matters, as log levels say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// A detail of the session (debug).
+    Debug,
+    /// A fact of the session (info).
+    Info,
+    /// A bug in the handler: the machine refused its answer (warn).
+    Warn,
+}
+
+impl Note {
+    fn new(level: Level, text: impl Into<String>) -> Note {
+        Note {
+            level,
+            text: text.into(),
+        }
+    }
+
+    /// The machine refused a CRAM-MD5 challenge (and answered `454 4.7.0` if it still
+    /// could).
+    pub fn challenge_refused(error: HostError) -> Note {
+        Note::new(Level::Warn, format!("CRAM-MD5 challenge refused: {error}"))
+    }
+}
+
+impl std::fmt::Display for Note {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Gives the handler's `decision` on `event`, if it asked for one, to the machine, and
+/// says what to log: the decision, a notable event, or a decision the machine refused
+/// (a reply of the wrong class: the machine then answers `451 4.3.0` rather than stall).
+pub fn settle(server: &mut Server, event: &Event, decision: Option<Decision>) -> Option<Note> {
+    let Some(decision) = decision else {
+        return note(event);
+    };
+    let what = match event {
+        Event::Hello { verb, host } => format!("{verb} {host}"),
+        Event::Mail { from, .. } => format!("MAIL FROM:{from}"),
+        Event::Rcpt { to, .. } => format!("RCPT TO:{to}"),
+        Event::MessageEnd => "message".to_owned(),
+        Event::LmtpDelivery { to } => format!("LMTP delivery to {to}"),
+        Event::Auth {
+            mechanism,
+            credentials,
+        } => {
+            let user = credentials.identity().unwrap_or("");
+            format!("AUTH {mechanism} user={user:?}")
+        }
+        _ => String::new(),
+    };
+    let answer = match &decision {
+        Decision::Accept => "accepted".to_owned(),
+        Decision::AcceptWith(r) | Decision::Reject(r) => r.to_string().trim_end().to_owned(),
+    };
+    match server.decide(decision) {
+        Err(error) => Some(Note::new(
+            Level::Warn,
+            format!("handler decision refused by the session: {error}: {what}: {answer}"),
+        )),
+        Ok(()) if what.is_empty() => None,
+        Ok(()) => Some(Note::new(Level::Info, format!("{what}: {answer}"))),
+    }
+}
+
+/// What to log about an event that asks for no decision.
+fn note(event: &Event) -> Option<Note> {
+    Some(match event {
+        Event::Connected => Note::new(Level::Info, "connected"),
+        Event::TlsEstablished => Note::new(Level::Info, "STARTTLS done"),
+        Event::ProtocolError(error) => Note::new(Level::Info, format!("client error: {error}")),
+        Event::Timeout => Note::new(Level::Info, "timeout"),
+        Event::MessageAborted { reason } => {
+            Note::new(Level::Info, format!("message aborted: {reason:?}"))
+        }
+        Event::MessageStart => Note::new(Level::Debug, "message started"),
+        Event::Quit => Note::new(Level::Debug, "QUIT"),
+        Event::Reset => Note::new(Level::Debug, "transaction reset"),
+        _ => return None,
+    })
+}
+
+// ---- listeners -----------------------------------------------------------------------
+
+/// Why an adapter's server could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No listener was given.
+    #[error("no listener")]
+    NoListener,
+    /// An implicit-TLS listener was given without a TLS configuration.
+    #[error("implicit TLS listener without a TLS configuration")]
+    TlsRequired,
+    /// A listener could not be set up (its address, its blocking mode).
+    #[error("listener: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A bound listener and what it serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerAddr {
+    /// The address, with the real port when bound to port 0.
+    pub addr: SocketAddr,
+    /// TLS from the first byte (RFC 8314, port 465 style) rather than plain text with
+    /// STARTTLS.
+    pub implicit_tls: bool,
+}
+
+/// An adapter's server, as its [`Builder`] sees it: what a listener and a TLS
+/// configuration are, and how to start from a checked [`Setup`].
+pub trait Listen: Sized {
+    /// The application's side, asked about every connection.
+    type Host;
+    /// A bound listener (`tokio::net::TcpListener`, `std::net::TcpListener`).
+    type Listener;
+    /// The TLS configuration (rustls').
+    type Tls;
+
+    /// Readies a listener for the adapter's accept loop and reads its address.
+    fn prepare(listener: &Self::Listener) -> io::Result<SocketAddr>;
+
+    /// The server, from a configuration that [`Builder::build`] checked.
+    fn start(setup: Setup<Self>) -> Self;
+}
+
+/// A checked server configuration, for [`Listen::start`]: what the sessions share, and
+/// the [`Listening`] part that the accept loop keeps.
+pub struct Setup<S: Listen> {
+    /// The session configuration, `extensions.starttls` on exactly when there is TLS.
+    pub config: Arc<ServerConfig>,
+    /// The application.
+    pub host: S::Host,
+    /// TLS, for STARTTLS and implicit-TLS listeners.
+    pub tls: Option<S::Tls>,
+    /// Concurrent sessions at most.
+    pub max_connections: usize,
+    /// How long one write may block on a client that does not read.
+    pub write_timeout: Duration,
+    /// The listeners and the shutdown's grace period.
+    pub listening: Listening<S::Listener>,
+}
+
+/// The listeners of an adapter's server and how long its shutdown waits.
+#[derive(Debug)]
+pub struct Listening<L> {
+    /// The listeners, each with whether it is implicit-TLS, in the order given.
+    pub listeners: Vec<(L, bool)>,
+    /// Their addresses, in the same order.
+    pub addrs: Vec<ListenerAddr>,
+    /// How long sessions may go on after the shutdown started.
+    pub shutdown_timeout: Duration,
+}
+
+/// Configures an adapter's server (`S`, e.g. `smtp_tokio::Server<H>`); the adapter's
+/// `Server::builder` starts one.
+pub struct Builder<S: Listen> {
+    config: ServerConfig,
+    host: S::Host,
+    tls: Option<S::Tls>,
+    listeners: Vec<(S::Listener, bool)>,
+    max_connections: usize,
+    shutdown_timeout: Duration,
+    write_timeout: Option<Duration>,
+}
+
+impl<S: Listen> Builder<S> {
+    /// Starts configuring: `config` is shared by every session, `host` is asked about
+    /// every connection.
+    pub fn new(config: ServerConfig, host: S::Host) -> Self {
+        Builder {
+            config,
+            host,
+            tls: None,
+            listeners: Vec::new(),
+            max_connections: 1000,
+            shutdown_timeout: Duration::from_secs(10),
+            write_timeout: None,
+        }
+    }
+
+    /// TLS for STARTTLS on plain listeners and for implicit-TLS listeners. With it, the
+    /// session configuration's `extensions.starttls` is turned on; without it, off.
+    pub fn tls(mut self, tls: S::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// A plain listener (STARTTLS offered when [`Builder::tls`] is set).
+    pub fn listener(mut self, listener: S::Listener) -> Self {
+        self.listeners.push((listener, false));
+        self
+    }
+
+    /// An implicit-TLS listener (RFC 8314).
+    pub fn implicit_tls_listener(mut self, listener: S::Listener) -> Self {
+        self.listeners.push((listener, true));
+        self
+    }
+
+    /// Concurrent sessions at most; a client over the limit gets
+    /// `421 4.3.2 <hostname> Error: too many connections` and is disconnected.
+    /// Default: 1000.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Once the shutdown has started, how long sessions may go on before they get
+    /// `421 4.3.2` and are closed. Default: 10 seconds.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long one write may block on a client that does not read. Default: the
+    /// session's command timeout.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = Some(timeout);
+        self
+    }
+
+    /// Checks the configuration and starts the server (it accepts once run).
+    pub fn build(self) -> Result<S, BuildError> {
+        if self.listeners.is_empty() {
+            return Err(BuildError::NoListener);
+        }
+        if self.tls.is_none() && self.listeners.iter().any(|(_, implicit)| *implicit) {
+            return Err(BuildError::TlsRequired);
+        }
+        let mut addrs = Vec::with_capacity(self.listeners.len());
+        for (listener, implicit_tls) in &self.listeners {
+            let addr = S::prepare(listener)?;
+            addrs.push(ListenerAddr {
+                addr,
+                implicit_tls: *implicit_tls,
+            });
+        }
+        let mut config = self.config;
+        config.extensions.starttls = self.tls.is_some();
+        let write_timeout = self.write_timeout.unwrap_or(config.timeouts.command);
+        Ok(S::start(Setup {
+            config: Arc::new(config),
+            host: self.host,
+            tls: self.tls,
+            max_connections: self.max_connections,
+            write_timeout,
+            listening: Listening {
+                listeners: self.listeners,
+                addrs,
+                shutdown_timeout: self.shutdown_timeout,
+            },
+        }))
+    }
+}

@@ -1,0 +1,176 @@
+//! What the adapters share: the CRAM-MD5 challenge built by the machine, what becomes of
+//! a handler's answer and what is logged about it, and the builder's checks.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use base64::Engine as _;
+use smtp_proto::server::host::{self, BuildError, Level, Listen, Setup};
+use smtp_proto::server::{Decision, Event, HostError, Output, PeerInfo, Server, ServerConfig};
+
+/// Feeds `input`, collects what goes out, and stops at the first event that asks for a
+/// decision (accepting HELO/EHLO on the way).
+fn drive(server: &mut Server, input: &[u8]) -> (String, Option<Event>) {
+    server.handle_input(input, Instant::now());
+    let mut out = Vec::new();
+    loop {
+        match server.poll_output() {
+            Output::Transmit(b) => out.extend_from_slice(&b),
+            Output::Event(Event::Hello { .. }) => server.accept().unwrap(),
+            Output::Event(e) if e.needs_decision() => {
+                return (String::from_utf8(out).unwrap(), Some(e));
+            }
+            Output::Event(_) => {}
+            Output::StartTls | Output::Close | Output::Wait { .. } => break,
+        }
+    }
+    (String::from_utf8(out).unwrap(), None)
+}
+
+fn cram_server() -> Server {
+    let mut config = ServerConfig::new("mx.example.org").unwrap();
+    config.extensions.auth = vec!["CRAM-MD5".into()];
+    config.auth_requires_tls = false;
+    Server::new(config.into(), PeerInfo::default(), Instant::now())
+}
+
+#[test]
+fn cram_md5_challenge_is_built_by_the_machine_rfc2195_2() {
+    let mut server = cram_server();
+    drive(&mut server, b"EHLO client.example\r\n");
+    let (_, event) = drive(&mut server, b"AUTH CRAM-MD5\r\n");
+    assert!(matches!(event, Some(Event::AuthChallengeNeeded { .. })));
+    server.auth_challenge_from(42, 1_700_000_000).unwrap();
+    let (out, _) = drive(&mut server, b"");
+    let encoded = out.strip_prefix("334 ").unwrap().trim_end();
+    let challenge = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    assert_eq!(challenge, b"<42.1700000000@mx.example.org>");
+}
+
+#[test]
+fn challenge_nobody_asked_for_is_refused_without_a_reply() {
+    let mut server = cram_server();
+    drive(&mut server, b"EHLO client.example\r\n");
+    assert_eq!(server.auth_challenge_from(1, 2), Err(HostError::Challenge));
+    let (out, _) = drive(&mut server, b"");
+    assert_eq!(out, "");
+}
+
+#[test]
+fn settle_logs_the_decision_and_a_wrong_class_as_a_warning() {
+    let mut server = cram_server();
+    drive(&mut server, b"EHLO client.example\r\n");
+    let (_, event) = drive(&mut server, b"MAIL FROM:<a@example.org>\r\n");
+    let event = event.unwrap();
+    let wrong = Decision::Reject(smtp_proto::Reply::fixed(250, None, "Ok"));
+    let note = host::settle(&mut server, &event, Some(wrong)).unwrap();
+    assert_eq!(note.level, Level::Warn);
+    let (out, _) = drive(&mut server, b"");
+    assert!(out.starts_with("451 4.3.0 "), "{out}");
+    let (_, event) = drive(&mut server, b"MAIL FROM:<a@example.org>\r\n");
+    let note = host::settle(&mut server, &event.unwrap(), Some(Decision::Accept)).unwrap();
+    assert_eq!(
+        (note.level, note.text.as_str()),
+        (Level::Info, "MAIL FROM:<a@example.org>: accepted")
+    );
+    assert_eq!(
+        host::settle(&mut server, &Event::Body(Default::default()), None),
+        None
+    );
+}
+
+#[test]
+fn handler_defaults_refuse_with_the_rfc_codes() {
+    let text = |d: Decision| match d {
+        Decision::Reject(r) => r.to_string(),
+        _ => unreachable!(),
+    };
+    assert!(text(host::LMTP_NOT_IMPLEMENTED).starts_with("451 4.3.0 "));
+    assert!(text(host::CREDENTIALS_INVALID).starts_with("535 5.7.8 "));
+    assert!(text(host::REFUSED).starts_with("451 4.3.0 "));
+}
+
+/// A server of listeners that are only addresses.
+struct Fake(Setup<Fake>);
+
+impl Listen for Fake {
+    type Host = ();
+    type Listener = SocketAddr;
+    type Tls = ();
+    fn prepare(listener: &SocketAddr) -> io::Result<SocketAddr> {
+        Ok(*listener)
+    }
+    fn start(setup: Setup<Self>) -> Self {
+        Fake(setup)
+    }
+}
+
+#[test]
+fn builder_checks_listeners_and_tls() {
+    let config = || ServerConfig::new("mx.example.org").unwrap();
+    let addr: SocketAddr = "127.0.0.1:25".parse().unwrap();
+    let none = host::Builder::<Fake>::new(config(), ()).build();
+    assert!(matches!(none, Err(BuildError::NoListener)));
+    let implicit = host::Builder::<Fake>::new(config(), ()).implicit_tls_listener(addr);
+    assert!(matches!(implicit.build(), Err(BuildError::TlsRequired)));
+    let Ok(Fake(setup)) = host::Builder::<Fake>::new(config(), ())
+        .tls(())
+        .listener(addr)
+        .build()
+    else {
+        panic!("builds");
+    };
+    assert!(setup.config.extensions.starttls);
+    assert_eq!(setup.listening.addrs[0].addr, addr);
+    assert_eq!(setup.max_connections, 1000);
+    assert_eq!(setup.write_timeout, setup.config.timeouts.command);
+}
+
+fn info() -> host::ConnectInfo {
+    host::ConnectInfo {
+        id: 1,
+        peer: "192.0.2.1:1234".parse().unwrap(),
+        local: "192.0.2.2:25".parse().unwrap(),
+        implicit_tls: false,
+    }
+}
+
+#[test]
+fn driver_writes_nothing_once_broken_and_closes_instead_of_waiting() {
+    let config = std::sync::Arc::new(ServerConfig::new("mx.example.org").unwrap());
+    let mut driver = host::Driver::new(config, &info(), None, Instant::now());
+    assert!(matches!(
+        driver.poll_output(),
+        Output::Event(Event::Connected)
+    ));
+    driver.handle_broken(Instant::now());
+    assert!(driver.is_broken());
+    loop {
+        match driver.poll_output() {
+            Output::Transmit(_) => panic!("written after the connection broke"),
+            Output::Close => break,
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn driver_refusal_and_drain_speak_through_the_machine() {
+    let config = std::sync::Arc::new(ServerConfig::new("mx.example.org").unwrap());
+    let busy = Some(config.too_many_connections_reply());
+    let mut refused = host::Driver::new(config.clone(), &info(), busy, Instant::now());
+    let Output::Transmit(bytes) = refused.poll_output() else {
+        panic!("the refusal goes out first");
+    };
+    assert!(bytes.starts_with(b"421 4.3.2 mx.example.org "));
+    let mut idle = host::Driver::new(config, &info(), None, Instant::now());
+    drive(&mut idle, b"EHLO client.example\r\n");
+    idle.drain();
+    idle.drain();
+    assert!(idle.is_draining());
+    let (out, _) = drive(&mut idle, b"");
+    assert_eq!(out.matches("421 4.3.2").count(), 1, "{out}");
+}
