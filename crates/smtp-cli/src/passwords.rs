@@ -75,6 +75,10 @@ impl Stored {
 pub(crate) struct PasswordFile {
     users: HashMap<String, Stored>,
     slow: Gate,
+    /// A slow hash of the file, checked (and its answer ignored) for a user that does
+    /// not exist, so that the refusal takes as long as a known user's: user names
+    /// cannot be found by timing.
+    decoy: Option<(Slow, String)>,
 }
 
 /// Lets a few slow hashes be computed at once, one per core: each may take tens of
@@ -149,9 +153,14 @@ impl PasswordFile {
             };
             users.insert(user.to_owned(), stored);
         }
+        let decoy = users.values().find_map(|stored| match stored {
+            Stored::Slow { scheme, hash } => Some((*scheme, hash.clone())),
+            _ => None,
+        });
         Ok(PasswordFile {
             users,
             slow: Gate::default(),
+            decoy,
         })
     }
 
@@ -161,14 +170,17 @@ impl PasswordFile {
         let stored = match self.users.get(user) {
             Some(Stored::Clear(password)) => return credentials.verify(password),
             Some(stored) => stored,
-            None => return false,
-        };
-        let sent = match credentials {
-            Credentials::Plain { password, .. } | Credentials::Login { password, .. } => {
-                password.expose().as_bytes()
+            None => {
+                if let (Some((scheme, hash)), Some(sent)) = (&self.decoy, password(credentials)) {
+                    // The same work as for a known user; never an answer of its own.
+                    let _ = self.slow.run(|| verify_slow(*scheme, sent, hash));
+                }
+                return false;
             }
-            // CRAM-MD5 and the others need the password in clear.
-            _ => return false,
+        };
+        // CRAM-MD5 and the others need the password in clear.
+        let Some(sent) = password(credentials) else {
+            return false;
         };
         match stored {
             Stored::Clear(_) => unreachable!("handled above"),
@@ -185,7 +197,10 @@ impl PasswordFile {
     /// Whether checking a password of `user` costs real CPU time (a slow hash), so that
     /// an async host had better run [`PasswordFile::verify`] off its reactor threads.
     pub(crate) fn verify_is_slow(&self, user: &str) -> bool {
-        matches!(self.users.get(user), Some(Stored::Slow { .. }))
+        match self.users.get(user) {
+            Some(stored) => matches!(stored, Stored::Slow { .. }),
+            None => self.decoy.is_some(),
+        }
     }
 
     /// The users whose password is in clear or behind a fast hash, with which, sorted by
@@ -326,6 +341,16 @@ fn check_slow(scheme: Slow, hash: &str) -> Result<(), String> {
 }
 
 /// Verifies `password` against a slow hash (checked at load).
+/// The password PLAIN or LOGIN sent; `None` for the mechanisms that send none.
+fn password(credentials: &Credentials) -> Option<&[u8]> {
+    match credentials {
+        Credentials::Plain { password, .. } | Credentials::Login { password, .. } => {
+            Some(password.expose().as_bytes())
+        }
+        _ => None,
+    }
+}
+
 fn verify_slow(scheme: Slow, password: &[u8], hash: &str) -> bool {
     match scheme {
         Slow::Argon2 => PasswordHash::new(hash)
@@ -446,6 +471,22 @@ mod tests {
                 "{stored} with {wrong:?}"
             );
         }
+    }
+
+    /// An unknown user costs the same slow hash as a known one (a decoy from the file,
+    /// whose answer is never used), so user names cannot be found by timing.
+    #[test]
+    fn unknown_users_cost_a_slow_hash_and_never_match() {
+        let (stored, right, _) = KNOWN[0];
+        let f = PasswordFile::parse(&format!("known:{stored}\n")).unwrap();
+        assert!(f.verify_is_slow("nobody"));
+        // Not even with the decoy's own password.
+        assert!(!f.verify("nobody", &plain("nobody", right)));
+        assert!(f.verify("known", &plain("known", right)));
+        // Without a slow hash in the file there is nothing to match the time of.
+        let f = PasswordFile::parse("clear:pass\n").unwrap();
+        assert!(!f.verify_is_slow("nobody"));
+        assert!(!f.verify("nobody", &plain("nobody", "pass")));
     }
 
     #[test]
