@@ -1,153 +1,169 @@
-//! What the accept threads, the sessions and the shutdown share: the connection count,
-//! each session's socket and idle flag, and the drain and forced-close flags.
+//! What the accept threads, the sessions and the shutdown share: the connection counts,
+//! each session's socket and idle flag, and how far the shutdown has gone.
 //!
 //! A module of its own so that `server` (which starts sessions and shuts down) and
-//! `session` (which checks for a drain or forced close between commands) both use it
-//! without importing each other.
+//! `session` (which checks the shutdown's stage whenever it waits) both use it without
+//! importing each other.
 
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// What the accept threads, the sessions and the shutdown share.
-#[derive(Default)]
-pub(crate) struct Control {
-    state: Mutex<ControlState>,
-    pub(crate) changed: Condvar,
-    /// No more connections are taken.
-    pub(crate) stopping: AtomicBool,
-    /// Shutting down: sessions close at their next command boundary outside a
-    /// transaction.
-    draining: AtomicBool,
-    /// The grace period is over: sessions close with 421.
-    force_close: AtomicBool,
+/// Threads answering over-limit implicit-TLS connections at most (each needs a handshake
+/// before it can say 421); beyond this, such connections are dropped.
+const MAX_REFUSING: usize = 32;
+
+/// How far the shutdown has gone; it only moves forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Stage {
+    Running,
+    /// Asked for: the accept threads stop.
+    Stopping,
+    /// Sessions close at their next wait outside a transaction.
+    Draining,
+    /// The grace period is over: every session closes with 421.
+    Closing,
 }
 
-#[derive(Default)]
-pub(crate) struct ControlState {
-    pub(crate) shutdown: bool,
+/// What the accept threads, the sessions and the shutdown share.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// A [`Stage`], readable without the lock on every wait of every session.
+    stage: AtomicU8,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
     /// Sessions running (threads holding a slot).
     pub(crate) active: usize,
-    /// Threads answering connections over the limit.
+    /// Connections over the limit being answered with 421.
     pub(crate) refusing: usize,
-    /// Each session's socket, to wake its blocked read at shutdown.
-    pub(crate) sockets: HashMap<u64, Registered>,
+    /// Each session's socket (a clone, to wake its blocked read) and whether it is
+    /// between transactions (see [`Server::is_idle`](smtp_proto::server::Server::is_idle)).
+    sessions: HashMap<u64, (TcpStream, Arc<AtomicBool>)>,
 }
 
-/// A session as the shutdown sees it.
-pub(crate) struct Registered {
-    /// A clone of the session's socket.
-    pub(crate) tcp: TcpStream,
-    /// The session is between transactions (see [`Server::is_idle`](smtp_proto::server::Server::is_idle)).
+/// A connection's place in the counts, given back when its thread ends, however it ends
+/// (or when the thread could not start).
+pub(crate) struct Slot {
+    pub(crate) control: Arc<Control>,
+    pub(crate) id: u64,
+    /// Over the limit: the connection only gets `421 4.3.2`.
+    pub(crate) refusal: bool,
     idle: Arc<AtomicBool>,
 }
 
 impl Control {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, ControlState> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking session thread must not take the whole server down with it.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn wait_timeout<'a>(
-        &self,
-        guard: MutexGuard<'a, ControlState>,
-        timeout: Duration,
-    ) -> MutexGuard<'a, ControlState> {
-        match self.changed.wait_timeout(guard, timeout) {
-            Ok((g, _)) => g,
-            Err(e) => e.into_inner().0,
+    /// A slot for a new connection: a session's under `limit`, else a refusal's; `None`
+    /// when an implicit-TLS connection cannot even be refused.
+    pub(crate) fn admit(self: &Arc<Self>, id: u64, limit: usize, tls: bool) -> Option<Slot> {
+        let mut state = self.lock();
+        let refusal = state.active >= limit;
+        match (refusal, tls) {
+            (false, _) => state.active += 1,
+            (true, true) if state.refusing >= MAX_REFUSING => return None,
+            (true, _) => state.refusing += 1,
+        }
+        let (control, idle) = (Arc::clone(self), Arc::default());
+        Some(Slot {
+            control,
+            id,
+            refusal,
+            idle,
+        })
+    }
+
+    pub(crate) fn active(&self) -> usize {
+        self.lock().active
+    }
+
+    /// SeqCst, paired with the session's store of its idle flag: either the session sees
+    /// the drain before it blocks, or the drain sees it idle and wakes it.
+    pub(crate) fn stage(&self) -> Stage {
+        match self.stage.load(SeqCst) {
+            0 => Stage::Running,
+            1 => Stage::Stopping,
+            2 => Stage::Draining,
+            _ => Stage::Closing,
         }
     }
 
-    /// Whether the sessions must close now.
-    pub(crate) fn force_closing(&self) -> bool {
-        self.force_close.load(Ordering::Acquire)
-    }
-
-    /// Whether a shutdown has started.
-    pub(crate) fn draining(&self) -> bool {
-        // SeqCst, paired with the session's store of its idle flag: either the session
-        // sees the drain before it blocks, or the drain sees it idle and wakes it.
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    /// Starts the drain: sessions between transactions are woken from their reads
-    /// (their read side shut) and close with `421 4.3.2`; the others finish their
-    /// transaction first.
-    pub(crate) fn drain(&self) {
+    /// Moves the shutdown on to `stage` (never back). Draining wakes the sessions between
+    /// transactions from their reads by shutting their read side, Closing wakes them all;
+    /// their write side stays open for the machine's 421.
+    pub(crate) fn advance(&self, stage: Stage) {
         let state = self.lock();
-        self.draining.store(true, Ordering::SeqCst);
-        for session in state.sockets.values() {
-            if session.idle.load(Ordering::SeqCst) {
-                let _ = session.tcp.shutdown(Shutdown::Read);
+        self.stage.fetch_max(stage as u8, SeqCst);
+        for (tcp, idle) in state.sessions.values() {
+            if stage == Stage::Closing || (stage == Stage::Draining && idle.load(SeqCst)) {
+                let _ = tcp.shutdown(Shutdown::Read);
             }
         }
         self.changed.notify_all();
     }
 
-    /// The grace period is over: blocked reads return at once (end of input), and the
-    /// sessions see the flag and say 421 through their machines; their write side stays
-    /// open for that.
-    pub(crate) fn force_close(&self) {
-        let state = self.lock();
-        self.force_close.store(true, Ordering::Release);
-        for session in state.sockets.values() {
-            let _ = session.tcp.shutdown(Shutdown::Read);
-        }
-        self.changed.notify_all();
-    }
-
-    /// Blocks until `done` holds or `deadline` passes (forever when `None`); the state,
-    /// and whether `done` holds.
+    /// Blocks until `done` holds or `deadline` passes (forever when `None`); whether
+    /// `done` holds.
     pub(crate) fn wait_for(
         &self,
         deadline: Option<Instant>,
-        done: impl Fn(&ControlState) -> bool,
-    ) -> (MutexGuard<'_, ControlState>, bool) {
+        done: impl Fn(&State) -> bool,
+    ) -> bool {
         let mut state = self.lock();
-        loop {
-            if done(&state) {
-                return (state, true);
-            }
-            let timeout = match deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(t) if !t.is_zero() => t,
-                    _ => return (state, false),
-                },
+        while !done(&state) {
+            let timeout = match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+                Some(t) if t.is_zero() => return false,
+                Some(t) => t,
                 None => Duration::from_secs(3600),
             };
-            state = self.wait_timeout(state, timeout);
+            state = match self.changed.wait_timeout(state, timeout) {
+                Ok((s, _)) => s,
+                Err(e) => e.into_inner().0,
+            };
         }
+        true
     }
+}
 
-    /// Blocks until `deadline` (forever when `None`) or a forced close, whichever comes
-    /// first; true for the forced close.
-    pub(crate) fn sleep_until(&self, deadline: Option<Instant>) -> bool {
-        self.wait_for(deadline, |_| self.force_closing()).1
-    }
-
-    /// Registers a session's socket so that a shutdown can wake its reads; the session
-    /// keeps the returned flag up to date.
-    pub(crate) fn register(&self, id: u64, tcp: &TcpStream) -> Arc<AtomicBool> {
-        let idle = Arc::new(AtomicBool::new(false));
-        let Ok(clone) = tcp.try_clone() else {
-            return idle;
-        };
-        // Under the lock: the shutdown sets the flag and walks the sockets holding it, so
-        // a socket is either walked or sees the flag here.
-        let mut state = self.lock();
-        if self.force_closing() {
+impl Slot {
+    /// Registers the session's socket so that a shutdown can wake its reads.
+    pub(crate) fn register(&self, tcp: &TcpStream) {
+        let Ok(clone) = tcp.try_clone() else { return };
+        // Under the lock: a shutdown moves on and walks the sockets holding it, so a
+        // socket is either walked or sees the new stage here.
+        let mut state = self.control.lock();
+        if self.control.stage() == Stage::Closing {
             let _ = clone.shutdown(Shutdown::Read);
         }
-        state.sockets.insert(
-            id,
-            Registered {
-                tcp: clone,
-                idle: Arc::clone(&idle),
-            },
-        );
-        idle
+        state
+            .sessions
+            .insert(self.id, (clone, Arc::clone(&self.idle)));
+    }
+
+    /// Whether the session is between transactions, for a drain to see.
+    pub(crate) fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, SeqCst);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = self.control.lock();
+        if self.refusal {
+            state.refusing -= 1;
+        } else {
+            state.active -= 1;
+            state.sessions.remove(&self.id);
+        }
+        self.control.changed.notify_all();
     }
 }

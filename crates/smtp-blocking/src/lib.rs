@@ -19,6 +19,34 @@
 //!   thread per connection up to a limit (`421 4.3.2` over it, said by the machine),
 //!   graceful shutdown through a [`ShutdownHandle`].
 //!
+//! ```no_run
+//! use std::net::TcpListener;
+//! use smtp_blocking::{ConnectInfo, Context, Decision, Handler, Host, Server};
+//! use smtp_proto::{Reply, server::ServerConfig};
+//!
+//! struct Sink;
+//! struct Session;
+//! impl Host for Sink {
+//!     type Handler = Session;
+//!     fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
+//!         Ok(Session)
+//!     }
+//! }
+//! impl Handler for Session {
+//!     fn message_end(&mut self, _: &Context<'_>) -> Decision {
+//!         Decision::Accept // a real host stores the message first
+//!     }
+//! }
+//!
+//! let config = ServerConfig::new("mx.example.org").unwrap();
+//! let listener = TcpListener::bind("127.0.0.1:2525").unwrap();
+//! let server = Server::builder(config, Sink).listener(listener).build().unwrap();
+//! let stop = server.shutdown_handle();
+//! // Another thread (a signal handler thread, say) calls `stop.shutdown()`.
+//! # stop.shutdown();
+//! server.run();
+//! ```
+//!
 //! # Client
 //! - [`Connector`]: connect timeout, implicit TLS or the STARTTLS policy of the
 //!   [`ClientConfig`](smtp_proto::client::ClientConfig), certificate

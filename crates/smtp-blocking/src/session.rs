@@ -1,20 +1,19 @@
 //! One server connection: a loop around [`Driver::poll_output`] (the machine's, with what
 //! every adapter keeps beside it).
 //!
-//! Transmit → write; Event → the handler through `dispatch` (which gives its decision to
-//! the machine); StartTls → hand the raw socket to rustls; Close → close; Wait → read
-//! (only when asked) until the deadline, or close on forced shutdown. Nothing here knows SMTP: every byte that goes out was
-//! produced by the machine.
+//! Transmit → write; Event → the handler through `dispatch`, which gives its decision to
+//! the machine; StartTls → hand the raw socket to rustls; Close → close; Wait → read (only
+//! when asked) until the deadline, or tell the machine that a shutdown started. Nothing
+//! here knows SMTP: every byte that goes out was produced by the machine.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use smtp_proto::server::Output;
 use smtp_proto::server::host::{Driver, Level};
-use smtp_proto::server::{Output, Server};
 use tracing::{debug, info, warn};
 
-use crate::control::Control;
+use crate::control::{Slot, Stage};
 use crate::host::{ConnectInfo, Handler, dispatch};
 use crate::stream::{READ_CHUNK, ReadResult, Stream};
 
@@ -25,11 +24,9 @@ pub(crate) type ServerStream = Stream<rustls::ServerConnection>;
 pub(crate) struct Session {
     pub(crate) info: ConnectInfo,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
-    pub(crate) control: Arc<Control>,
-    /// Wait a little for the client to close after our last reply.
-    pub(crate) linger: bool,
-    /// Set while the machine is between transactions, for the shutdown to see.
-    pub(crate) idle: Arc<AtomicBool>,
+    /// The session's place in the server's counts; it tells the shutdown when the
+    /// session is idle.
+    pub(crate) slot: Slot,
 }
 
 impl Session {
@@ -56,71 +53,61 @@ impl Session {
                         None => {}
                     }
                 }
-                Output::StartTls => match self.starttls(&mut stream, &server) {
-                    Ok(()) => server.handle_tls_established(Instant::now()),
-                    Err(error) => {
-                        info!(%error, "STARTTLS handshake failed");
-                        server.handle_broken(Instant::now());
+                Output::StartTls => {
+                    let timeout = server.config().timeouts.tls_handshake;
+                    let deadline = server
+                        .deadline()
+                        .unwrap_or_else(|| Instant::now() + timeout);
+                    match crate::tls::accept(&mut stream, self.tls.as_ref(), deadline) {
+                        Ok(()) => server.handle_tls_established(Instant::now()),
+                        Err(error) => {
+                            info!(%error, "STARTTLS handshake failed");
+                            server.handle_broken(Instant::now());
+                        }
                     }
-                },
+                }
+                Output::Close if server.is_broken() => break,
                 Output::Close => {
-                    if !server.is_broken() {
-                        stream.close(self.linger && !self.control.force_closing());
-                    }
+                    // Wait a little for the client to close after our last reply.
+                    let closing = self.slot.control.stage() == Stage::Closing;
+                    stream.close(!self.slot.refusal && !closing);
                     break;
                 }
                 Output::Wait { deadline, read } => {
-                    self.wait(&mut stream, &mut server, deadline, read);
+                    self.slot.set_idle(server.is_idle());
+                    let control = &self.slot.control;
+                    let stage = control.stage();
+                    if stage == Stage::Closing {
+                        server.force_close();
+                    } else if stage == Stage::Draining && !server.is_draining() {
+                        server.drain();
+                    } else if read {
+                        self.read(&mut stream, &mut server, deadline);
+                    } else if !control.wait_for(deadline, |_| control.stage() == Stage::Closing) {
+                        // Backpressure: the machine wants no input now. The loop gives
+                        // every decision before polling again, so only the deadline or a
+                        // forced close can move it on.
+                        server.handle_timeout(Instant::now());
+                    }
                 }
             }
         }
         info!("disconnected");
     }
 
-    /// STARTTLS, bounded by the machine's deadline for the handshake.
-    fn starttls(&self, stream: &mut ServerStream, server: &Server) -> std::io::Result<()> {
-        let deadline = server.deadline();
-        let deadline =
-            deadline.unwrap_or_else(|| Instant::now() + server.config().timeouts.tls_handshake);
-        crate::tls::accept(stream, self.tls.as_ref(), deadline)
-    }
-
-    /// Waits for what the machine waits for: input (only when it asks), its deadline, or
-    /// the shutdown, which closes a session between transactions at once.
-    fn wait(
-        &self,
-        stream: &mut ServerStream,
-        server: &mut Driver,
-        deadline: Option<Instant>,
-        read: bool,
-    ) {
-        if self.control.force_closing() {
-            return server.force_close();
-        }
-        self.idle.store(server.is_idle(), Ordering::SeqCst);
-        if !server.is_draining() && self.control.draining() {
-            return server.drain();
-        }
-        if !read {
-            // Backpressure: the machine wants no input now. The loop gives every decision
-            // before polling again, so only the deadline or a forced close can move it on.
-            if !self.control.sleep_until(deadline) {
-                server.handle_timeout(Instant::now());
-            }
-            return;
-        }
+    /// Reads what the machine waits for, until its deadline.
+    fn read(&self, stream: &mut ServerStream, server: &mut Driver, deadline: Option<Instant>) {
         let mut buf = [0u8; READ_CHUNK];
         match stream.read(&mut buf, deadline) {
             ReadResult::Data(n) => {
                 // Not idle from the moment input arrives: a shutdown must not take a
-                // session that is about to open a transaction (or has, and not yet
-                // waited again) for an idle one.
-                self.idle.store(false, Ordering::SeqCst);
+                // session that is about to open a transaction for an idle one.
+                self.slot.set_idle(false);
                 server.handle_input(&buf[..n], Instant::now());
             }
             ReadResult::Timeout => server.handle_timeout(Instant::now()),
             // A shutdown shuts the read side: that is not the client.
-            _ if self.control.force_closing() || self.control.draining() => server.force_close(),
+            _ if self.slot.control.stage() >= Stage::Draining => server.force_close(),
             ReadResult::Eof => {
                 debug!("client closed the connection");
                 server.handle_eof(Instant::now());
