@@ -9,6 +9,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod mx;
+pub mod outcome;
 pub mod route;
 pub mod schedule;
 pub mod spool;
