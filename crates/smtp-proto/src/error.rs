@@ -129,6 +129,12 @@ pub enum BuildError {
     /// An enhanced status code whose class differs from the reply code's first digit.
     #[error("enhanced status code class differs from reply code class")]
     EnhancedClassMismatch,
+    /// A refusal whose reply code is not 4xx or 5xx (a `250` cannot refuse).
+    #[error("reply code {0} is not a refusal (4xx or 5xx)")]
+    NotRefusal(u16),
+    /// An acceptance whose reply code is not 2xx.
+    #[error("reply code {0} is not positive (2xx)")]
+    NotPositive(u16),
     /// An address that does not follow RFC 5321 §4.1.2.
     #[error("invalid address: {0}")]
     Address(#[from] AddressError),

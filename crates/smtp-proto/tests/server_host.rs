@@ -60,26 +60,54 @@ fn challenge_nobody_asked_for_is_refused_without_a_reply() {
 }
 
 #[test]
-fn settle_logs_the_decision_and_a_wrong_class_as_a_warning() {
+fn settle_logs_the_decision_and_a_decision_nobody_asked_for_as_a_warning() {
     let mut server = cram_server();
     drive(&mut server, b"EHLO client.example\r\n");
     let (_, event) = drive(&mut server, b"MAIL FROM:<a@example.org>\r\n");
     let event = event.unwrap();
-    let wrong = Decision::Reject(smtp_proto::Reply::fixed(250, None, "Ok"));
-    let note = host::settle(&mut server, &event, Some(wrong)).unwrap();
-    assert_eq!(note.level, Level::Warn);
-    let (out, _) = drive(&mut server, b"");
-    assert!(out.starts_with("451 4.3.0 "), "{out}");
-    let (_, event) = drive(&mut server, b"MAIL FROM:<a@example.org>\r\n");
-    let note = host::settle(&mut server, &event.unwrap(), Some(Decision::Accept)).unwrap();
+    let note = host::settle(&mut server, &event, Some(Decision::Accept)).unwrap();
     assert_eq!(
         (note.level, note.text.as_str()),
         (Level::Info, "MAIL FROM:<a@example.org>: accepted")
     );
+    // No decision is pending any more: the machine refuses the second one.
+    let refusal = Decision::reject(550, (5, 7, 1), "No").unwrap();
+    let note = host::settle(&mut server, &event, Some(refusal)).unwrap();
+    assert_eq!(note.level, Level::Warn);
+    let (out, _) = drive(&mut server, b"");
+    assert_eq!(out, "250 2.1.0 Ok\r\n");
     assert_eq!(
         host::settle(&mut server, &Event::Body(Default::default()), None),
         None
     );
+}
+
+#[test]
+fn a_decision_of_the_wrong_class_cannot_be_built() {
+    use smtp_proto::{BuildError, Reply};
+    let ok = Reply::new(250, None, "Ok").unwrap();
+    let no = Reply::new(550, None, "No").unwrap();
+    assert_eq!(Decision::reject_with(ok.clone()), Err(BuildError::NotRefusal(250)));
+    assert_eq!(Decision::accept_with(no.clone()), Err(BuildError::NotPositive(550)));
+    assert_eq!(
+        Decision::reject(250, (2, 0, 0), "Ok"),
+        Err(BuildError::NotRefusal(250))
+    );
+    assert_eq!(
+        Decision::reject(451, (5, 1, 1), "No such user"),
+        Err(BuildError::EnhancedClassMismatch)
+    );
+    assert_eq!(Decision::reject(650, (5, 1, 1), "x"), Err(BuildError::ReplyCode(650)));
+    assert_eq!(Decision::reject(550, (6, 1, 1), "x"), Err(BuildError::EnhancedCode));
+    assert_eq!(Decision::reject(550, (5, 1000, 1), "x"), Err(BuildError::EnhancedCode));
+    assert_eq!(
+        Decision::reject(550, (5, 1, 1), "a\r\nRSET"),
+        Err(BuildError::ControlCharacter)
+    );
+    let decision = Decision::reject(550, (5, 1, 1), "No such user").unwrap();
+    assert_eq!(decision.reply().unwrap().to_string(), "550 5.1.1 No such user");
+    assert!(Decision::accept_with(ok).unwrap().is_accept());
+    assert!(!Decision::reject_with(no).unwrap().is_accept());
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Decision, Event, HostError, Output, PeerInfo, Server, ServerConfig, replies};
+use super::{Decision, Event, Refusal, HostError, Output, PeerInfo, Server, ServerConfig, replies};
 use crate::reply::Reply;
 use crate::sasl;
 
@@ -167,16 +167,16 @@ impl std::ops::DerefMut for Driver {
 
 /// A handler's answer to an LMTP delivery when it does not implement them (RFC 2033
 /// §4.2): `451 4.3.0`, so that a host that forgot loses nothing.
-pub const LMTP_NOT_IMPLEMENTED: Decision = Decision::Reject(replies::LMTP_NOT_IMPLEMENTED);
+pub const LMTP_NOT_IMPLEMENTED: Decision = Decision::Reject(Refusal::constant(replies::LMTP_NOT_IMPLEMENTED));
 
 /// A handler's answer to credentials when it does not check them: `535 5.7.8` (RFC 4954
 /// §6).
-pub const CREDENTIALS_INVALID: Decision = Decision::Reject(sasl::AUTH_INVALID_CREDENTIALS);
+pub const CREDENTIALS_INVALID: Decision = Decision::Reject(Refusal::constant(sasl::AUTH_INVALID_CREDENTIALS));
 
 /// The answer of the handler of a session refused before its greeting (over the
 /// connection limit, refused by the host), which is never asked anything:
 /// `451 4.3.0`, should it be.
-pub const REFUSED: Decision = Decision::Reject(replies::LOCAL_ERROR);
+pub const REFUSED: Decision = Decision::Reject(Refusal::constant(replies::LOCAL_ERROR));
 
 // ---- logging -------------------------------------------------------------------------
 
@@ -225,7 +225,7 @@ impl std::fmt::Display for Note {
 
 /// Gives the handler's `decision` on `event`, if it asked for one, to the machine, and
 /// says what to log: the decision, a notable event, or a decision the machine refused
-/// (a reply of the wrong class: the machine then answers `451 4.3.0` rather than stall).
+/// (given when none was pending, or after the session closed).
 pub fn settle(server: &mut Server, event: &Event, decision: Option<Decision>) -> Option<Note> {
     let Some(decision) = decision else {
         return note(event);
@@ -247,7 +247,8 @@ pub fn settle(server: &mut Server, event: &Event, decision: Option<Decision>) ->
     };
     let answer = match &decision {
         Decision::Accept => "accepted".to_owned(),
-        Decision::AcceptWith(r) | Decision::Reject(r) => r.to_string().trim_end().to_owned(),
+        Decision::AcceptWith(r) => r.to_string().trim_end().to_owned(),
+        Decision::Reject(r) => r.to_string().trim_end().to_owned(),
     };
     match server.decide(decision) {
         Err(error) => Some(Note::new(
