@@ -3,8 +3,8 @@
 //! shared by the tokio and the blocking hosts.
 
 use smtp_proto::ForwardPath;
-use smtp_proto::sasl::Credentials;
 use smtp_proto::Reply;
+use smtp_proto::sasl::Credentials;
 use smtp_proto::server::{Refusal, Server};
 
 use crate::passwords::PasswordFile;

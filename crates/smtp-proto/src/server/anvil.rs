@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use crate::reply::{EnhancedCode, Reply};
 use super::Refusal;
+use crate::reply::{EnhancedCode, Reply};
 
 /// The limits; `0` turns a count limit off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
