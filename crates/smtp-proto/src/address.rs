@@ -825,11 +825,11 @@ impl fmt::Display for ForwardPath<'_> {
     }
 }
 
+/// A path parser: the path at the start of the input, and the rest.
+type PathParser<'a, P> = fn(&'a [u8], bool) -> Result<(&'a [u8], P), AddressError>;
+
 /// A whole string as one path, UTF-8 allowed: nothing may follow the `>`.
-fn whole_path<'a, P>(
-    s: &'a str,
-    parse: fn(&'a [u8], bool) -> Result<(&'a [u8], P), AddressError>,
-) -> Result<P, AddressError> {
+fn whole_path<'a, P>(s: &'a str, parse: PathParser<'a, P>) -> Result<P, AddressError> {
     if s.bytes().any(|b| b < 32 || b == 127) {
         return Err(AddressError::ControlCharacter);
     }

@@ -253,7 +253,8 @@ fn drain_driver(driver: &mut host::Driver, input: &[u8]) -> Vec<String> {
 #[test]
 fn driver_says_closed_exactly_once_however_the_session_ends() {
     let config = std::sync::Arc::new(ServerConfig::new("mx.example.org").unwrap());
-    let ends: [(&str, fn(&mut host::Driver)); 5] = [
+    type End = fn(&mut host::Driver);
+    let ends: [(&str, End); 5] = [
         ("quit", |d| {
             d.handle_input(b"QUIT\r\n", Instant::now());
         }),
