@@ -237,6 +237,9 @@ macro_rules! handler_traits {
             /// timeout, the server's shutdown, a broken connection. Called exactly once,
             /// last, before the connection closes ([`Event::Closed`](smtp_proto::server::Event::Closed));
             /// release what the session held. [`Handler::event`] hears the event too.
+            /// (The one exception: a tokio session that still runs when the shutdown's
+            /// grace period and the write timeout after it are over is aborted, and
+            /// its handler dropped without this call.)
             fn closed(
                 &mut self,
                 ctx: &$crate::server::host::Context<'_>,
