@@ -56,6 +56,15 @@ impl Handler for Session {
     fn message_aborted(&mut self, _: &Context<'_>, reason: AbortReason) {
         self.note(format!("aborted {reason:?}"));
     }
+    fn lmtp_delivery(
+        &mut self,
+        ctx: &Context<'_>,
+        to: &smtp_proto::ForwardPath<'static>,
+    ) -> Decision {
+        let body = ctx.body().expect("the body, for every recipient");
+        self.note(format!("{to} {}", body.len()));
+        Decision::Accept
+    }
     fn reset(&mut self, ctx: &Context<'_>) {
         assert!(ctx.session.reverse_path().is_none(), "the envelope is gone");
         self.note("reset");
@@ -229,5 +238,26 @@ fn a_buffered_body_is_bounded_by_the_size_limit() {
     let log = server.closed();
     assert_eq!(log.len(), 2, "{log:?}");
     assert!(log[0].starts_with("aborted Data(SizeExceeded"), "{log:?}");
+    server.stop();
+}
+
+#[test]
+fn lmtp_deliveries_all_see_the_kept_body() {
+    let mut cfg = config();
+    cfg.lmtp = true;
+    let server = start(cfg);
+    let mut c = Client::connect(server.addr);
+    c.cmd("LHLO client.example");
+    c.cmd("MAIL FROM:<alice@example.org>");
+    c.cmd("RCPT TO:<bob@example.org>");
+    c.cmd("RCPT TO:<carol@example.org>");
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(c.cmd("Subject: hi\r\n\r\nbody\r\n.").starts_with("250"));
+    assert!(c.reply().starts_with("250"), "one reply per recipient");
+    c.cmd("QUIT");
+    assert_eq!(
+        server.closed(),
+        ["<bob@example.org> 21", "<carol@example.org> 21", "closed"]
+    );
     server.stop();
 }
