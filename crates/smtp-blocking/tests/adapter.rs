@@ -260,7 +260,7 @@ fn lmtp_per_recipient_delivery() {
         }
         fn lmtp_delivery(&mut self, _: &Context<'_>, to: &ForwardPath<'static>) -> Decision {
             match to.mailbox().map(|m| m.local_part().to_owned()).as_deref() {
-                Some("full") => Decision::reject(452, (4, 2, 2), "Mailbox full"),
+                Some("full") => Decision::reject(452, (4, 2, 2), "Mailbox full").unwrap(),
                 _ => Decision::Accept,
             }
         }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use smtp_proto::server::Server;
+use smtp_proto::server::{Refusal, Server};
 use smtp_proto::{EnhancedCode, ForwardPath, Reply};
 use tracing::{error, info};
 
@@ -335,11 +335,12 @@ impl Message {
 }
 
 fn storage_failure() -> Verdict {
-    Verdict::reject(
+    const STORAGE_FAILURE: Verdict = Verdict::Reject(Refusal::constant(Reply::fixed(
         451,
-        (4, 3, 0),
+        Some((4, 3, 0)),
         "Error: local error in processing: storage failure",
-    )
+    )));
+    STORAGE_FAILURE
 }
 
 fn queued(id: &str) -> Verdict {
@@ -348,5 +349,6 @@ fn queued(id: &str) -> Verdict {
         Some(EnhancedCode::of(2, 0, 0)),
         format!("Ok: queued as {id}"),
     )
-    .map_or(Verdict::Accept, Verdict::AcceptWith)
+    .and_then(Verdict::accept_with)
+    .unwrap_or(Verdict::Accept)
 }

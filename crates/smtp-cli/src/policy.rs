@@ -3,13 +3,21 @@
 //! shared by the tokio and the blocking hosts.
 
 use smtp_proto::ForwardPath;
+use smtp_proto::Reply;
 use smtp_proto::sasl::Credentials;
-use smtp_proto::server::Server;
+use smtp_proto::server::{Refusal, Server};
 
 use crate::passwords::PasswordFile;
 
 /// A host's answer: the core's `Decision`, which both adapters take as it is.
 pub(crate) use smtp_proto::server::Decision as Verdict;
+
+/// The relay refusal when the recipient cannot be named in it.
+const RELAY_DENIED: Verdict = Verdict::Reject(Refusal::constant(Reply::fixed(
+    554,
+    Some((5, 7, 1)),
+    "Relay access denied",
+)));
 
 /// Who may send to whom.
 #[derive(Default)]
@@ -36,7 +44,9 @@ impl Policy {
         if self.local_domains.is_empty() || self.is_local(to) || session.authenticated().is_some() {
             Verdict::Accept
         } else {
+            // The path prints without CR or LF, so only a bug could refuse this reply.
             Verdict::reject(554, (5, 7, 1), format!("{to}: Relay access denied"))
+                .unwrap_or(RELAY_DENIED)
         }
     }
 
@@ -73,7 +83,7 @@ impl Policy {
         if ok {
             Verdict::Accept
         } else {
-            Verdict::reject(535, (5, 7, 8), "Authentication credentials invalid")
+            smtp_proto::server::host::CREDENTIALS_INVALID
         }
     }
 }

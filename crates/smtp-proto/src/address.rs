@@ -402,7 +402,17 @@ impl<'a> Mailbox<'a> {
         Ok(mailbox)
     }
 
-    /// Parses `local@host` (no angle brackets), allowing UTF-8.
+    /// Parses `local@host` (RFC 5321 §4.1.2 `Mailbox`: no angle brackets), allowing
+    /// UTF-8. The error says what is wrong: a path in angle brackets (parse it as a
+    /// [`ForwardPath`] or [`ReversePath`]), no `@`, an empty string, a limit.
+    ///
+    /// ```
+    /// use smtp_proto::{AddressError, Mailbox};
+    /// let m = Mailbox::parse("bob@example.org").unwrap();
+    /// assert_eq!((m.local_part(), m.domain().unwrap().as_str()), ("bob", "example.org"));
+    /// assert_eq!(Mailbox::parse("<bob@example.org>"), Err(AddressError::AngleBrackets));
+    /// assert_eq!(Mailbox::parse("bob"), Err(AddressError::MissingAt));
+    /// ```
     pub fn parse(s: &'a str) -> Result<Mailbox<'a>, AddressError> {
         if s.bytes().any(|b| b < 32 || b == 127) {
             return Err(AddressError::ControlCharacter);
@@ -414,6 +424,10 @@ impl<'a> Mailbox<'a> {
                 Ok(m)
             }
             Err(nom::Err::Failure(_)) => Err(AddressError::DomainTooLong),
+            _ if s.is_empty() => Err(AddressError::Empty),
+            _ if s == "<>" => Err(AddressError::NullPath),
+            _ if s.starts_with('<') && s.ends_with('>') => Err(AddressError::AngleBrackets),
+            _ if !s.contains('@') => Err(AddressError::MissingAt),
             _ => Err(AddressError::Syntax),
         }
     }
@@ -456,6 +470,14 @@ impl<'a> Mailbox<'a> {
     /// The domain or address literal.
     pub fn host(&self) -> &Host<'a> {
         &self.host
+    }
+
+    /// The domain, unless the mailbox is at an address literal (`bob@[192.0.2.1]`).
+    pub fn domain(&self) -> Option<&Domain<'a>> {
+        match &self.host {
+            Host::Domain(d) => Some(d),
+            Host::Literal(_) => None,
+        }
     }
 
     /// Whether the mailbox needs SMTPUTF8 (RFC 6531).
@@ -645,7 +667,36 @@ pub enum ReversePath<'a> {
     Mailbox(Mailbox<'a>),
 }
 
-impl ReversePath<'_> {
+impl<'a> ReversePath<'a> {
+    /// Parses a MAIL FROM path as written, UTF-8 allowed (RFC 5321 §4.1.2
+    /// `Reverse-path = Path / "<>"`, RFC 6531): `<bob@example.org>`, `<>` for the null
+    /// reverse-path, a source route (`<@relay.example:bob@example.org>`, dropped as
+    /// §4.1.1.3 says). For convenience a bare mailbox (`bob@example.org`) is accepted
+    /// too, since nothing else could be meant; an empty string is not (write `<>`), nor
+    /// spaces around the path.
+    ///
+    /// ```
+    /// use smtp_proto::ReversePath;
+    /// let from: ReversePath = "<alice@example.org>".parse().unwrap();
+    /// assert_eq!(from.domain().unwrap().as_str(), "example.org");
+    /// assert_eq!("<>".parse::<ReversePath>(), Ok(ReversePath::Null));
+    /// assert_eq!(ReversePath::parse("alice@example.org").unwrap(), from);
+    /// ```
+    pub fn parse(s: &'a str) -> Result<ReversePath<'a>, AddressError> {
+        if !s.starts_with('<') {
+            return Mailbox::parse(s).map(ReversePath::Mailbox);
+        }
+        whole_path(s, reverse_path)
+    }
+
+    /// The domain of the mailbox, unless null or at an address literal.
+    pub fn domain(&self) -> Option<&Domain<'a>> {
+        match self {
+            ReversePath::Null => None,
+            ReversePath::Mailbox(m) => m.domain(),
+        }
+    }
+
     /// Detaches from the input buffer.
     pub fn into_owned(self) -> ReversePath<'static> {
         match self {
@@ -696,7 +747,43 @@ pub enum ForwardPath<'a> {
     Mailbox(Mailbox<'a>),
 }
 
-impl ForwardPath<'_> {
+impl<'a> ForwardPath<'a> {
+    /// Parses a RCPT TO path as written, UTF-8 allowed (RFC 5321 §4.1.2
+    /// `Forward-path = Path`, RFC 6531): `<bob@example.org>`, `<Postmaster>` (any case,
+    /// §4.1.1.3), a source route (`<@relay.example:bob@example.org>`, dropped). For
+    /// convenience a bare mailbox (`bob@example.org`) or `Postmaster` is accepted too,
+    /// since nothing else could be meant; `<>` is not (only a reverse-path may be null),
+    /// nor spaces around the path.
+    ///
+    /// ```
+    /// use smtp_proto::{AddressError, ForwardPath};
+    /// let to: ForwardPath = "<bob@example.org>".parse().unwrap();
+    /// assert_eq!(to.domain().unwrap().as_str(), "example.org");
+    /// assert_eq!("<postmaster>".parse::<ForwardPath>(), Ok(ForwardPath::Postmaster));
+    /// assert_eq!(ForwardPath::parse("<>"), Err(AddressError::NullPath));
+    /// ```
+    pub fn parse(s: &'a str) -> Result<ForwardPath<'a>, AddressError> {
+        if s.eq_ignore_ascii_case("postmaster") {
+            return Ok(ForwardPath::Postmaster);
+        }
+        if !s.starts_with('<') {
+            return Mailbox::parse(s).map(ForwardPath::Mailbox);
+        }
+        if s == "<>" {
+            return Err(AddressError::NullPath);
+        }
+        whole_path(s, forward_path)
+    }
+
+    /// The domain of the mailbox, unless `<Postmaster>` or at an address literal: what
+    /// relay control looks at.
+    pub fn domain(&self) -> Option<&Domain<'a>> {
+        match self {
+            ForwardPath::Postmaster => None,
+            ForwardPath::Mailbox(m) => m.domain(),
+        }
+    }
+
     /// Detaches from the input buffer.
     pub fn into_owned(self) -> ForwardPath<'static> {
         match self {
@@ -737,6 +824,43 @@ impl fmt::Display for ForwardPath<'_> {
         }
     }
 }
+
+/// A path parser: the path at the start of the input, and the rest.
+type PathParser<'a, P> = fn(&'a [u8], bool) -> Result<(&'a [u8], P), AddressError>;
+
+/// A whole string as one path, UTF-8 allowed: nothing may follow the `>`.
+fn whole_path<'a, P>(s: &'a str, parse: PathParser<'a, P>) -> Result<P, AddressError> {
+    if s.bytes().any(|b| b < 32 || b == 127) {
+        return Err(AddressError::ControlCharacter);
+    }
+    match parse(s.as_bytes(), true)? {
+        (b"", path) => Ok(path),
+        _ => Err(AddressError::TrailingInput),
+    }
+}
+
+/// `FromStr` (owned) and `TryFrom<&str>` (borrowing) through the type's `parse`.
+macro_rules! from_str {
+    ($($ty:ident),*) => {$(
+        impl std::str::FromStr for $ty<'static> {
+            type Err = AddressError;
+            #[doc = concat!("As [`", stringify!($ty), "::parse`], detached from `s`.")]
+            fn from_str(s: &str) -> Result<$ty<'static>, AddressError> {
+                $ty::parse(s).map($ty::into_owned)
+            }
+        }
+
+        impl<'a> TryFrom<&'a str> for $ty<'a> {
+            type Error = AddressError;
+            #[doc = concat!("As [`", stringify!($ty), "::parse`].")]
+            fn try_from(s: &'a str) -> Result<$ty<'a>, AddressError> {
+                $ty::parse(s)
+            }
+        }
+    )*};
+}
+
+from_str!(Mailbox, ReversePath, ForwardPath);
 
 /// When parsing in ASCII mode fails on input that has non-ASCII bytes, say so
 /// specifically: the server must answer 553 5.6.7, not a generic syntax error.

@@ -15,6 +15,24 @@ pub enum AddressError {
     /// Not the grammar of RFC 5321 §4.1.2.
     #[error("address syntax error")]
     Syntax,
+    /// An empty string where an address was expected (the null reverse-path is `<>`).
+    #[error("empty address (the null reverse-path is written <>)")]
+    Empty,
+    /// A mailbox in angle brackets: `<bob@example.org>` is a path (RFC 5321 §4.1.2
+    /// `Path`), parsed by [`ForwardPath`](crate::ForwardPath) or
+    /// [`ReversePath`](crate::ReversePath); a [`Mailbox`](crate::Mailbox) has none.
+    #[error("angle brackets: this is a path, use ForwardPath or ReversePath, not Mailbox")]
+    AngleBrackets,
+    /// No `@` between a local part and a domain (RFC 5321 §4.1.2 `Mailbox`).
+    #[error("no @ between local part and domain")]
+    MissingAt,
+    /// `<>` where a mailbox is needed: only a reverse-path may be null (RFC 5321
+    /// §4.5.5).
+    #[error("null path <> where a mailbox is needed (only a reverse-path may be null)")]
+    NullPath,
+    /// Something after the path's closing `>`.
+    #[error("characters after the closing >")]
+    TrailingInput,
     /// Local part longer than 64 octets (RFC 5321 §4.5.3.1.1).
     #[error("local part longer than 64 octets")]
     LocalPartTooLong,
@@ -129,6 +147,12 @@ pub enum BuildError {
     /// An enhanced status code whose class differs from the reply code's first digit.
     #[error("enhanced status code class differs from reply code class")]
     EnhancedClassMismatch,
+    /// A refusal whose reply code is not 4xx or 5xx (a `250` cannot refuse).
+    #[error("reply code {0} is not a refusal (4xx or 5xx)")]
+    NotRefusal(u16),
+    /// An acceptance whose reply code is not 2xx.
+    #[error("reply code {0} is not positive (2xx)")]
+    NotPositive(u16),
     /// An address that does not follow RFC 5321 §4.1.2.
     #[error("invalid address: {0}")]
     Address(#[from] AddressError),

@@ -150,10 +150,12 @@ impl EnhancedCode {
         }
     }
 
-    /// Builds a code known to be valid at compile time.
+    /// Builds a code from literals, for a `const` (as [`Reply::constant`]): the checks of
+    /// [`EnhancedCode::new`] then run at compile time, so a bad constant does not build.
+    /// Parts that come from anywhere else go to [`EnhancedCode::new`].
     ///
     /// # Panics
-    /// When the parts are out of range; use it only with literals.
+    /// When the parts are out of range (at compile time when used in a `const`).
     pub const fn of(class: u8, subject: u16, detail: u16) -> EnhancedCode {
         match EnhancedCode::new(class, subject, detail) {
             Ok(code) => code,
@@ -381,16 +383,18 @@ impl Reply {
         }
     }
 
-    /// A fixed reply from literals, for the protocol's own answers.
+    /// A fixed reply from literals, for the protocol's own answers: [`Reply::constant`]
+    /// with the enhanced code as a tuple. Parts that come from anywhere else go to
+    /// [`Reply::new`] and [`EnhancedCode::new`], which return errors.
     ///
     /// # Panics
-    /// When the parts are invalid; use it only with literals that tests cover.
-    pub fn fixed(code: u16, enhanced: Option<(u8, u16, u16)>, text: &'static str) -> Reply {
-        let enhanced = enhanced.map(|(c, s, d)| EnhancedCode::of(c, s, d));
-        match Reply::new(code, enhanced, text) {
-            Ok(reply) => reply,
-            Err(e) => panic!("invalid fixed reply {code} {text:?}: {e}"),
-        }
+    /// When the parts are invalid (at compile time when used in a `const`).
+    pub const fn fixed(code: u16, enhanced: Option<(u8, u16, u16)>, text: &'static str) -> Reply {
+        let enhanced = match enhanced {
+            Some((c, s, d)) => Some(EnhancedCode::of(c, s, d)),
+            None => None,
+        };
+        Reply::constant(code, enhanced, text)
     }
 
     /// Builds a reply from parts already validated by the parser.
@@ -515,7 +519,7 @@ impl Reply {
     }
 
     /// The reply code.
-    pub fn code(&self) -> ReplyCode {
+    pub const fn code(&self) -> ReplyCode {
         self.code
     }
 

@@ -60,26 +60,72 @@ fn challenge_nobody_asked_for_is_refused_without_a_reply() {
 }
 
 #[test]
-fn settle_logs_the_decision_and_a_wrong_class_as_a_warning() {
+fn settle_logs_the_decision_and_a_decision_nobody_asked_for_as_a_warning() {
     let mut server = cram_server();
     drive(&mut server, b"EHLO client.example\r\n");
     let (_, event) = drive(&mut server, b"MAIL FROM:<a@example.org>\r\n");
     let event = event.unwrap();
-    let wrong = Decision::Reject(smtp_proto::Reply::fixed(250, None, "Ok"));
-    let note = host::settle(&mut server, &event, Some(wrong)).unwrap();
-    assert_eq!(note.level, Level::Warn);
-    let (out, _) = drive(&mut server, b"");
-    assert!(out.starts_with("451 4.3.0 "), "{out}");
-    let (_, event) = drive(&mut server, b"MAIL FROM:<a@example.org>\r\n");
-    let note = host::settle(&mut server, &event.unwrap(), Some(Decision::Accept)).unwrap();
+    let note = host::settle(&mut server, &event, Some(Decision::Accept)).unwrap();
     assert_eq!(
         (note.level, note.text.as_str()),
         (Level::Info, "MAIL FROM:<a@example.org>: accepted")
     );
+    // No decision is pending any more: the machine refuses the second one.
+    let refusal = Decision::reject(550, (5, 7, 1), "No").unwrap();
+    let note = host::settle(&mut server, &event, Some(refusal)).unwrap();
+    assert_eq!(note.level, Level::Warn);
+    let (out, _) = drive(&mut server, b"");
+    assert_eq!(out, "250 2.1.0 Ok\r\n");
     assert_eq!(
         host::settle(&mut server, &Event::Body(Default::default()), None),
         None
     );
+}
+
+#[test]
+fn a_decision_of_the_wrong_class_cannot_be_built() {
+    use smtp_proto::{BuildError, Reply};
+    let ok = Reply::new(250, None, "Ok").unwrap();
+    let no = Reply::new(550, None, "No").unwrap();
+    assert_eq!(
+        Decision::reject_with(ok.clone()),
+        Err(BuildError::NotRefusal(250))
+    );
+    assert_eq!(
+        Decision::accept_with(no.clone()),
+        Err(BuildError::NotPositive(550))
+    );
+    assert_eq!(
+        Decision::reject(250, (2, 0, 0), "Ok"),
+        Err(BuildError::NotRefusal(250))
+    );
+    assert_eq!(
+        Decision::reject(451, (5, 1, 1), "No such user"),
+        Err(BuildError::EnhancedClassMismatch)
+    );
+    assert_eq!(
+        Decision::reject(650, (5, 1, 1), "x"),
+        Err(BuildError::ReplyCode(650))
+    );
+    assert_eq!(
+        Decision::reject(550, (6, 1, 1), "x"),
+        Err(BuildError::EnhancedCode)
+    );
+    assert_eq!(
+        Decision::reject(550, (5, 1000, 1), "x"),
+        Err(BuildError::EnhancedCode)
+    );
+    assert_eq!(
+        Decision::reject(550, (5, 1, 1), "a\r\nRSET"),
+        Err(BuildError::ControlCharacter)
+    );
+    let decision = Decision::reject(550, (5, 1, 1), "No such user").unwrap();
+    assert_eq!(
+        decision.reply().unwrap().to_string(),
+        "550 5.1.1 No such user"
+    );
+    assert!(Decision::accept_with(ok).unwrap().is_accept());
+    assert!(!Decision::reject_with(no).unwrap().is_accept());
 }
 
 #[test]
@@ -173,4 +219,131 @@ fn driver_refusal_and_drain_speak_through_the_machine() {
     assert!(idle.is_draining());
     let (out, _) = drive(&mut idle, b"");
     assert_eq!(out.matches("421 4.3.2").count(), 1, "{out}");
+}
+
+/// Drains the driver, answering every decision with `accept`, keeping the body of a
+/// message that starts; returns the events' names.
+fn drain_driver(driver: &mut host::Driver, input: &[u8]) -> Vec<String> {
+    driver.handle_input(input, Instant::now());
+    let mut events = Vec::new();
+    loop {
+        match driver.poll_output() {
+            Output::Event(e) => {
+                if e == Event::MessageStart {
+                    driver.keep_body();
+                }
+                if !matches!(e, Event::Body(_)) {
+                    events.push(format!("{e:?}"));
+                }
+                if e.needs_decision() {
+                    driver.accept().unwrap();
+                }
+            }
+            Output::Close => {
+                events.push("Close".into());
+                break;
+            }
+            Output::Wait { .. } => break,
+            _ => {}
+        }
+    }
+    events
+}
+
+#[test]
+fn driver_says_closed_exactly_once_however_the_session_ends() {
+    let config = std::sync::Arc::new(ServerConfig::new("mx.example.org").unwrap());
+    type End = fn(&mut host::Driver);
+    let ends: [(&str, End); 5] = [
+        ("quit", |d| {
+            d.handle_input(b"QUIT\r\n", Instant::now());
+        }),
+        ("eof", |d| d.handle_eof(Instant::now())),
+        ("broken", |d| d.handle_broken(Instant::now())),
+        ("timeout", |d| {
+            let deadline = d.deadline().unwrap();
+            d.handle_timeout(deadline);
+        }),
+        ("forced", |d| d.force_close()),
+    ];
+    for (name, end) in ends {
+        let mut driver = host::Driver::new(config.clone(), &info(), None, Instant::now());
+        drain_driver(&mut driver, b"EHLO client.example\r\n");
+        end(&mut driver);
+        let events = drain_driver(&mut driver, b"");
+        assert_eq!(
+            events.iter().filter(|e| *e == "Closed").count(),
+            1,
+            "{name}: {events:?}"
+        );
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("Close"),
+            "{name}: {events:?}"
+        );
+        // Nothing more, however often the adapter asks.
+        for _ in 0..3 {
+            assert!(matches!(driver.poll_output(), Output::Close), "{name}");
+        }
+    }
+    let busy = Some(config.too_many_connections_reply());
+    let mut refused = host::Driver::new(config, &info(), busy, Instant::now());
+    let events = drain_driver(&mut refused, b"");
+    assert_eq!(events, ["Closed", "Close"]);
+}
+
+#[test]
+fn driver_keeps_the_body_whole_and_drops_it_after() {
+    let config = std::sync::Arc::new(ServerConfig::new("mx.example.org").unwrap());
+    let mut driver = host::Driver::new(config, &info(), None, Instant::now());
+    drain_driver(&mut driver, b"EHLO client.example\r\n");
+    drain_driver(&mut driver, b"MAIL FROM:<a@example.org>\r\n");
+    drain_driver(&mut driver, b"RCPT TO:<b@example.org>\r\n");
+    drain_driver(&mut driver, b"DATA\r\n");
+    assert_eq!(driver.body(), Some(&b""[..]));
+    driver.handle_input(b"one\r\n..two\r\n.\r\n", Instant::now());
+    loop {
+        match driver.poll_output() {
+            Output::Event(Event::MessageEnd) => break,
+            Output::Event(_) | Output::Transmit(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(driver.body(), Some(&b"one\r\n.two\r\n"[..]));
+    let info = info();
+    assert_eq!(driver.context(&info).body(), Some(&b"one\r\n.two\r\n"[..]));
+    driver.accept().unwrap();
+    driver.drop_body();
+    assert_eq!(driver.body(), None);
+    assert_eq!(
+        info.context(&driver).body(),
+        None,
+        "none unless the driver keeps it"
+    );
+}
+
+#[test]
+fn a_kept_body_without_a_size_limit_stops_at_the_default_limit() {
+    let mut config = ServerConfig::new("mx.example.org").unwrap();
+    config.limits.max_message_size = None;
+    let mut driver = host::Driver::new(config.into(), &info(), None, Instant::now());
+    assert_eq!(driver.body_limit(), host::DEFAULT_BODY_LIMIT);
+    drain_driver(&mut driver, b"EHLO client.example\r\n");
+    drain_driver(&mut driver, b"MAIL FROM:<a@example.org>\r\n");
+    drain_driver(&mut driver, b"RCPT TO:<b@example.org>\r\n");
+    drain_driver(&mut driver, b"DATA\r\n");
+    let line = [b"x".repeat(998), b"\r\n".to_vec()].concat();
+    let block = line.repeat(1024);
+    let mut sent = 0u64;
+    while sent <= host::DEFAULT_BODY_LIMIT {
+        drain_driver(&mut driver, &block);
+        sent += block.len() as u64;
+    }
+    assert!(driver.body_too_big());
+    assert_eq!(driver.body(), None, "what was kept is freed at once");
+    let text = |d: Decision| match d {
+        Decision::Reject(r) => r.to_string(),
+        _ => unreachable!(),
+    };
+    assert!(text(host::BODY_TOO_BIG).starts_with("552 5.3.4 "));
 }

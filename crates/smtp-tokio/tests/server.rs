@@ -56,7 +56,7 @@ impl Handler for TestHandler {
         _: &RcptParams<'static>,
     ) -> Decision {
         if to.to_string().contains("@elsewhere.example") {
-            Decision::reject(554, (5, 7, 1), format!("{to}: Relay access denied"))
+            Decision::reject(554, (5, 7, 1), format!("{to}: Relay access denied")).unwrap()
         } else {
             Decision::Accept
         }
@@ -76,7 +76,7 @@ impl Handler for TestHandler {
         let mut log = self.log.lock().unwrap();
         log.events.push(format!("end tls={tls}"));
         log.stored.push(body);
-        Decision::AcceptWith(Reply::new(250, None, "stored").unwrap())
+        Decision::accept_with(Reply::new(250, None, "stored").unwrap()).unwrap()
     }
     async fn message_aborted(&mut self, _: &Context<'_>, reason: AbortReason) {
         self.body = None;
@@ -91,7 +91,7 @@ impl Handler for TestHandler {
         if credentials.identity() == Some("tim") && credentials.verify("tanstaaf") {
             Decision::Accept
         } else {
-            Decision::reject(535, (5, 7, 8), "Authentication credentials invalid")
+            Decision::reject(535, (5, 7, 8), "Authentication credentials invalid").unwrap()
         }
     }
 }

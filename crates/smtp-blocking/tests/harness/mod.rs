@@ -36,7 +36,7 @@ impl Host for TestHost {
 fn decision(r: Result<(), Reply>) -> Decision {
     match r {
         Ok(()) => Decision::Accept,
-        Err(r) => Decision::Reject(r),
+        Err(r) => Decision::reject_with(r).expect("a refusal"),
     }
 }
 

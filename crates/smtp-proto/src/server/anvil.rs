@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
+use super::Refusal;
 use crate::reply::{EnhancedCode, Reply};
 
 /// The limits; `0` turns a count limit off.
@@ -141,7 +142,7 @@ impl Anvil {
 
     /// Before an AUTH from `addr` is looked at: `454 4.7.0` while the client has failed
     /// too often in the current window, to refuse the attempt with.
-    pub fn auth_refusal(&mut self, addr: IpAddr, now: Instant) -> Option<Reply> {
+    pub fn auth_refusal(&mut self, addr: IpAddr, now: Instant) -> Option<Refusal> {
         let max = self.limits.max_auth_failures;
         let window = self.limits.auth_window;
         let key = client_of(addr);
@@ -152,7 +153,7 @@ impl Anvil {
         if max != 0 && client.failures >= max {
             let text =
                 format!("Temporary authentication failure: too many failed attempts from {addr}");
-            return Some(reply(454, text));
+            return Some(Refusal::constant(reply(454, text)));
         }
         self.forget_if_idle(addr, now);
         None

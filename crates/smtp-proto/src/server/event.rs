@@ -102,6 +102,11 @@ pub enum Event {
     ProtocolError(ProtocolError),
     /// No input within the deadline; `421 4.4.2` has been queued and the session closes.
     Timeout,
+    /// The session has ended, however it ended (QUIT, end of input, timeout, shutdown, a
+    /// broken connection, a refusal before the greeting): the last event of a session.
+    /// [`host::Driver`](super::host::Driver) gives it exactly once, just before
+    /// [`Output::Close`]; a bare [`Server`](super::Server) says only `Output::Close`.
+    Closed,
 }
 
 impl Event {

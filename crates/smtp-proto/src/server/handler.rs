@@ -109,6 +109,22 @@ macro_rules! handler_traits {
                 $crate::handler_traits!(@val $mode ())
             }
 
+            /// Asked at each message start, after [`Handler::message_start`]: whether
+            /// to keep the whole body, so that
+            /// [`Context::body`](smtp_proto::server::host::Context::body) gives it at
+            /// [`Handler::message_end`] (LMTP: from [`Handler::lmtp_message_end`] to the
+            /// last [`Handler::lmtp_delivery`]). The body is kept up to the SIZE limit
+            /// ([`Limits::max_message_size`](smtp_proto::server::Limits::max_message_size),
+            /// or [`DEFAULT_BODY_LIMIT`](smtp_proto::server::host::DEFAULT_BODY_LIMIT)
+            /// without one), so memory stays bounded; a body that outgrows it is refused
+            /// with `552 5.3.4` and [`Handler::message_aborted`] is called instead of
+            /// `message_end`. The default, `false`, only streams the body through
+            /// [`Handler::message_chunk`] (which is called either way).
+            fn buffer_message(&mut self, ctx: &$crate::server::host::Context<'_>) -> bool {
+                let _ = ctx;
+                false
+            }
+
             /// A piece of the body, dot-unstuffed. A storage error should be remembered
             /// and turned into a `451 4.3.0` at [`Handler::message_end`].
             fn message_chunk(
@@ -205,13 +221,41 @@ macro_rules! handler_traits {
                 $crate::handler_traits!(@val $mode $crate::server::Decision::Accept)
             }
 
+            /// The transaction was dropped before its message was taken: RSET, or a new
+            /// HELO/EHLO while it was open ([`Event::Reset`](smtp_proto::server::Event::Reset);
+            /// `message_aborted` comes first if a body had started). Forget the envelope.
+            /// [`Handler::event`] hears the event too.
+            fn reset(
+                &mut self,
+                ctx: &$crate::server::host::Context<'_>,
+            ) -> $crate::handler_traits!(@ret $mode ()) {
+                let _ = ctx;
+                $crate::handler_traits!(@val $mode ())
+            }
+
+            /// The session has ended, however it ended: QUIT, the client gone, a
+            /// timeout, the server's shutdown, a broken connection. Called exactly once,
+            /// last, before the connection closes ([`Event::Closed`](smtp_proto::server::Event::Closed));
+            /// release what the session held. [`Handler::event`] hears the event too.
+            /// (The one exception: a tokio session that still runs when the shutdown's
+            /// grace period and the write timeout after it are over is aborted, and
+            /// its handler dropped without this call.)
+            fn closed(
+                &mut self,
+                ctx: &$crate::server::host::Context<'_>,
+            ) -> $crate::handler_traits!(@ret $mode ()) {
+                let _ = ctx;
+                $crate::handler_traits!(@val $mode ())
+            }
+
             /// Every other event, for logs and metrics:
             /// [`Event::Connected`](smtp_proto::server::Event::Connected),
             /// [`Event::Reset`](smtp_proto::server::Event::Reset),
             /// [`Event::TlsEstablished`](smtp_proto::server::Event::TlsEstablished),
             /// [`Event::Quit`](smtp_proto::server::Event::Quit),
             /// [`Event::ProtocolError`](smtp_proto::server::Event::ProtocolError),
-            /// [`Event::Timeout`](smtp_proto::server::Event::Timeout).
+            /// [`Event::Timeout`](smtp_proto::server::Event::Timeout),
+            /// [`Event::Closed`](smtp_proto::server::Event::Closed).
             fn event(
                 &mut self,
                 ctx: &$crate::server::host::Context<'_>,
@@ -226,25 +270,43 @@ macro_rules! handler_traits {
         /// machine's to build, from the OS randomness (if any) and the time since the Unix
         /// epoch that `entropy` draws. Returns what to log.
         pub(crate) $($async)* fn dispatch<H: Handler>(
-            session: &mut $crate::server::Server,
+            session: &mut $crate::server::host::Driver,
             info: &$crate::server::host::ConnectInfo,
             handler: &mut H,
             event: $crate::server::Event,
             entropy: impl FnOnce() -> (Option<u64>, ::core::time::Duration),
         ) -> Option<$crate::server::host::Note> {
             use $crate::server::Event;
-            let ctx = &info.context(session);
+            let ctx = &session.context(info);
             let decision = match &event {
                 Event::Hello { verb, host } => Some(handler.hello(ctx, *verb, host) $($await)*),
                 Event::Mail { from, params } => Some(handler.mail(ctx, from, params) $($await)*),
                 Event::Rcpt { to, params } => Some(handler.rcpt(ctx, to, params) $($await)*),
                 Event::MessageStart => {
                     handler.message_start(ctx) $($await)*;
+                    if handler.buffer_message(ctx) {
+                        session.keep_body();
+                    }
                     None
                 }
                 Event::Body(chunk) => {
                     handler.message_chunk(ctx, chunk.clone()) $($await)*;
                     None
+                }
+                // A kept body that outgrew its limit: refused without asking (LMTP: for
+                // every recipient), the handler told to discard what it stored.
+                Event::MessageEnd | Event::LmtpMessageEnd { .. } if session.body_too_big() => {
+                    let reason = $crate::server::AbortReason::Data(
+                        $crate::DataError::SizeExceeded,
+                    );
+                    handler.message_aborted(ctx, reason) $($await)*;
+                    match event {
+                        Event::MessageEnd => Some($crate::server::host::BODY_TOO_BIG),
+                        _ => None,
+                    }
+                }
+                Event::LmtpDelivery { .. } if session.body_too_big() => {
+                    Some($crate::server::host::BODY_TOO_BIG)
                 }
                 Event::MessageEnd => Some(handler.message_end(ctx) $($await)*),
                 Event::LmtpMessageEnd { recipients } => {
@@ -271,12 +333,32 @@ macro_rules! handler_traits {
                     let result = session.auth_challenge_from(random, since_epoch.as_secs());
                     return result.err().map($crate::server::host::Note::challenge_refused);
                 }
+                Event::Reset => {
+                    handler.reset(ctx) $($await)*;
+                    handler.event(ctx, &event);
+                    None
+                }
+                Event::Closed => {
+                    handler.closed(ctx) $($await)*;
+                    handler.event(ctx, &event);
+                    None
+                }
                 other => {
                     handler.event(ctx, other);
                     None
                 }
             };
-            $crate::server::host::settle(session, &event, decision)
+            let note = $crate::server::host::settle(session, &event, decision);
+            // The message has its verdict (LMTP: the last recipient's): its body goes.
+            let delivered = match event {
+                Event::MessageEnd => true,
+                Event::LmtpDelivery { .. } => session.lmtp_recipients().is_empty(),
+                _ => false,
+            };
+            if delivered {
+                session.drop_body();
+            }
+            note
         }
     };
 }

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Decision, Event, HostError, Output, PeerInfo, Server, ServerConfig, replies};
+use super::{Decision, Event, HostError, Output, PeerInfo, Refusal, Server, ServerConfig, replies};
 use crate::reply::Reply;
 use crate::sasl;
 
@@ -51,13 +51,15 @@ impl ConnectInfo {
             peer: self.peer,
             local: self.local,
             session,
+            body: None,
         }
     }
 }
 
 /// What a handler sees of its session at each call: who the peer is, and the
 /// protocol machine's getters ([`Server::reverse_path`], [`Server::recipients`],
-/// [`Server::authenticated`], [`Server::is_tls`], [`Server::received_header`], ...).
+/// [`Server::authenticated`], [`Server::is_tls`], [`Server::received_header`], ...),
+/// and the whole body of the message when the handler asked for it ([`Context::body`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'a> {
     /// The session's identifier, unique within the adapter's server.
@@ -68,17 +70,63 @@ pub struct Context<'a> {
     pub local: SocketAddr,
     /// The session's state machine, read-only.
     pub session: &'a Server,
+    body: Option<&'a [u8]>,
+}
+
+impl<'a> Context<'a> {
+    /// The whole body of the message, dot-unstuffed (DATA) or as sent (BDAT), once it has
+    /// arrived: at `message_end` (SMTP) and from `lmtp_message_end` to the last
+    /// `lmtp_delivery` (LMTP), when the handler's `buffer_message` asked for it at the
+    /// message start. `None` otherwise: the body then only streams through
+    /// `message_chunk`.
+    pub fn body(&self) -> Option<&'a [u8]> {
+        self.body
+    }
 }
 
 /// One connection's machine as an adapter drives it: the [`Server`], and what every
-/// adapter tracks around it the same way, whether the connection broke and whether the
-/// machine was told of a shutdown. It derefs to the machine for the getters and inputs.
+/// adapter tracks around it the same way: whether the connection broke, whether the
+/// machine was told of a shutdown, the body of the message when the handler wants it
+/// whole, and whether the handler heard that the session ended. It derefs to the machine
+/// for the getters and inputs.
+///
+/// Its [`poll_output`](Driver::poll_output) adds one event to the machine's:
+/// [`Event::Closed`], exactly once, just before [`Output::Close`].
 #[derive(Debug)]
 pub struct Driver {
     server: Server,
     broken: bool,
     drained: bool,
+    body: Body,
+    /// [`Event::Closed`] went out; `Output::Close` is next.
+    closed: Closed,
 }
+
+/// The message body a handler asked to have whole.
+#[derive(Debug, Default)]
+enum Body {
+    /// Not asked for (or dropped after the message's verdict).
+    #[default]
+    Off,
+    /// Being kept: at most [`Driver::body_limit`] octets.
+    Kept(Vec<u8>),
+    /// It outgrew the limit: the message is refused with `552 5.3.4`.
+    TooBig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closed {
+    Open,
+    /// The machine said `Close`; the adapter has heard [`Event::Closed`] and gets
+    /// `Output::Close` next.
+    Telling,
+    Told,
+}
+
+/// How much of a message body a [`Driver`] keeps for a handler when the configuration
+/// sets no SIZE limit ([`Limits::max_message_size`](super::Limits::max_message_size)
+/// `None`): 25 MiB, the default limit.
+pub const DEFAULT_BODY_LIMIT: u64 = 26_214_400;
 
 impl Driver {
     /// Starts the machine of a connection. With `refusal` (over the connection limit,
@@ -98,19 +146,107 @@ impl Driver {
             server,
             broken: false,
             drained: false,
+            body: Body::Off,
+            closed: Closed::Open,
         }
     }
 
     /// [`Server::poll_output`], but once the connection broke nothing more is transmitted
     /// and the wait that follows becomes [`Output::Close`]: the machine still tells the
-    /// handler first ([`Event::MessageAborted`]).
+    /// handler first ([`Event::MessageAborted`]). The first `Output::Close`, however the
+    /// session ends, is preceded by [`Event::Closed`]. Body pieces are kept on their way
+    /// out when [`Driver::keep_body`] asked for it.
     pub fn poll_output(&mut self) -> Output {
-        loop {
-            match self.server.poll_output() {
-                Output::Transmit(_) if self.broken => {}
-                Output::Wait { .. } if self.broken => return Output::Close,
-                output => return output,
+        match self.closed {
+            Closed::Telling => {
+                self.closed = Closed::Told;
+                return Output::Close;
             }
+            Closed::Told => return Output::Close,
+            Closed::Open => {}
+        }
+        loop {
+            let output = match self.server.poll_output() {
+                Output::Transmit(_) if self.broken => continue,
+                Output::Wait { .. } if self.broken => Output::Close,
+                output => output,
+            };
+            return match output {
+                Output::Close => {
+                    self.body = Body::Off;
+                    self.closed = Closed::Telling;
+                    Output::Event(Event::Closed)
+                }
+                Output::Event(event) => {
+                    self.watch(&event);
+                    Output::Event(event)
+                }
+                output => output,
+            };
+        }
+    }
+
+    /// Keeps the body of a message as it goes out in [`Event::Body`] pieces.
+    fn watch(&mut self, event: &Event) {
+        match event {
+            Event::MessageStart | Event::MessageAborted { .. } | Event::Reset => {
+                self.body = Body::Off
+            }
+            Event::Body(piece) => {
+                let limit = self.body_limit();
+                if let Body::Kept(body) = &mut self.body {
+                    if (body.len() + piece.len()) as u64 > limit {
+                        self.body = Body::TooBig;
+                    } else {
+                        body.extend_from_slice(piece);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Keeps the body of the message that just started ([`Event::MessageStart`]), so
+    /// that [`Driver::body`] gives it whole once it has arrived, up to
+    /// [`Driver::body_limit`] octets. The adapters' `dispatch` calls this when the
+    /// handler's `buffer_message` says so.
+    pub fn keep_body(&mut self) {
+        self.body = Body::Kept(Vec::new());
+    }
+
+    /// The body kept since [`Driver::keep_body`], complete once [`Event::MessageEnd`] or
+    /// [`Event::LmtpMessageEnd`] went out; `None` when none is kept or it outgrew the
+    /// limit.
+    pub fn body(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Kept(body) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// Whether the body being kept outgrew [`Driver::body_limit`]: the message must be
+    /// refused with [`BODY_TOO_BIG`] (RFC 1870 §4) rather than handed over cut short.
+    pub fn body_too_big(&self) -> bool {
+        matches!(self.body, Body::TooBig)
+    }
+
+    /// The most a kept body may hold: the SIZE limit, or [`DEFAULT_BODY_LIMIT`] without
+    /// one, so that memory stays bounded whatever the client sends.
+    pub fn body_limit(&self) -> u64 {
+        let limits = &self.server.config().limits;
+        limits.max_message_size.unwrap_or(DEFAULT_BODY_LIMIT)
+    }
+
+    /// Frees the kept body: the message has its verdict.
+    pub fn drop_body(&mut self) {
+        self.body = Body::Off;
+    }
+
+    /// What a handler sees of this session now: `info`, the machine, and the kept body.
+    pub fn context<'a>(&'a self, info: &ConnectInfo) -> Context<'a> {
+        Context {
+            body: self.body(),
+            ..info.context(&self.server)
         }
     }
 
@@ -167,16 +303,22 @@ impl std::ops::DerefMut for Driver {
 
 /// A handler's answer to an LMTP delivery when it does not implement them (RFC 2033
 /// §4.2): `451 4.3.0`, so that a host that forgot loses nothing.
-pub const LMTP_NOT_IMPLEMENTED: Decision = Decision::Reject(replies::LMTP_NOT_IMPLEMENTED);
+pub const LMTP_NOT_IMPLEMENTED: Decision =
+    Decision::Reject(Refusal::constant(replies::LMTP_NOT_IMPLEMENTED));
 
 /// A handler's answer to credentials when it does not check them: `535 5.7.8` (RFC 4954
 /// §6).
-pub const CREDENTIALS_INVALID: Decision = Decision::Reject(sasl::AUTH_INVALID_CREDENTIALS);
+pub const CREDENTIALS_INVALID: Decision =
+    Decision::Reject(Refusal::constant(sasl::AUTH_INVALID_CREDENTIALS));
 
 /// The answer of the handler of a session refused before its greeting (over the
 /// connection limit, refused by the host), which is never asked anything:
 /// `451 4.3.0`, should it be.
-pub const REFUSED: Decision = Decision::Reject(replies::LOCAL_ERROR);
+pub const REFUSED: Decision = Decision::Reject(Refusal::constant(replies::LOCAL_ERROR));
+
+/// The answer to a message whose body a handler wanted whole and that outgrew
+/// [`Driver::body_limit`]: `552 5.3.4` (RFC 1870 §4), given without asking the handler.
+pub const BODY_TOO_BIG: Decision = Decision::Reject(Refusal::constant(replies::SIZE_OVER_LIMIT));
 
 // ---- logging -------------------------------------------------------------------------
 
@@ -225,7 +367,7 @@ impl std::fmt::Display for Note {
 
 /// Gives the handler's `decision` on `event`, if it asked for one, to the machine, and
 /// says what to log: the decision, a notable event, or a decision the machine refused
-/// (a reply of the wrong class: the machine then answers `451 4.3.0` rather than stall).
+/// (given when none was pending, or after the session closed).
 pub fn settle(server: &mut Server, event: &Event, decision: Option<Decision>) -> Option<Note> {
     let Some(decision) = decision else {
         return note(event);
@@ -247,7 +389,8 @@ pub fn settle(server: &mut Server, event: &Event, decision: Option<Decision>) ->
     };
     let answer = match &decision {
         Decision::Accept => "accepted".to_owned(),
-        Decision::AcceptWith(r) | Decision::Reject(r) => r.to_string().trim_end().to_owned(),
+        Decision::AcceptWith(r) => r.to_string().trim_end().to_owned(),
+        Decision::Reject(r) => r.to_string().trim_end().to_owned(),
     };
     match server.decide(decision) {
         Err(error) => Some(Note::new(
@@ -272,6 +415,7 @@ fn note(event: &Event) -> Option<Note> {
         Event::MessageStart => Note::new(Level::Debug, "message started"),
         Event::Quit => Note::new(Level::Debug, "QUIT"),
         Event::Reset => Note::new(Level::Debug, "transaction reset"),
+        Event::Closed => Note::new(Level::Debug, "session ended"),
         _ => return None,
     })
 }

@@ -57,6 +57,7 @@
 //!   (`enter`), and the one way a session ends (`end_session`).
 //! - `commands.rs`, `body.rs`, `auth.rs`, `verdict.rs`: what commands, bodies, AUTH
 //!   exchanges and the host's decisions do; each returns where to go next.
+//! - `decision.rs`: a host's answer, checked when it is built.
 //! - `host.rs`, `handler.rs`: what every adapter shows its application (connection
 //!   info, context, handler traits, listener configuration), written once.
 //! - `replies.rs`: every reply the session sends on its own; `received.rs`: the
@@ -69,6 +70,7 @@ mod auth;
 mod body;
 mod commands;
 mod config;
+mod decision;
 mod event;
 mod handler;
 pub mod host;
@@ -87,6 +89,7 @@ use bytes::{Buf as _, Bytes, BytesMut};
 
 pub use anvil::{Anvil, AnvilLimits};
 pub use config::{Extensions, Limits, ServerConfig, SyncPolicy, Timeouts};
+pub use decision::{Acceptance, Decision, Refusal};
 pub use event::{AbortReason, Event, HostError, Output, ProtocolError};
 #[doc(hidden)]
 pub use handler::__private;
@@ -96,7 +99,7 @@ use crate::command::CommandDecoder;
 use crate::command::Verb;
 use crate::error::CommandError;
 use crate::line::Line;
-use crate::reply::{EnhancedCode, Reply};
+use crate::reply::Reply;
 use crate::sasl::{Mechanism, ServerExchange, Step};
 use state::{AuthExchange, Chunks, Next, Pending, Phase, Transaction};
 use verdict::Verdict;
@@ -382,19 +385,15 @@ impl Server {
 
     // ---- decisions -------------------------------------------------------------------
 
-    /// Applies a host's [`Decision`]. A reply of the wrong class is a bug in the host; the
-    /// session then answers `451 4.3.0` rather than stall, and the error is returned for
-    /// the host to log.
+    /// Applies a host's [`Decision`]. Its reply was checked when it was built (an
+    /// [`Acceptance`] is 2xx, a [`Refusal`] 4xx or 5xx), so this fails only when no
+    /// decision is pending or the session has closed.
     pub fn decide(&mut self, decision: Decision) -> Result<(), HostError> {
-        let result = match decision {
+        match decision {
             Decision::Accept => self.accept(),
-            Decision::AcceptWith(r) => self.accept_with(r),
-            Decision::Reject(r) => self.reject(r),
-        };
-        if let Err(HostError::WrongReplyClass) = result {
-            let _ = self.reject(replies::LOCAL_ERROR);
+            Decision::AcceptWith(r) => self.verdict(Verdict::Accept(Some(r.into_reply()))),
+            Decision::Reject(r) => self.verdict(Verdict::Reject(r.into_reply())),
         }
-        result
     }
 
     /// Goes on with the default positive reply for the pending decision.
@@ -403,7 +402,8 @@ impl Server {
     }
 
     /// Goes on with the host's own positive (2xx) reply, e.g. `250 2.0.0 Ok: queued as
-    /// ABC123` after a message.
+    /// ABC123` after a message; any other class is [`HostError::WrongReplyClass`] and
+    /// changes nothing.
     pub fn accept_with(&mut self, reply: Reply) -> Result<(), HostError> {
         if !reply.code().is_positive() {
             return Err(HostError::WrongReplyClass);
@@ -411,7 +411,8 @@ impl Server {
         self.verdict(Verdict::Accept(Some(reply)))
     }
 
-    /// Refuses with a 4xx or 5xx reply.
+    /// Refuses with a 4xx or 5xx reply; any other class is [`HostError::WrongReplyClass`]
+    /// and changes nothing.
     pub fn reject(&mut self, reply: Reply) -> Result<(), HostError> {
         let code = reply.code();
         if !(code.is_transient() || code.is_permanent()) {
@@ -631,41 +632,4 @@ impl Server {
         }
         self.txn = None;
     }
-}
-
-/// A host's answer to a question the session asked (HELO, MAIL, RCPT, the end of a
-/// message, AUTH, VRFY, ...), for [`Server::decide`]: adapters pass their handlers'
-/// answers through it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Go on with the protocol's default positive reply.
-    Accept,
-    /// Go on with this positive (2xx) reply, e.g. `250 2.0.0 Ok: queued as ABC`.
-    AcceptWith(Reply),
-    /// Refuse with this 4xx or 5xx reply.
-    Reject(Reply),
-}
-
-impl Decision {
-    /// A refusal built from parts; text holding CR, LF or NUL becomes `Error`, so this
-    /// never fails.
-    pub fn reject(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Decision {
-        Decision::Reject(reply(code, enhanced, text.into()))
-    }
-
-    /// Whether the session goes on.
-    pub fn is_accept(&self) -> bool {
-        !matches!(self, Decision::Reject(_))
-    }
-}
-
-/// A reply from parts known to be valid.
-fn reply(
-    code: u16,
-    enhanced: (u8, u16, u16),
-    text: impl Into<std::borrow::Cow<'static, str>>,
-) -> Reply {
-    let text = text.into();
-    let e = EnhancedCode::of(enhanced.0, enhanced.1, enhanced.2);
-    Reply::new(code, Some(e), text).unwrap_or_else(|_| Reply::fixed(code, Some(enhanced), "Error"))
 }
