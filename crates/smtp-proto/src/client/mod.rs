@@ -8,12 +8,14 @@
 //!
 //! # Methods
 //! - Getters: [`capabilities`](Client::capabilities), [`is_tls`](Client::is_tls),
-//!   [`authenticated`](Client::authenticated), [`is_ready`](Client::is_ready).
+//!   [`authenticated`](Client::authenticated), [`is_ready`](Client::is_ready),
+//!   [`error`](Client::error) (a failure is sticky: later calls return it again).
 //! - Inputs: [`handle_input`](Client::handle_input), [`handle_eof`](Client::handle_eof),
 //!   [`handle_timeout`](Client::handle_timeout), [`handle_sending`](Client::handle_sending),
 //!   [`handle_tls_established`](Client::handle_tls_established).
 //! - Application calls: [`send_mail`](Client::send_mail), [`send_body`](Client::send_body),
-//!   [`end_body`](Client::end_body), [`quit`](Client::quit).
+//!   [`end_body`](Client::end_body), [`abort_body`](Client::abort_body),
+//!   [`quit`](Client::quit).
 //! - Output: [`poll_output`](Client::poll_output).
 //!
 //! # What it guarantees
@@ -27,6 +29,7 @@
 //!   [`DeliveryStatus::Unknown`], never "sent".
 
 mod config;
+pub mod host;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -252,6 +255,11 @@ pub enum UsageError {
     /// closes without the final dot, so the server discards what it got.
     #[error("body: {0}")]
     Body(#[from] EncodeError),
+    /// The session failed earlier, for this reason ([`Client::error`]); every call after
+    /// the failure returns it again, as rustls does, so that no caller is left with an
+    /// error that does not say why.
+    #[error(transparent)]
+    Failed(ClientError),
 }
 
 /// What the session tells its host.
@@ -432,6 +440,8 @@ pub struct Client {
     now: Instant,
     /// When the STARTTLS handshake started.
     tls_since: Option<Instant>,
+    /// Why the session failed: kept, and returned by every later call.
+    error: Option<ClientError>,
 }
 
 impl Client {
@@ -464,6 +474,7 @@ impl Client {
             ready_announced: false,
             now,
             tls_since: None,
+            error: None,
         }
     }
 
@@ -497,6 +508,19 @@ impl Client {
     /// Whether the session has closed.
     pub fn is_closed(&self) -> bool {
         self.stage == Stage::Closed
+    }
+
+    /// Why the session failed, once it has: the error of [`ClientEvent::Failed`], kept
+    /// for good. Every later [`send_mail`](Client::send_mail),
+    /// [`send_body`](Client::send_body), [`end_body`](Client::end_body) and
+    /// [`abort_body`](Client::abort_body) returns it again as [`UsageError::Failed`].
+    pub fn error(&self) -> Option<&ClientError> {
+        self.error.as_ref()
+    }
+
+    /// The sticky failure as a [`UsageError`], or `None` while the session is sound.
+    fn failed(&self) -> Option<UsageError> {
+        self.error.clone().map(UsageError::Failed)
     }
 
     // ---- inputs ----------------------------------------------------------------------
@@ -580,6 +604,9 @@ impl Client {
     /// Queues a message; returns its id. Its body is asked for with
     /// [`ClientEvent::BodyWanted`] and its result is [`ClientEvent::MessageDone`].
     pub fn send_mail(&mut self, envelope: Envelope) -> Result<u64, UsageError> {
+        if let Some(e) = self.failed() {
+            return Err(e);
+        }
         if matches!(self.stage, Stage::Closing | Stage::Closed) || self.quit_requested {
             return Err(UsageError::Closed);
         }
@@ -596,7 +623,7 @@ impl Client {
     pub fn send_body(&mut self, chunk: &[u8]) -> Result<(), UsageError> {
         let long_lines = self.config.long_lines;
         let Some(cur) = self.current.as_mut() else {
-            return Err(UsageError::NoBodyWanted);
+            return Err(self.failed().unwrap_or(UsageError::NoBodyWanted));
         };
         match &mut cur.body {
             Body::Data(stuffer) => {
@@ -645,7 +672,7 @@ impl Client {
     /// The end of the body: the final dot, or the last BDAT chunk.
     pub fn end_body(&mut self) -> Result<(), UsageError> {
         let Some(cur) = self.current.as_mut() else {
-            return Err(UsageError::NoBodyWanted);
+            return Err(self.failed().unwrap_or(UsageError::NoBodyWanted));
         };
         let deadline_kind = match std::mem::replace(&mut cur.body, Body::Done) {
             Body::Data(stuffer) => {
@@ -690,7 +717,7 @@ impl Client {
             .as_ref()
             .is_some_and(|c| !matches!(c.body, Body::NotYet) && !c.final_sent);
         if !wanted {
-            return Err(UsageError::NoBodyWanted);
+            return Err(self.failed().unwrap_or(UsageError::NoBodyWanted));
         }
         let Some(cur) = self.current.take() else {
             return Err(UsageError::NoBodyWanted);
@@ -1448,6 +1475,9 @@ impl Client {
             };
             let outcome = outcome_for(cur, status, reply.clone(), None);
             self.event(ClientEvent::MessageDone(outcome));
+        }
+        if self.error.is_none() {
+            self.error = Some(error.clone());
         }
         self.event(ClientEvent::Failed(error));
         self.expected.clear();
