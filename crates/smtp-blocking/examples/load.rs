@@ -57,7 +57,7 @@ fn main() {
 
     let mut config = ClientConfig::new("client.load.test").expect("helo name");
     config.starttls = StartTls::Never;
-    let connector = Connector::new(config);
+    let connector = Connector::builder(config).build().expect("connector");
     let mut body = b"Subject: load\r\n\r\n".to_vec();
     while body.len() < size {
         body.extend_from_slice(

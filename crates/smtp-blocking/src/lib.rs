@@ -48,16 +48,18 @@
 //! ```
 //!
 //! # Client
-//! - [`Connector`]: connect timeout, implicit TLS or the STARTTLS policy of the
-//!   [`ClientConfig`](smtp_proto::client::ClientConfig), certificate
-//!   [`Verification`], AUTH from the configuration's credentials, a transcript hook.
+//! - [`Connector`], from [`Connector::builder`]: connect timeout, implicit TLS or the
+//!   STARTTLS policy, certificate [`Verification`] (webpki roots by default), AUTH
+//!   credentials, a transcript hook. The builder and the [`Error`] type are
+//!   [`smtp_proto::client::host`]'s, the same as the tokio adapter's.
 //! - [`Connection`]: many messages per connection, each body streamed from any
 //!   [`std::io::Read`], each with its per-recipient
 //!   [`MessageOutcome`](smtp_proto::client::MessageOutcome).
 //!
 //! # TLS
 //! [`tls`] builds rustls configurations with the `ring` provider: client ones from the
-//! webpki roots, a CA file, or an explicit insecure mode; server ones from PEM files.
+//! webpki roots, a CA file, or an explicit insecure mode; server ones from PEM files or a
+//! self-signed certificate. It is [`smtp_tls`], the same as the tokio adapter's.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -69,7 +71,7 @@ mod session;
 mod stream;
 pub mod tls;
 
-pub use client::{Connection, Connector, DEFAULT_BODY_CHUNK, Error, Transcript};
+pub use client::{Connection, Connector, ConnectorBuilder, DEFAULT_BODY_CHUNK, Error, Transcript};
 pub use host::{ConnectInfo, Context, Decision, Handler, Host};
 pub use server::{Builder, Server, ShutdownHandle};
 pub use smtp_proto::server::host::{BuildError, ListenerAddr};

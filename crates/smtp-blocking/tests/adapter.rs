@@ -80,6 +80,8 @@ fn transcript_hook() {
     let mut conn = certs
         .connector(config)
         .transcript(move |l| seen.lock().unwrap().push(l.to_owned()))
+        .build()
+        .unwrap()
         .connect(&server.addr().to_string())
         .unwrap();
     conn.send(
@@ -117,7 +119,7 @@ fn failing_body_abandons_the_message() {
     let server = Blocking.start(Options::default(), &certs);
     let mut config = client_config(StartTls::Never);
     config.chunking = false;
-    let connector = Connector::new(config).body_chunk(64);
+    let connector = Connector::builder(config).body_chunk(64).build().unwrap();
     let mut conn = connector.connect(&server.addr().to_string()).unwrap();
     let err = conn
         .send(envelope("a@example.org", &["b@example.org"]), Failing(3))
@@ -141,8 +143,10 @@ fn large_body_in_pieces() {
     for chunking in [false, true] {
         let mut config = client_config(StartTls::Never);
         config.chunking = chunking;
-        let mut conn = Connector::new(config)
+        let mut conn = Connector::builder(config)
             .body_chunk(1000)
+            .build()
+            .unwrap()
             .connect(&server.addr().to_string())
             .unwrap();
         let o = conn
@@ -169,15 +173,19 @@ fn connect_errors() {
         .local_addr()
         .unwrap()
         .port();
-    let err = Connector::new(client_config(StartTls::Never))
+    let err = Connector::builder(client_config(StartTls::Never))
         .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
         .connect(&format!("127.0.0.1:{port}"))
         .unwrap_err();
     assert!(
         matches!(err, smtp_blocking::Error::Connect { .. }),
         "{err:?}"
     );
-    let err = Connector::new(client_config(StartTls::Never))
+    let err = Connector::builder(client_config(StartTls::Never))
+        .build()
+        .unwrap()
         .connect("no-such-host.invalid:25")
         .unwrap_err();
     assert!(
@@ -223,16 +231,19 @@ fn insecure_verification() {
         &certs,
     );
     let addr = server.tls_addr().unwrap().to_string();
-    let conn = Connector::new(client_config(StartTls::Never))
-        .verification(&smtp_blocking::Verification::Insecure)
-        .unwrap()
+    let conn = Connector::builder(client_config(StartTls::Never))
+        .verification(smtp_blocking::Verification::Insecure)
         .implicit_tls(true)
+        .build()
+        .unwrap()
         .connect(&addr)
         .unwrap();
     assert!(conn.is_tls());
     conn.quit().unwrap();
-    let err = Connector::new(client_config(StartTls::Never))
+    let err = Connector::builder(client_config(StartTls::Never))
         .implicit_tls(true)
+        .build()
+        .unwrap()
         .connect(&addr)
         .unwrap_err();
     assert!(matches!(err, smtp_blocking::Error::Tls(_)), "{err:?}");
@@ -276,7 +287,7 @@ fn lmtp_per_recipient_delivery() {
     let thread = std::thread::spawn(move || server.run());
     let mut config = client_config(StartTls::Never);
     config.lmtp = true;
-    let mut conn = Connector::new(config).connect(&addr.to_string()).unwrap();
+    let mut conn = Connector::builder(config).build().unwrap().connect(&addr.to_string()).unwrap();
     let o = conn
         .send(
             envelope("a@example.org", &["bob@example.org", "full@example.org"]),

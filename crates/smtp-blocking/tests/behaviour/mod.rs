@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use smtp_blocking::{Connector, Verification};
+use smtp_blocking::{Connector, ConnectorBuilder, Verification};
 use smtp_proto::client::{
     ClientConfig, DeliveryStatus, Envelope, Recipient, RecipientStatus, StartTls,
 };
@@ -214,10 +214,9 @@ impl Certs {
     }
 
     /// A client that trusts this certificate only.
-    pub fn connector(&self, config: ClientConfig) -> Connector {
-        Connector::new(config)
-            .verification(&Verification::CaFile(self.ca_file.clone()))
-            .unwrap()
+    pub fn connector(&self, config: ClientConfig) -> ConnectorBuilder {
+        Connector::builder(config)
+            .verification(Verification::CaFile(self.ca_file.clone()))
             .server_name("localhost")
     }
 }
@@ -362,7 +361,7 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
 pub fn plain_end_to_end(h: &dyn Harness) {
     let certs = Certs::new();
     let server = h.start(Options::default(), &certs);
-    let connector = Connector::new(client_config(StartTls::Never));
+    let connector = Connector::builder(client_config(StartTls::Never)).build().unwrap();
     let mut conn = connector.connect(&server.addr().to_string()).unwrap();
     assert!(!conn.is_tls());
     assert!(
@@ -427,6 +426,8 @@ pub fn starttls(h: &dyn Harness) {
     );
     let mut conn = certs
         .connector(client_config(StartTls::Required))
+        .build()
+        .unwrap()
         .connect(&server.addr().to_string())
         .unwrap();
     assert!(conn.is_tls());
@@ -439,7 +440,9 @@ pub fn starttls(h: &dyn Harness) {
     assert_eq!(o.status, DeliveryStatus::Sent);
     conn.quit().unwrap();
     // A client that does not trust the certificate fails the handshake.
-    let err = Connector::new(client_config(StartTls::Required))
+    let err = Connector::builder(client_config(StartTls::Required))
+        .build()
+        .unwrap()
         .connect(&server.addr().to_string())
         .unwrap_err();
     assert!(matches!(err, smtp_blocking::Error::Tls(_)), "{err:?}");
@@ -463,6 +466,8 @@ pub fn implicit_tls(h: &dyn Harness) {
     let mut conn = certs
         .connector(client_config(StartTls::Never))
         .implicit_tls(true)
+        .build()
+        .unwrap()
         .connect(&addr.to_string())
         .unwrap();
     assert!(conn.is_tls());
@@ -497,6 +502,8 @@ pub fn auth_plain_over_tls(h: &dyn Harness) {
     config.mechanism = Some(Mechanism::Plain);
     let mut conn = certs
         .connector(config.clone())
+        .build()
+        .unwrap()
         .connect(&server.addr().to_string())
         .unwrap();
     assert_eq!(conn.authenticated(), Some(&Mechanism::Plain));
@@ -513,6 +520,8 @@ pub fn auth_plain_over_tls(h: &dyn Harness) {
     config.credentials = Some(ClientCredentials::password(USER, "wrong"));
     let err = certs
         .connector(config)
+        .build()
+        .unwrap()
         .connect(&server.addr().to_string())
         .unwrap_err();
     let smtp_blocking::Error::Session(smtp_proto::client::ClientError::AuthFailed(r)) = err else {
