@@ -1,92 +1,177 @@
-//! The client side: one connection driving [`smtp_proto::client::Client`].
+//! The client side: a [`Connector`] opens [`Connection`]s, each driving
+//! [`smtp_proto::client::Client`] through [`Driver`].
 //!
-//! [`Connection::connect`] opens the socket (implicit TLS if asked), then
-//! [`Connection::send`] hands over one message at a time: its envelope, and a body read
-//! from any [`AsyncRead`] in chunks, never whole. The loop is the usual one around
-//! [`Client::poll_output`]: Transmit → write; `BodyWanted` → read a chunk, `send_body`,
-//! write, repeat, then `end_body`; StartTls → hand the raw socket to rustls; Wait → read
-//! until the machine's deadline. Every wait is bounded by [`Client::deadline`]: reads,
-//! writes (a server that stops reading mid-DATA) and TLS handshakes alike.
+//! The builder, its checks and the [`Error`] type are [`smtp_proto::client::host`]'s,
+//! the same as the blocking adapter's; this file holds only sockets, TLS and timers. The
+//! loop carries out the driver's [`Step`]s: Transmit → write; Body → read a chunk from
+//! the caller's [`AsyncRead`], `send_body`, write, repeat, then `end_body` (or
+//! `abort_body` when reading fails); StartTls → hand the raw socket to rustls; Read →
+//! read until the machine's deadline. Every wait is bounded by the machine's deadline:
+//! reads, writes (a server that stops reading mid-DATA) and TLS handshakes alike.
+//!
+//! ```no_run
+//! use smtp_proto::client::{ClientConfig, Envelope, Recipient, StartTls};
+//! use smtp_proto::{ForwardPath, Mailbox, ReversePath};
+//! use smtp_tokio::{Connector, Verification};
+//!
+//! # async fn run() -> Result<(), smtp_tokio::Error> {
+//! let config = ClientConfig::new("client.example.org").unwrap();
+//! let connector = Connector::builder(config)
+//!     .starttls(StartTls::Required)
+//!     .verification(Verification::WebPki)
+//!     .build()?;
+//! let mut conn = connector.connect("mx.example.org:25").await?;
+//! let to = Mailbox::parse("bob@example.org").unwrap().into_owned();
+//! let from = Mailbox::parse("alice@example.org").unwrap().into_owned();
+//! let envelope = Envelope::new(
+//!     ReversePath::Mailbox(from),
+//!     vec![Recipient::new(ForwardPath::Mailbox(to))],
+//! );
+//! let mut body: &[u8] = b"Subject: hi\r\n\r\nHello.\r\n";
+//! let outcome = conn.send(envelope, &mut body).await?;
+//! println!("{:?}", outcome.status);
+//! conn.quit().await?;
+//! # Ok(())
+//! # }
+//! ```
 
+use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
-
 use std::time::{Duration, Instant};
 
-use smtp_proto::client::{
-    Client, ClientConfig, ClientError, ClientEvent, ClientOutput, Envelope, MessageOutcome,
-};
+use smtp_proto::client::host::{self, Connect, Driver, Setup, Step, Until, Verification};
+use smtp_proto::client::{ClientConfig, ClientError, Envelope, MessageOutcome};
 use smtp_proto::sasl::Mechanism;
+use smtp_proto::{Capabilities, Reply};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::ServerName;
 
-/// Body bytes read per `send_body` call.
-const BODY_CHUNK: usize = 64 * 1024;
+pub use smtp_proto::client::host::{DEFAULT_BODY_CHUNK, Error, Transcript};
+
 /// Bytes read from the socket per read.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// Why a connection or a message failed outside the protocol's own verdicts.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    /// Connecting, reading or writing failed.
-    #[error("i/o: {0}")]
-    Io(#[from] io::Error),
-    /// No connection within the connect timeout.
-    #[error("connect timeout")]
-    ConnectTimeout,
-    /// The TLS handshake failed (certificate, protocol).
-    #[error("tls: {0}")]
-    Tls(io::Error),
-    /// The session failed ([`ClientError`]: greeting, EHLO, STARTTLS, AUTH, timeout...).
-    #[error("{0}")]
-    Session(ClientError),
-    /// The session is closed.
-    #[error("the session is closed")]
-    Closed,
-}
-
-/// How to secure the connection; STARTTLS itself follows
-/// [`ClientConfig::starttls`](smtp_proto::client::ClientConfig::starttls).
-#[derive(Clone)]
-pub struct TlsOptions {
-    /// rustls configuration (roots or an "insecure" verifier chosen by the caller).
-    pub config: Arc<rustls::ClientConfig>,
-    /// The name the certificate must match (and SNI).
-    pub server_name: ServerName<'static>,
-    /// TLS from the first byte (port 465, RFC 8314) rather than STARTTLS.
-    pub implicit: bool,
-}
-
 type Stream = crate::stream::Stream<TlsStream<TcpStream>>;
 
-/// A transcript sink for `-v`: receives `C: ...` and `S: ...` lines (AUTH redacted).
-pub type Transcript = Box<dyn FnMut(&str) + Send>;
+/// Configures a [`Connector`]: [`smtp_proto::client::host::Builder`], the same on both
+/// adapters.
+pub type ConnectorBuilder = host::Builder<Connector>;
 
-/// One client connection.
-pub struct Connection {
-    stream: Stream,
-    client: Client,
-    tls: Option<TlsOptions>,
-    transcript: Option<Transcript>,
-    outcomes: Vec<MessageOutcome>,
-    failure: Option<ClientError>,
-    closed: bool,
-    /// A write timed out: nothing more is written.
-    broken: bool,
-    ready: bool,
-    /// Outputs met while pumping a body, handled by the main loop next.
-    stash: std::collections::VecDeque<ClientOutput>,
+/// Opens client connections with one checked configuration; cheap to clone, so that
+/// several tasks can open connections of their own.
+#[derive(Clone, Debug)]
+pub struct Connector {
+    setup: Setup<Connector>,
 }
 
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Connect for Connector {
+    type Tls = Arc<rustls::ClientConfig>;
+
+    fn tls_config(verification: &Verification) -> Result<Self::Tls, Error> {
+        crate::tls::client_config(verification).map_err(Error::tls_config)
+    }
+
+    fn start(setup: Setup<Self>) -> Self {
+        Connector { setup }
+    }
+}
+
+impl Connector {
+    /// Starts configuring connections for `config` (EHLO name, STARTTLS policy,
+    /// credentials, mechanism, timeouts): TLS verification, implicit TLS, server name,
+    /// connect and write timeouts, body chunk size and a transcript hook, then
+    /// [`build`](host::Builder::build). Certificates are checked against the webpki
+    /// roots unless the builder says otherwise.
+    pub fn builder(config: ClientConfig) -> ConnectorBuilder {
+        host::Builder::new(config)
+    }
+
+    /// The checked configuration.
+    pub fn setup(&self) -> &Setup<Connector> {
+        &self.setup
+    }
+
+    /// The session configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.setup.config
+    }
+
+    /// Connects to `server` (`HOST:PORT`, `[IPv6]:PORT`; port 25 when missing), trying
+    /// each resolved address in turn within the connect timeout, and runs the session
+    /// until it is ready for a message: greeting, EHLO, STARTTLS as the policy says,
+    /// AUTH when credentials are configured.
+    pub async fn connect(&self, server: &str) -> Result<Connection, Error> {
+        let target = self.setup.target(server);
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host, target.port))
+            .await
+            .map_err(|error| Error::Resolve {
+                server: server.to_owned(),
+                error: Arc::new(error),
+            })?
+            .collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for addr in addrs {
+            match tokio::time::timeout(self.setup.connect_timeout, TcpStream::connect(addr)).await
+            {
+                Ok(Ok(tcp)) => return self.start(tcp, target.server_name).await,
+                Ok(Err(e)) => last = e,
+                Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "timed out"),
+            }
+        }
+        Err(Error::Connect {
+            server: server.to_owned(),
+            error: Arc::new(last),
+        })
+    }
+
+    /// Runs the session on a TCP connection the caller opened; `server_name` is for
+    /// TLS.
+    pub async fn start(&self, tcp: TcpStream, server_name: &str) -> Result<Connection, Error> {
+        // Commands are small and already batched per pipelined group (RFC 2920).
+        tcp.set_nodelay(true).map_err(|e| Error::Io(Arc::new(e)))?;
+        let server_name = ServerName::try_from(server_name.to_owned())
+            .map_err(|_| Error::ServerName(server_name.to_owned()))?;
+        let mut conn = Connection {
+            driver: self.setup.driver(Instant::now()),
+            stream: Stream::Plain(tcp),
+            tls: self.setup.tls.clone(),
+            server_name,
+            body_chunk: self.setup.body_chunk,
+            write_timeout: self.setup.write_timeout,
+        };
+        if self.setup.implicit_tls {
+            // Implicit TLS (RFC 8314): the handshake comes out of the greeting's time.
+            let deadline = conn.driver.implicit_tls_deadline();
+            conn.handshake(deadline)
+                .await
+                .map_err(|e| Error::Tls(Arc::new(e)))?;
+        }
+        conn.drive(None, Until::Ready).await;
+        conn.driver.ready()?;
+        Ok(conn)
+    }
+}
+
+/// One client connection; send any number of messages, then [`Connection::quit`].
+pub struct Connection {
+    driver: Driver,
+    stream: Stream,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    server_name: ServerName<'static>,
+    body_chunk: usize,
+    write_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
-            .field("client", &self.client)
+            .field("driver", &self.driver)
             .finish_non_exhaustive()
     }
 }
@@ -95,233 +180,220 @@ impl std::fmt::Debug for Connection {
 type Body<'a> = Option<&'a mut (dyn AsyncRead + Unpin + Send)>;
 
 impl Connection {
-    /// Connects (within `connect_timeout`), runs the greeting, EHLO, STARTTLS and AUTH as
-    /// `config` says, and returns once the session is ready for a message.
-    pub async fn connect(
-        addr: impl ToSocketAddrs,
-        config: Arc<ClientConfig>,
-        tls: Option<TlsOptions>,
-        connect_timeout: Duration,
-        transcript: Option<Transcript>,
-    ) -> Result<Connection, SendError> {
-        let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| SendError::ConnectTimeout)??;
-        tcp.set_nodelay(true)?;
-        let implicit = tls.as_ref().is_some_and(|t| t.implicit);
-        let client = Client::new(config, implicit, Instant::now());
-        let stream = if implicit {
-            let t = tls.as_ref().ok_or(SendError::Closed)?;
-            let connector = TlsConnector::from(t.config.clone());
-            // Implicit TLS (RFC 8314): the handshake comes out of the greeting's time.
-            let handshake = connector.connect(t.server_name.clone(), tcp);
-            let s = bounded(client.deadline(), handshake)
-                .await
-                .map_err(|_| SendError::Tls(io::ErrorKind::TimedOut.into()))?
-                .map_err(SendError::Tls)?;
-            Stream::Tls(Box::new(s))
-        } else {
-            Stream::Plain(tcp)
-        };
-        let mut conn = Connection {
-            stream,
-            client,
-            tls,
-            transcript,
-            outcomes: Vec::new(),
-            failure: None,
-            closed: false,
-            broken: false,
-            ready: false,
-            stash: std::collections::VecDeque::new(),
-        };
-        conn.drive(None, |c| c.ready).await?;
-        Ok(conn)
+    /// The server's greeting.
+    pub fn greeting(&self) -> Option<&Reply> {
+        self.driver.greeting()
     }
 
-    /// Whether TLS is active.
+    /// The server's capabilities (after TLS, the ones it gave then).
+    pub fn capabilities(&self) -> Option<&Capabilities> {
+        self.driver.client().capabilities()
+    }
+
+    /// Whether TLS is active (STARTTLS or implicit).
     pub fn is_tls(&self) -> bool {
-        self.client.is_tls()
+        self.driver.client().is_tls()
     }
 
     /// The mechanism AUTH succeeded with.
     pub fn authenticated(&self) -> Option<&Mechanism> {
-        self.client.authenticated()
+        self.driver.client().authenticated()
+    }
+
+    /// The negotiated TLS version and cipher suite, for logs.
+    pub fn tls_info(&self) -> Option<(rustls::ProtocolVersion, rustls::CipherSuite)> {
+        let crate::stream::Stream::Tls(tls) = &self.stream else {
+            return None;
+        };
+        let (_, conn) = tls.get_ref();
+        Some((
+            conn.protocol_version()?,
+            conn.negotiated_cipher_suite()?.suite(),
+        ))
+    }
+
+    /// Whether the session has ended (QUIT, or a failure).
+    pub fn is_closed(&self) -> bool {
+        self.driver.is_closed()
     }
 
     /// Why the session failed, once it has (a message's outcome may come first, then
-    /// the failure: an unsolicited reply, a timeout).
+    /// the failure: an unsolicited reply, a timeout). The connection's own error, with
+    /// an I/O or TLS cause, is what the next call returns.
     pub fn error(&self) -> Option<&ClientError> {
-        self.failure.as_ref()
+        self.driver.client().error()
     }
 
     /// Sends one message and returns its outcome. The body is read from `body` in
     /// chunks while it is sent.
+    ///
+    /// A session that fails during the message still gives the message's outcome
+    /// (temporary, or unknown when the final dot went out unanswered); the next call
+    /// then returns the failure, and so does every call after it. A failing `body`
+    /// abandons the message without its final dot and closes the connection
+    /// ([`Error::Body`]).
     pub async fn send(
         &mut self,
         envelope: Envelope,
         body: &mut (dyn AsyncRead + Unpin + Send),
-    ) -> Result<MessageOutcome, SendError> {
-        if self.closed {
-            return Err(self
-                .failure
-                .clone()
-                .map_or(SendError::Closed, SendError::Session));
+    ) -> Result<MessageOutcome, Error> {
+        let id = self.driver.send_mail(envelope)?;
+        self.drive(Some(body), Until::Message(id)).await;
+        if let Some(e @ Error::Body(_)) = self.driver.error() {
+            return Err(e);
         }
-        let id = self
-            .client
-            .send_mail(envelope)
-            .map_err(|_| SendError::Closed)?;
-        self.ready = false;
-        self.drive(Some(body), |c| c.outcomes.iter().any(|o| o.id == id))
-            .await?;
-        let i = self
-            .outcomes
-            .iter()
-            .position(|o| o.id == id)
-            .ok_or(SendError::Closed)?;
-        Ok(self.outcomes.remove(i))
+        self.driver.outcome(id)
     }
 
-    /// Sends QUIT and waits for the server to answer and the connection to close.
-    pub async fn quit(mut self) -> Result<(), SendError> {
-        if self.closed {
-            return Ok(());
+    /// Sends QUIT and waits for the server to answer and the connection to close; the
+    /// session's failure, if it failed.
+    pub async fn quit(mut self) -> Result<(), Error> {
+        if self.driver.quit() {
+            self.drive(None, Until::Closed).await;
         }
-        self.client.quit();
-        self.drive(None, |c| c.closed).await
+        self.driver.quit_result()
     }
 
-    /// Runs the machine until it waits and `done` says so (or the session closes).
-    async fn drive(
-        &mut self,
-        mut body: Body<'_>,
-        done: impl Fn(&Connection) -> bool,
-    ) -> Result<(), SendError> {
-        let mut buf = vec![0u8; READ_CHUNK];
+    /// Carries out the driver's steps until `until` holds or the session closes. What
+    /// goes wrong is recorded in the driver, for its result.
+    async fn drive(&mut self, mut body: Body<'_>, until: Until) {
+        let mut buf = [0u8; READ_CHUNK];
         loop {
-            let output = match self.stash.pop_front() {
-                Some(o) => o,
-                None => self.client.poll_output(),
-            };
-            match output {
-                ClientOutput::Transmit(bytes) => self.write(&bytes).await?,
-                ClientOutput::Event(event) => self.event(event, &mut body).await?,
-                ClientOutput::StartTls => self.upgrade().await?,
-                ClientOutput::Close => {
-                    if !self.broken {
-                        // TLS close_notify is a write too: bounded like the others.
-                        let limit = self.client.config().timeouts.command;
-                        let _ = tokio::time::timeout(limit, self.stream.shutdown()).await;
-                    }
-                    self.closed = true;
-                }
-                ClientOutput::Wait { deadline } => {
-                    // Only once the machine has handled everything it was given: a reply
-                    // that came with the one awaited is read (and refused if nothing
-                    // asked for it) before the caller hears that the session is ready.
-                    if done(self) {
-                        return Ok(());
-                    }
-                    if self.closed {
-                        return Err(self
-                            .failure
-                            .clone()
-                            .map_or(SendError::Closed, SendError::Session));
-                    }
+            match self.driver.poll(until) {
+                Step::Transmit(bytes) => self.write(&bytes).await,
+                Step::Body(_) => match body.take() {
+                    Some(reader) => self.send_body(reader).await,
+                    // Only `send` queues messages, always with a body.
+                    None => self.driver.end_body(),
+                },
+                Step::StartTls { deadline } => match self.handshake(deadline).await {
+                    Ok(()) => self.driver.handle_tls_established(Instant::now()),
+                    Err(e) => self
+                        .driver
+                        .handle_broken(Error::Tls(Arc::new(e)), Instant::now()),
+                },
+                Step::Close => self.close().await,
+                Step::Read { deadline } => {
                     match bounded(deadline, self.stream.read(&mut buf)).await {
-                        Err(Elapsed) => self.client.handle_timeout(Instant::now()),
-                        Ok(Ok(0) | Err(_)) => self.client.handle_eof(Instant::now()),
-                        Ok(Ok(n)) => self.client.handle_input(&buf[..n], Instant::now()),
-                    }
-                }
-            }
-        }
-    }
-
-    async fn event(&mut self, event: ClientEvent, body: &mut Body<'_>) -> Result<(), SendError> {
-        match event {
-            ClientEvent::Ready => self.ready = true,
-            ClientEvent::MessageDone(o) => self.outcomes.push(o),
-            ClientEvent::Failed(e) => self.failure = Some(e),
-            ClientEvent::Transcript(line) => {
-                if let Some(t) = self.transcript.as_mut() {
-                    t(&line);
-                }
-            }
-            ClientEvent::BodyWanted { .. } => {
-                let Some(reader) = body.as_mut() else {
-                    return Err(SendError::Closed);
-                };
-                let mut chunk = vec![0u8; BODY_CHUNK];
-                loop {
-                    let n = reader.read(&mut chunk).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    if self.client.send_body(&chunk[..n]).is_err() {
-                        // The machine refused the body (a line over 998 octets) and
-                        // reported the message; it closes without the final dot.
-                        return Ok(());
-                    }
-                    // Write what the chunk produced before reading more: bounded memory.
-                    loop {
-                        match self.client.poll_output() {
-                            ClientOutput::Transmit(bytes) => self.write(&bytes).await?,
-                            ClientOutput::Wait { .. } => break,
-                            other => {
-                                // A reply arrived meanwhile (a 421, say): the main loop
-                                // handles it, and send_body fails from then on.
-                                self.stash.push_back(other);
-                                break;
-                            }
+                        Err(Elapsed) => self.driver.handle_timeout(Instant::now()),
+                        Ok(Ok(0)) => self.driver.handle_eof(Instant::now()),
+                        // A TLS peer that closes without close_notify: the session
+                        // decides whether that lost anything.
+                        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                            self.driver.handle_eof(Instant::now())
                         }
+                        Ok(Err(e)) => self
+                            .driver
+                            .handle_broken(Error::Io(Arc::new(e)), Instant::now()),
+                        Ok(Ok(n)) => self.driver.handle_input(&buf[..n], Instant::now()),
                     }
                 }
-                let _ = self.client.end_body();
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Writes what the machine transmitted, within its deadline: a server that stops
-    /// reading fails the session with a timeout instead of holding it forever.
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), SendError> {
-        if self.broken {
-            return Ok(());
-        }
-        self.client.handle_sending(Instant::now());
-        let deadline = self.client.deadline();
-        match bounded(deadline, self.stream.write_all(bytes)).await {
-            Ok(written) => Ok(written?),
-            Err(Elapsed) => {
-                // The socket may hold half of what was written: nothing more goes out.
-                self.broken = true;
-                let now = deadline.map_or_else(Instant::now, |d| d.max(Instant::now()));
-                self.client.handle_timeout(now);
-                Ok(())
+                Step::Done => return,
             }
         }
     }
 
-    async fn upgrade(&mut self) -> Result<(), SendError> {
+    /// Streams the body: one chunk read, handed to the machine, and written, at a time.
+    async fn send_body(&mut self, reader: &mut (dyn AsyncRead + Unpin + Send)) {
+        let mut chunk = vec![0u8; self.body_chunk];
+        loop {
+            let n = match reader.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // No final dot may follow a partial body: the machine abandons the
+                    // message and closes, so the server discards it (RFC 5321 §4.1.1.4).
+                    self.driver.abort_body(e);
+                    return;
+                }
+            };
+            if !self.driver.send_body(&chunk[..n]) {
+                // The machine refused the body (a line over 998 octets) or the session
+                // failed meanwhile; the outcome says why.
+                return;
+            }
+            // Write what the chunk produced before reading more: bounded memory.
+            if !self.flush_body().await {
+                return;
+            }
+        }
+        self.driver.end_body();
+    }
+
+    /// Writes what the last chunk of body produced; `false` when the session ended
+    /// meanwhile.
+    async fn flush_body(&mut self) -> bool {
+        loop {
+            match self.driver.poll(Until::Closed) {
+                Step::Transmit(bytes) => self.write(&bytes).await,
+                Step::Read { .. } => return !self.driver.is_closed(),
+                Step::Close => {
+                    self.close().await;
+                    return false;
+                }
+                Step::Done | Step::StartTls { .. } | Step::Body(_) => return false,
+            }
+        }
+    }
+
+    /// TLS close_notify and a TCP half-close; a write too, so bounded like the others.
+    async fn close(&mut self) {
+        let limit = self.driver.client().config().timeouts.command;
+        let _ = tokio::time::timeout(limit, self.stream.shutdown()).await;
+    }
+
+    /// Writes what the machine transmitted, within its deadline (and the caller's write
+    /// timeout): a server that stops reading fails the session with a timeout instead of
+    /// holding it forever.
+    async fn write(&mut self, bytes: &[u8]) {
+        let start = Instant::now();
+        self.driver.handle_sending(start);
+        let deadline = self.driver.deadline();
+        let cap = self.write_timeout.map(|t| start + t);
+        let bound = match (deadline, cap) {
+            (Some(d), Some(c)) => Some(d.min(c)),
+            (d, c) => d.or(c),
+        };
+        match bounded(bound, self.stream.write_all(bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self
+                .driver
+                .handle_broken(Error::Io(Arc::new(e)), Instant::now()),
+            // The session's own deadline: a timeout of the session.
+            Err(Elapsed) if bound == deadline => {
+                let d = deadline.unwrap_or_else(Instant::now);
+                self.driver.handle_write_timeout(d, Instant::now());
+            }
+            // The caller's write bound came first: the connection is broken.
+            Err(Elapsed) => self.driver.handle_broken(
+                Error::Io(Arc::new(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "write timed out",
+                ))),
+                Instant::now(),
+            ),
+        }
+    }
+
+    /// The client's side of the handshake on the raw socket, which holds no plaintext
+    /// the machine has not seen, bounded by the machine's `deadline`.
+    async fn handshake(&mut self, deadline: Instant) -> io::Result<()> {
         let Some(tls) = self.tls.clone() else {
-            self.client.handle_eof(Instant::now());
-            return Ok(());
+            // The builder makes one whenever TLS may be used.
+            return Err(io::Error::other("TLS without a TLS configuration"));
         };
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
-            return Err(SendError::Closed);
+        let crate::stream::Stream::Plain(tcp) =
+            std::mem::replace(&mut self.stream, Stream::Upgrading)
+        else {
+            return Err(io::Error::other("TLS on a stream that is not plain TCP"));
         };
-        let connector = TlsConnector::from(tls.config);
-        // The machine's deadline for the handshake (its TLS timeout).
-        let handshake = connector.connect(tls.server_name, tcp);
-        let s = bounded(self.client.deadline(), handshake)
+        let connector = TlsConnector::from(tls);
+        let handshake = connector.connect(self.server_name.clone(), tcp);
+        let s = bounded(Some(deadline), handshake)
             .await
-            .map_err(|_| SendError::Tls(io::ErrorKind::TimedOut.into()))?
-            .map_err(SendError::Tls)?;
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
         self.stream = Stream::Tls(Box::new(s));
-        self.client.handle_tls_established(Instant::now());
         Ok(())
     }
 }

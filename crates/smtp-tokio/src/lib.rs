@@ -18,8 +18,17 @@
 //!   connection limit (`421 4.3.2` over it), graceful shutdown, one `tracing` span per
 //!   session (id and peer address; credentials never logged).
 //!
-//! - [`Connection`]: the client; connects (plain, STARTTLS or implicit TLS), then sends
-//!   one message at a time with its body read from any `AsyncRead` in chunks.
+//! - [`Connector`], from [`Connector::builder`]: the client's configuration (STARTTLS
+//!   policy or implicit TLS, certificate [`Verification`] with the webpki roots by
+//!   default, credentials, timeouts, a transcript hook); the builder and the [`Error`]
+//!   type are [`smtp_proto::client::host`]'s, the same as the blocking adapter's.
+//! - [`Connection`]: one client session; sends one message at a time with its body read
+//!   from any `AsyncRead` in chunks.
+//!
+//! # TLS
+//! [`tls`] builds rustls configurations with the `ring` provider (client ones from the
+//! webpki roots, a CA file or an explicit insecure mode; server ones from PEM files or a
+//! self-signed certificate): [`smtp_tls`], the same as the blocking adapter's.
 //!
 //! # Memory
 //! An idle session holds its machine (about 650 bytes), its socket and its task, and no
@@ -36,8 +45,10 @@ mod host;
 mod server;
 mod session;
 mod stream;
+pub mod tls;
 
-pub use client::{Connection, SendError, TlsOptions, Transcript};
+pub use client::{Connection, Connector, ConnectorBuilder, DEFAULT_BODY_CHUNK, Error, Transcript};
 pub use host::{ConnectInfo, Context, Decision, Handler, Host};
 pub use server::{Builder, Server};
 pub use smtp_proto::server::host::{BuildError, ListenerAddr};
+pub use tls::{TlsError, Verification};
