@@ -1,32 +1,17 @@
 //! `smtp send --io blocking`: connections on `smtp_blocking::Connector`, the load mode's
 //! on a thread each.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use smtp_blocking::{Connection, Connector, Error};
-use smtp_proto::client::{ClientConfig, DeliveryStatus, Envelope};
+use smtp_blocking::{Connection, Connector};
+use smtp_proto::client::{DeliveryStatus, Envelope};
 
-use super::{Body, Failure, LoadJob, Plan, Sent, Tally, transcript_line};
-
-/// A connector with the plan's configuration, TLS, server name, timeout and transcript.
-fn connector(plan: &Plan) -> Connector {
-    let mut c = Connector::new(ClientConfig::clone(&plan.config))
-        .implicit_tls(plan.implicit_tls)
-        .server_name(plan.host.clone())
-        .connect_timeout(plan.connect_timeout);
-    if let Some(tls) = &plan.tls {
-        c = c.tls(Arc::clone(tls));
-    }
-    if plan.verbose {
-        c = c.transcript(transcript_line);
-    }
-    c
-}
+use super::{Body, Failure, LoadJob, Plan, Sent, Tally, connector, failure};
 
 /// Sends one message, then QUIT.
 pub(super) fn send(plan: &Plan, envelope: Envelope, body: Body) -> Result<Sent, Failure> {
-    let mut conn = connector(plan).connect(&plan.addr).map_err(failure)?;
+    let connector: Connector = connector(plan).map_err(failure)?;
+    let mut conn = connector.connect(&plan.addr).map_err(failure)?;
     let outcome = match body {
         Body::File(f) => conn.send(envelope, f),
         Body::Memory(m) => conn.send(envelope, m.as_slice()),
@@ -42,24 +27,9 @@ pub(super) fn send(plan: &Plan, envelope: Envelope, body: Body) -> Result<Sent, 
     Ok(sent)
 }
 
-fn failure(e: Error) -> Failure {
-    match e {
-        Error::Resolve { error, .. } | Error::Connect { error, .. } => {
-            Failure::Connect(error.to_string())
-        }
-        Error::Tls(e) => Failure::Tls(e.to_string()),
-        e @ (Error::ServerName(_) | Error::TlsConfig(_)) => Failure::Tls(e.to_string()),
-        Error::Io(e) => Failure::Io(e.to_string()),
-        Error::Body(e) => Failure::Body(e.to_string()),
-        Error::Session(e) => Failure::Session(e),
-        Error::Usage(_) | Error::Closed => Failure::Closed,
-        e => Failure::Io(e.to_string()),
-    }
-}
-
 /// The load mode: one thread per connection.
 pub(super) fn load(plan: &Plan, job: &LoadJob) -> Result<Tally, Failure> {
-    let connector = connector(plan);
+    let connector: Connector = connector(plan).map_err(failure)?;
     let start = Instant::now();
     let (sent, failed) = std::thread::scope(|scope| {
         let threads: Vec<_> = job

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::ServerName;
+use smtp_proto::client::host::{self, Connect, Error, Verification};
 use smtp_proto::client::{
     ClientConfig, ClientError, ClientTimeouts, DeliveryStatus, Envelope, MessageOutcome, Recipient,
     RecipientStatus, StartTls,
@@ -236,7 +236,7 @@ fn plan(args: &SendArgs) -> Result<Plan, String> {
         .ok_or_else(|| format!("--server {}: expected HOST:PORT", args.server))?;
     let tls = if args.tls || args.starttls != StartTlsArg::Never {
         ServerName::try_from(host.to_owned()).map_err(|e| format!("--server: {e}"))?;
-        Some(Arc::new(tls_config(args)?))
+        Some(tls_config(args)?)
     } else {
         None
     };
@@ -262,80 +262,47 @@ fn host_of(server: &str) -> Option<&str> {
         .filter(|h| !h.is_empty())
 }
 
-fn tls_config(args: &SendArgs) -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    if args.insecure {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider)))
-            .with_no_client_auth());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    match &args.ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?
-            {
-                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+/// The client TLS configuration of `--insecure`, `--ca-file` or the web PKI roots, from
+/// the adapters' shared `tls` module.
+fn tls_config(args: &SendArgs) -> Result<Arc<rustls::ClientConfig>, String> {
+    let verification = if args.insecure {
+        Verification::Insecure
+    } else if let Some(path) = &args.ca_file {
+        Verification::CaFile(path.clone())
+    } else {
+        Verification::WebPki
+    };
+    smtp_tokio::tls::client_config(&verification).map_err(|e| e.to_string())
 }
 
-/// `--insecure`: any certificate is accepted (signatures are still checked).
-#[derive(Debug)]
-struct AcceptAnything(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+/// A connector of either adapter (`C`) for the plan: the same builder, configured once.
+fn connector<C: Connect<Tls = Arc<rustls::ClientConfig>>>(plan: &Plan) -> Result<C, Error> {
+    let mut builder = host::Builder::<C>::new(ClientConfig::clone(&plan.config))
+        .implicit_tls(plan.implicit_tls)
+        .server_name(plan.host.clone())
+        .connect_timeout(plan.connect_timeout);
+    if let Some(tls) = &plan.tls {
+        builder = builder.tls(Arc::clone(tls));
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+    if plan.verbose {
+        builder = builder.transcript(transcript_line);
     }
+    builder.build()
+}
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+/// Why a message got no outcome, from the adapters' one error type.
+fn failure(e: Error) -> Failure {
+    match e {
+        Error::Resolve { error, .. } | Error::Connect { error, .. } => {
+            Failure::Connect(error.to_string())
+        }
+        Error::Tls(e) => Failure::Tls(e.to_string()),
+        e @ (Error::ServerName(_) | Error::TlsConfig(_)) => Failure::Tls(e.to_string()),
+        Error::Io(e) => Failure::Io(e.to_string()),
+        Error::Body(e) => Failure::Body(e.to_string()),
+        Error::Session(e) => Failure::Session(e),
+        Error::Usage(_) => Failure::Closed,
+        e => Failure::Io(e.to_string()),
     }
 }
 

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustls::pki_types::ServerName;
 use smtp_proto::client::{DeliveryStatus, Envelope};
-use smtp_tokio::{Connection, SendError, TlsOptions};
+use smtp_tokio::{Connection, Connector};
 use tokio::io::AsyncRead;
 
-use super::{Body, Failure, LoadJob, Plan, Sent, Tally, transcript_line};
+use super::{Body, Failure, LoadJob, Plan, Sent, Tally, connector, failure};
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
@@ -25,7 +24,8 @@ pub(super) fn send(plan: &Plan, envelope: Envelope, body: Body) -> Result<Sent, 
             Body::File(f) => Box::new(tokio::fs::File::from_std(f)),
             Body::Memory(m) => Box::new(std::io::Cursor::new(m)),
         };
-        let mut conn = connect(plan).await.map_err(connect_failure)?;
+        let connector: Connector = connector(plan).map_err(failure)?;
+        let mut conn = connector.connect(&plan.addr).await.map_err(failure)?;
         let outcome = conn.send(envelope, &mut body).await.map_err(failure)?;
         let sent = Sent {
             outcome,
@@ -38,63 +38,25 @@ pub(super) fn send(plan: &Plan, envelope: Envelope, body: Body) -> Result<Sent, 
     })
 }
 
-async fn connect(plan: &Plan) -> Result<Connection, SendError> {
-    let tls = match &plan.tls {
-        Some(config) => Some(TlsOptions {
-            config: Arc::clone(config),
-            server_name: ServerName::try_from(plan.host.clone())
-                .map_err(|e| SendError::Tls(std::io::Error::other(e)))?,
-            implicit: plan.implicit_tls,
-        }),
-        None => None,
-    };
-    let transcript: Option<smtp_tokio::Transcript> = if plan.verbose {
-        Some(Box::new(transcript_line))
-    } else {
-        None
-    };
-    Connection::connect(
-        plan.addr.as_str(),
-        Arc::clone(&plan.config),
-        tls,
-        plan.connect_timeout,
-        transcript,
-    )
-    .await
-}
-
-/// An I/O error before the session started is a failure to connect.
-fn connect_failure(e: SendError) -> Failure {
-    match e {
-        SendError::Io(e) => Failure::Connect(e.to_string()),
-        SendError::ConnectTimeout => Failure::Connect("timed out".into()),
-        e => failure(e),
-    }
-}
-
-fn failure(e: SendError) -> Failure {
-    match e {
-        SendError::Io(e) => Failure::Io(e.to_string()),
-        SendError::ConnectTimeout => Failure::Connect("timed out".into()),
-        SendError::Tls(e) => Failure::Tls(e.to_string()),
-        SendError::Session(e) => Failure::Session(e),
-        SendError::Closed => Failure::Closed,
-        e => Failure::Io(e.to_string()),
-    }
-}
-
 /// The load mode: one task per connection.
 pub(super) fn load(plan: &Plan, job: &LoadJob) -> Result<Tally, Failure> {
     let runtime = runtime()?;
     let _guard = runtime.enter();
+    let connector: Connector = connector(plan).map_err(failure)?;
     let start = Instant::now();
     let tasks: Vec<_> = job
         .shares
         .iter()
         .map(|&share| {
-            let (plan, envelope, message) =
-                (plan.clone(), job.envelope.clone(), Arc::clone(&job.message));
-            tokio::spawn(async move { load_connection(&plan, envelope, &message, share).await })
+            let (connector, addr, envelope, message) = (
+                connector.clone(),
+                plan.addr.clone(),
+                job.envelope.clone(),
+                Arc::clone(&job.message),
+            );
+            tokio::spawn(async move {
+                load_connection(&connector, &addr, envelope, &message, share).await
+            })
         })
         .collect();
     runtime.block_on(async {
@@ -113,13 +75,19 @@ pub(super) fn load(plan: &Plan, job: &LoadJob) -> Result<Tally, Failure> {
 }
 
 /// One load connection: `share` messages, reconnecting after a failed session.
-async fn load_connection(plan: &Plan, env: Envelope, message: &[u8], share: u64) -> (u64, u64) {
+async fn load_connection(
+    connector: &Connector,
+    addr: &str,
+    env: Envelope,
+    message: &[u8],
+    share: u64,
+) -> (u64, u64) {
     let (mut sent, mut failed) = (0u64, 0u64);
     let mut conn: Option<Connection> = None;
     while sent + failed < share {
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match connect(plan).await {
+            None => match connector.connect(addr).await {
                 Ok(c) => conn.insert(c),
                 Err(_) => {
                     failed += 1;

@@ -17,8 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use smtp_proto::server::{Anvil, AnvilLimits, ServerConfig};
 
 use crate::delivery::Store;
@@ -391,35 +389,19 @@ fn announce(hostname: &str, listeners: impl IntoIterator<Item = (SocketAddr, boo
 }
 
 /// The TLS configuration: the given certificate and key, or a self-signed certificate
-/// for `hostname`.
+/// for `hostname`, from the adapters' shared `tls` module.
 fn tls_config(
     hostname: &str,
     files: Option<(&PathBuf, &PathBuf)>,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
-    let (chain, key) = match files {
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("{}: {e}", cert.display()))?;
-            let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-            (chain, key)
-        }
+    use smtp_tokio::tls;
+    match files {
+        Some((cert, key)) => tls::server_config_from_pem(cert, key),
         None => {
             let name = hostname.trim_start_matches('[').trim_end_matches(']');
             let name = name.strip_prefix("IPv6:").unwrap_or(name);
-            let cert = rcgen::generate_simple_self_signed(vec![name.to_owned()])
-                .map_err(|e| format!("self-signed certificate: {e}"))?;
-            let key = PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der());
-            (vec![cert.cert.der().clone()], PrivateKeyDer::Pkcs8(key))
+            tls::self_signed(&[name]).and_then(|(chain, key)| tls::server_config(chain, key))
         }
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| e.to_string())?;
-    Ok(Arc::new(config))
+    }
+    .map_err(|e| e.to_string())
 }
