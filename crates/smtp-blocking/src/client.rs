@@ -78,6 +78,32 @@ impl Connector {
     /// connect and write timeouts, body chunk size and a transcript hook, then
     /// [`build`](host::Builder::build). Certificates are checked against the webpki
     /// roots unless the builder says otherwise.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smtp_proto::client::{ClientConfig, StartTls};
+    /// use smtp_proto::sasl::ClientCredentials;
+    /// use smtp_blocking::{Connector, Error, Verification};
+    ///
+    /// let config = ClientConfig::new("client.example.org").unwrap();
+    /// let connector = Connector::builder(config.clone())
+    ///     .starttls(StartTls::Required)
+    ///     .verification(Verification::WebPki)
+    ///     .credentials(ClientCredentials::password("alice", "secret"))
+    ///     .connect_timeout(Duration::from_secs(30))
+    ///     .transcript(|line| eprintln!("{line}"))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(connector.setup().tls.is_some());
+    ///
+    /// // A CA file that cannot be read is refused when building, with its cause.
+    /// let err = Connector::builder(config)
+    ///     .verification(Verification::CaFile("/nonexistent/ca.pem".into()))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, Error::TlsConfig(_)));
+    /// assert!(err.to_string().contains("/nonexistent/ca.pem"));
+    /// ```
     pub fn builder(config: ClientConfig) -> ConnectorBuilder {
         host::Builder::new(config)
     }
@@ -122,8 +148,7 @@ impl Connector {
     /// TLS.
     pub fn start(&self, tcp: TcpStream, server_name: &str) -> Result<Connection, Error> {
         // Commands are small and already batched per pipelined group (RFC 2920).
-        tcp.set_nodelay(true)
-            .map_err(|e| Error::Io(Arc::new(e)))?;
+        tcp.set_nodelay(true).map_err(|e| Error::Io(Arc::new(e)))?;
         let server_name = ServerName::try_from(server_name.to_owned())
             .map_err(|_| Error::ServerName(server_name.to_owned()))?;
         let mut conn = Connection {
@@ -221,7 +246,11 @@ impl Connection {
     /// then returns the failure, and so does every call after it. A failing `body`
     /// abandons the message without its final dot and closes the connection
     /// ([`Error::Body`]).
-    pub fn send(&mut self, envelope: Envelope, mut body: impl Read) -> Result<MessageOutcome, Error> {
+    pub fn send(
+        &mut self,
+        envelope: Envelope,
+        mut body: impl Read,
+    ) -> Result<MessageOutcome, Error> {
         let id = self.driver.send_mail(envelope)?;
         self.drive(Some(&mut body as &mut dyn Read), Until::Message(id));
         if let Some(e @ Error::Body(_)) = self.driver.error() {
@@ -252,7 +281,9 @@ impl Connection {
                 },
                 Step::StartTls { deadline } => match self.handshake(deadline) {
                     Ok(()) => self.driver.handle_tls_established(Instant::now()),
-                    Err(e) => self.driver.handle_broken(Error::Tls(Arc::new(e)), Instant::now()),
+                    Err(e) => self
+                        .driver
+                        .handle_broken(Error::Tls(Arc::new(e)), Instant::now()),
                 },
                 Step::Close => self.stream.close(false),
                 Step::Read { deadline } => {
@@ -261,9 +292,9 @@ impl Connection {
                         ReadResult::Data(n) => self.driver.handle_input(&buf[..n], Instant::now()),
                         ReadResult::Timeout => self.driver.handle_timeout(Instant::now()),
                         ReadResult::Eof => self.driver.handle_eof(Instant::now()),
-                        ReadResult::Failed(e) => {
-                            self.driver.handle_broken(Error::Io(Arc::new(e)), Instant::now())
-                        }
+                        ReadResult::Failed(e) => self
+                            .driver
+                            .handle_broken(Error::Io(Arc::new(e)), Instant::now()),
                     }
                 }
                 Step::Done => return,
@@ -293,7 +324,9 @@ impl Connection {
         );
         match deadline {
             Some(d) if timed_out && !capped => self.driver.handle_write_timeout(d, Instant::now()),
-            _ => self.driver.handle_broken(Error::Io(Arc::new(e)), Instant::now()),
+            _ => self
+                .driver
+                .handle_broken(Error::Io(Arc::new(e)), Instant::now()),
         }
     }
 

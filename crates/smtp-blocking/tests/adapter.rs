@@ -287,7 +287,11 @@ fn lmtp_per_recipient_delivery() {
     let thread = std::thread::spawn(move || server.run());
     let mut config = client_config(StartTls::Never);
     config.lmtp = true;
-    let mut conn = Connector::builder(config).build().unwrap().connect(&addr.to_string()).unwrap();
+    let mut conn = Connector::builder(config)
+        .build()
+        .unwrap()
+        .connect(&addr.to_string())
+        .unwrap();
     let o = conn
         .send(
             envelope("a@example.org", &["bob@example.org", "full@example.org"]),

@@ -182,7 +182,12 @@ fn blocking_client_against_aiosmtpd() {
         let mut config = client_config(StartTls::Required);
         config.credentials = Some(ClientCredentials::password(USER, PASSWORD));
         config.mechanism = Some(mechanism.clone());
-        let mut conn = certs.connector(config).build().unwrap().connect(&server).unwrap();
+        let mut conn = certs
+            .connector(config)
+            .build()
+            .unwrap()
+            .connect(&server)
+            .unwrap();
         assert!(conn.is_tls());
         assert_eq!(conn.authenticated(), Some(&mechanism));
         let o = conn
@@ -198,7 +203,12 @@ fn blocking_client_against_aiosmtpd() {
     // A wrong password is a session failure with aiosmtpd's 535.
     let mut config = client_config(StartTls::Required);
     config.credentials = Some(ClientCredentials::password(USER, "wrong"));
-    let err = certs.connector(config).build().unwrap().connect(&server).unwrap_err();
+    let err = certs
+        .connector(config)
+        .build()
+        .unwrap()
+        .connect(&server)
+        .unwrap_err();
     assert!(
         matches!(
             &err,

@@ -68,7 +68,10 @@ fn service_closing_is_returned_by_every_later_call() {
             _ => None,
         })
         .unwrap();
-    assert!(matches!(failed, ClientError::ServiceClosing(_)), "{failed:?}");
+    assert!(
+        matches!(failed, ClientError::ServiceClosing(_)),
+        "{failed:?}"
+    );
     assert_eq!(client.error(), Some(&failed));
     for _ in 0..2 {
         assert_eq!(
@@ -168,7 +171,10 @@ fn driver_keeps_the_tls_error() {
         panic!("no STARTTLS");
     };
     // The handshake's deadline is the machine's TLS timeout.
-    assert_eq!(deadline, now + driver.client().config().timeouts.tls_handshake);
+    assert_eq!(
+        deadline,
+        now + driver.client().config().timeouts.tls_handshake
+    );
     let cause = io::Error::other("invalid peer certificate: UnknownIssuer");
     driver.handle_broken(Error::Tls(Arc::new(cause)), now);
     assert!(matches!(step(&mut driver, Until::Ready), Step::Done));

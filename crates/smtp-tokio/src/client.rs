@@ -88,6 +88,32 @@ impl Connector {
     /// connect and write timeouts, body chunk size and a transcript hook, then
     /// [`build`](host::Builder::build). Certificates are checked against the webpki
     /// roots unless the builder says otherwise.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use smtp_proto::client::{ClientConfig, StartTls};
+    /// use smtp_proto::sasl::ClientCredentials;
+    /// use smtp_tokio::{Connector, Error, Verification};
+    ///
+    /// let config = ClientConfig::new("client.example.org").unwrap();
+    /// let connector = Connector::builder(config.clone())
+    ///     .starttls(StartTls::Required)
+    ///     .verification(Verification::WebPki)
+    ///     .credentials(ClientCredentials::password("alice", "secret"))
+    ///     .connect_timeout(Duration::from_secs(30))
+    ///     .transcript(|line| eprintln!("{line}"))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(connector.setup().tls.is_some());
+    ///
+    /// // A CA file that cannot be read is refused when building, with its cause.
+    /// let err = Connector::builder(config)
+    ///     .verification(Verification::CaFile("/nonexistent/ca.pem".into()))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(err, Error::TlsConfig(_)));
+    /// assert!(err.to_string().contains("/nonexistent/ca.pem"));
+    /// ```
     pub fn builder(config: ClientConfig) -> ConnectorBuilder {
         host::Builder::new(config)
     }
@@ -117,8 +143,7 @@ impl Connector {
             .collect();
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
         for addr in addrs {
-            match tokio::time::timeout(self.setup.connect_timeout, TcpStream::connect(addr)).await
-            {
+            match tokio::time::timeout(self.setup.connect_timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(tcp)) => return self.start(tcp, target.server_name).await,
                 Ok(Err(e)) => last = e,
                 Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "timed out"),

@@ -24,9 +24,12 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-/// Messages stored, and aborted, by the server.
+/// The bodies stored, and the reasons of messages aborted, by the server.
+type Seen = (Vec<Vec<u8>>, Vec<String>);
+
+/// What the server saw, shared with the test.
 #[derive(Clone, Default)]
-struct Store(Arc<Mutex<(Vec<Vec<u8>>, Vec<String>)>>);
+struct Store(Arc<Mutex<Seen>>);
 
 struct Session {
     store: Store,
@@ -227,7 +230,10 @@ async fn a_failing_body_abandons_the_message() {
         .build()
         .unwrap();
     let mut conn = connector.connect(&addr).await.unwrap();
-    let err = conn.send(envelope(), &mut Failing(false)).await.unwrap_err();
+    let err = conn
+        .send(envelope(), &mut Failing(false))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Body(_)), "{err:?}");
     assert!(chain(&err).contains("disk on fire"), "{err}");
     // Sticky: the same cause again.

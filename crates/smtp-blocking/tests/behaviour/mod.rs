@@ -361,7 +361,9 @@ pub const SCENARIOS: &[(&str, Scenario)] = &[
 pub fn plain_end_to_end(h: &dyn Harness) {
     let certs = Certs::new();
     let server = h.start(Options::default(), &certs);
-    let connector = Connector::builder(client_config(StartTls::Never)).build().unwrap();
+    let connector = Connector::builder(client_config(StartTls::Never))
+        .build()
+        .unwrap();
     let mut conn = connector.connect(&server.addr().to_string()).unwrap();
     assert!(!conn.is_tls());
     assert!(
