@@ -24,14 +24,8 @@ fn main() -> ExitCode {
     match send(server, from, to, rest.iter().any(|a| a == "--insecure")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // The error says why, down to the I/O or TLS cause.
-            let mut line = e.to_string();
-            let mut source = std::error::Error::source(&*e);
-            while let Some(s) = source {
-                line.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            eprintln!("send: {line}");
+            // The error says why, with its I/O or TLS cause (also its `source`).
+            eprintln!("send: {e}");
             ExitCode::from(75)
         }
     }
