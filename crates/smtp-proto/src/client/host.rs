@@ -251,6 +251,16 @@ pub fn split_host_port(server: &str) -> (&str, u16) {
 /// Configures an adapter's connector (`C`, e.g. `smtp_tokio::Connector`); the adapter's
 /// `Connector::builder` starts one. Certificates are checked against the webpki roots
 /// unless [`Builder::verification`] or [`Builder::tls`] says otherwise.
+///
+/// One switch per concern: TLS policy ([`starttls`](Builder::starttls),
+/// [`implicit_tls`](Builder::implicit_tls), [`verification`](Builder::verification) or
+/// [`tls`](Builder::tls), [`server_name`](Builder::server_name), which defaults to the
+/// host of the address), [`timeouts`](Builder::timeouts),
+/// [`connect_timeout`](Builder::connect_timeout),
+/// [`write_timeout`](Builder::write_timeout), [`credentials`](Builder::credentials),
+/// [`transcript`](Builder::transcript), [`body_chunk`](Builder::body_chunk); then
+/// [`build`](Builder::build). The adapters' `Connector::builder` documentation has a
+/// runnable example.
 pub struct Builder<C: Connect> {
     config: ClientConfig,
     tls: Option<C::Tls>,
