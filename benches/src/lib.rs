@@ -11,7 +11,7 @@ use smtp_proto::client::{
     Client, ClientConfig, ClientEvent, ClientOutput, DeliveryStatus, Envelope, Recipient, StartTls,
 };
 use smtp_proto::data::{DataDecoder, DecodeStatus, DotStuffer, LongLines};
-use smtp_proto::server::{Output, PeerInfo, Server, ServerConfig};
+use smtp_proto::server::{Output, PeerInfo, ServerConfig, Session};
 use smtp_proto::{
     Capabilities, CommandDecoder, Decoded, ForwardPath, Mailbox, ReplyDecoder, ReplyLimits,
     ReversePath,
@@ -255,9 +255,9 @@ pub fn client_rounds(body: &[u8], messages: usize) -> Vec<Vec<u8>> {
 /// message content seen plus the octets sent back.
 pub fn server_session(config: &Arc<ServerConfig>, rounds: &[Vec<u8>], read: usize) -> usize {
     let now = Instant::now();
-    let mut server = Server::new(config.clone(), PeerInfo::default(), now);
+    let mut server = Session::new(config.clone(), PeerInfo::default(), now);
     let mut total = 0;
-    let mut drain = |server: &mut Server| {
+    let mut drain = |server: &mut Session| {
         loop {
             match server.poll_output() {
                 Output::Transmit(b) => total += b.len(),
@@ -297,7 +297,7 @@ pub fn paired_session(body: &[u8], messages: usize, chunking: bool) -> usize {
     cc.starttls = StartTls::Never;
     cc.chunking = chunking;
     let mut client = Client::new(Arc::new(cc), false, now);
-    let mut server = Server::new(server_config(), PeerInfo::default(), now);
+    let mut server = Session::new(server_config(), PeerInfo::default(), now);
     let mailbox = |s: &str| Mailbox::parse(s).expect("valid").into_owned();
     for _ in 0..messages {
         let to = ["bob@example.com", "carol@example.com", "dave@example.net"]

@@ -20,7 +20,7 @@ use smtp_proto::client::{
     Recipient, StartTls,
 };
 use smtp_proto::sasl::{ClientCredentials, Credentials};
-use smtp_proto::server::{Event, Output, PeerInfo, Server, ServerConfig};
+use smtp_proto::server::{Event, Output, PeerInfo, Session, ServerConfig};
 use smtp_proto::{BodyType, ForwardPath, LongLines, Mailbox, Reply, ReversePath};
 
 #[derive(Arbitrary, Debug)]
@@ -51,7 +51,7 @@ fn trace(who: &str, bytes: &[u8]) {
 
 struct Pair<'a> {
     client: Client,
-    server: Server,
+    server: Session,
     bodies: HashMap<u64, Vec<u8>>,
     piece: usize,
     sizes: &'a [u8],
@@ -254,7 +254,7 @@ fuzz_target!(|input: Input| {
     let now = Instant::now();
     let mut pair = Pair {
         client: Client::new(Arc::new(cc), false, now),
-        server: Server::new(Arc::new(sc), PeerInfo::default(), now),
+        server: Session::new(Arc::new(sc), PeerInfo::default(), now),
         bodies: HashMap::new(),
         piece: usize::from(input.piece).max(1),
         sizes: &input.sizes,

@@ -15,7 +15,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use smtp_fuzz::{chunks, well_formed_replies};
 use smtp_proto::Reply;
-use smtp_proto::server::{Event, Output, PeerInfo, Server, ServerConfig, State};
+use smtp_proto::server::{Event, Output, PeerInfo, Session, ServerConfig, State};
 
 const CANNED: &[&[u8]] = &[
     b"EHLO client.example\r\n",
@@ -102,7 +102,7 @@ fn config(flags: u16, max_size: Option<u16>) -> ServerConfig {
 }
 
 struct Host<'a> {
-    server: Server,
+    server: Session,
     decisions: std::iter::Cycle<std::slice::Iter<'a, u8>>,
     out: Vec<u8>,
     closed: bool,
@@ -188,7 +188,7 @@ fuzz_target!(|input: Input| {
     let config = config(input.config, input.max_size);
     let max_size = config.limits.max_message_size;
     let mut host = Host {
-        server: Server::new(Arc::new(config), PeerInfo::default(), now),
+        server: Session::new(Arc::new(config), PeerInfo::default(), now),
         decisions: input.decisions.iter().cycle(),
         out: Vec::new(),
         closed: false,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use smtp_blocking::{ConnectInfo, Connector, Context, Decision, Handler, Host, Server};
+use smtp_blocking::{Backend, ConnectInfo, Connector, Context, Decision, Server, SessionHandler};
 use smtp_proto::client::{ClientConfig, DeliveryStatus, Envelope, Recipient, StartTls};
 use smtp_proto::server::ServerConfig;
 use smtp_proto::{ForwardPath, Mailbox, Reply, ReversePath};
@@ -20,14 +20,14 @@ use smtp_proto::{ForwardPath, Mailbox, Reply, ReversePath};
 struct Discard(Arc<AtomicUsize>);
 struct Session(Arc<AtomicUsize>);
 
-impl Host for Discard {
+impl Backend for Discard {
     type Handler = Session;
     fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
         Ok(Session(Arc::clone(&self.0)))
     }
 }
 
-impl Handler for Session {
+impl SessionHandler for Session {
     fn message_end(&mut self, _: &Context<'_>) -> Decision {
         self.0.fetch_add(1, Ordering::Relaxed);
         Decision::Accept

@@ -43,7 +43,7 @@ pub(crate) struct State {
     /// Connections over the limit being answered with 421.
     pub(crate) refusing: usize,
     /// Each session's socket (a clone, to wake its blocked read) and whether it is
-    /// between transactions (see [`Server::is_idle`](smtp_proto::server::Server::is_idle)).
+    /// between transactions (see [`Session::is_idle`](smtp_proto::server::Session::is_idle)).
     sessions: HashMap<u64, (TcpStream, Arc<AtomicBool>)>,
 }
 

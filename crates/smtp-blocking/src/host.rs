@@ -1,5 +1,5 @@
-//! What the application supplies: a [`Host`] that is asked about each new connection and
-//! hands out one [`Handler`] per session, which decides policy and stores messages.
+//! What the application supplies: a [`Backend`] that is asked about each new connection and
+//! hands out one [`SessionHandler`] per session, which decides policy and stores messages.
 //!
 //! Both traits are [`smtp_proto::handler_traits!`] in its `blocking` mode: the tokio
 //! adapter's methods with plain values instead of futures, so a host written for one
@@ -15,7 +15,7 @@ smtp_proto::handler_traits!(blocking
 /// The handler of a session that is refused before it starts: it never decides anything.
 pub(crate) struct Refused;
 
-impl Handler for Refused {
+impl SessionHandler for Refused {
     fn message_end(&mut self, _: &Context<'_>) -> Decision {
         smtp_proto::server::host::REFUSED
     }

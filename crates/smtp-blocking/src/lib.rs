@@ -2,7 +2,7 @@
 //! client for synchronous programs, with no async runtime.
 //!
 //! This crate owns sockets, clocks, TLS and threads; the protocol lives in
-//! [`smtp_proto::server::Server`] and [`smtp_proto::client::Client`]. Each connection is a
+//! [`smtp_proto::server::Session`] and [`smtp_proto::client::Client`]. Each connection is a
 //! loop around the machine's `poll_output`: bytes it transmits are written, events go to
 //! the application, `StartTls` hands the raw `TcpStream` to rustls, and `Wait` reads
 //! (only when the machine asks) with a socket timeout taken from the machine's deadline,
@@ -11,8 +11,8 @@
 //! survive a STARTTLS.
 //!
 //! # Server
-//! - [`Host`]: asked about every new connection, returns a [`Handler`] for it.
-//! - [`Handler`]: policy (HELO, MAIL, RCPT, AUTH, VRFY/EXPN/ETRN) and delivery (message
+//! - [`Backend`]: asked about every new connection, returns a [`SessionHandler`] for it.
+//! - [`SessionHandler`]: policy (HELO, MAIL, RCPT, AUTH, VRFY/EXPN/ETRN) and delivery (message
 //!   start, body chunks, end, abort; LMTP per-recipient delivery), called on the
 //!   session's thread. The same methods as the tokio adapter's, without `async`.
 //! - [`Server`] and its [`Builder`]: plain (+STARTTLS) and implicit-TLS listeners, a
@@ -21,18 +21,18 @@
 //!
 //! ```no_run
 //! use std::net::TcpListener;
-//! use smtp_blocking::{ConnectInfo, Context, Decision, Handler, Host, Server};
+//! use smtp_blocking::{ConnectInfo, Context, Decision, SessionHandler, Backend, Server};
 //! use smtp_proto::{Reply, server::ServerConfig};
 //!
 //! struct Sink;
 //! struct Session;
-//! impl Host for Sink {
+//! impl Backend for Sink {
 //!     type Handler = Session;
 //!     fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
 //!         Ok(Session)
 //!     }
 //! }
-//! impl Handler for Session {
+//! impl SessionHandler for Session {
 //!     fn message_end(&mut self, _: &Context<'_>) -> Decision {
 //!         Decision::Accept // a real host stores the message first
 //!     }
@@ -72,7 +72,7 @@ mod stream;
 pub mod tls;
 
 pub use client::{Connection, Connector, ConnectorBuilder, DEFAULT_BODY_CHUNK, Error, Transcript};
-pub use host::{ConnectInfo, Context, Decision, Handler, Host};
+pub use host::{Backend, ConnectInfo, Context, Decision, SessionHandler};
 pub use server::{Builder, Server, ShutdownHandle};
-pub use smtp_proto::server::host::{BuildError, ListenerAddr};
+pub use smtp_proto::server::host::{ListenerAddr, SetupError};
 pub use tls::{TlsError, Verification};

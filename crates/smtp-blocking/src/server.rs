@@ -12,15 +12,15 @@ use smtp_proto::server::host::{self, Driver, Listen, ListenerAddr, Listening, Se
 use tracing::{debug, info, info_span, warn};
 
 use crate::control::{Control, Slot, Stage};
-use crate::host::{ConnectInfo, Host, Refused};
-use crate::session::{ServerStream, Session};
+use crate::host::{Backend, ConnectInfo, Refused};
+use crate::session::{ServerStream, SessionLoop};
 
 /// Configures a [`Server`]. See [`Server::builder`].
 pub type Builder<H> = host::Builder<Server<H>>;
 
 /// An SMTP (or LMTP) server on one or more `std::net` listeners: one thread per
 /// listener accepts, one thread per connection runs a
-/// [`smtp_proto::server::Server`] machine (see the [crate] example).
+/// [`smtp_proto::server::Session`] machine (see the [crate] example).
 pub struct Server<H> {
     shared: Arc<Shared<H>>,
     listening: Listening<TcpListener>,
@@ -50,7 +50,7 @@ impl ShutdownHandle {
 
 struct Shared<H> {
     config: Arc<ServerConfig>,
-    host: H,
+    backend: H,
     tls: Option<Arc<rustls::ServerConfig>>,
     max_connections: usize,
     next_id: AtomicU64,
@@ -58,11 +58,11 @@ struct Shared<H> {
     write_timeout: Duration,
 }
 
-impl<H: Host> Server<H> {
-    /// Starts configuring a server: `config` is shared by every session, `host` is asked
+impl<H: Backend> Server<H> {
+    /// Starts configuring a server: `config` is shared by every session, `backend` is asked
     /// about every connection.
-    pub fn builder(config: ServerConfig, host: H) -> Builder<H> {
-        Builder::new(config, host)
+    pub fn builder(config: ServerConfig, backend: H) -> Builder<H> {
+        Builder::new(config, backend)
     }
 
     /// A handle that stops [`Server::run`].
@@ -142,8 +142,8 @@ impl<H: Host> Server<H> {
     }
 }
 
-impl<H: Host> Listen for Server<H> {
-    type Host = H;
+impl<H: Backend> Listen for Server<H> {
+    type Backend = H;
     type Listener = TcpListener;
     type Tls = Arc<rustls::ServerConfig>;
 
@@ -157,7 +157,7 @@ impl<H: Host> Listen for Server<H> {
     fn start(setup: Setup<Self>) -> Self {
         let shared = Shared {
             config: setup.config,
-            host: setup.host,
+            backend: setup.backend,
             tls: setup.tls,
             max_connections: setup.max_connections,
             next_id: AtomicU64::new(1),
@@ -187,7 +187,7 @@ fn wake(addr: SocketAddr) {
     }
 }
 
-impl<H: Host> Shared<H> {
+impl<H: Backend> Shared<H> {
     fn accept_loop(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
         loop {
             let accepted = listener.accept();
@@ -258,13 +258,13 @@ impl<H: Host> Shared<H> {
             local,
             implicit_tls,
         };
-        let session = Session { info, tls, slot };
+        let session = SessionLoop { info, tls, slot };
         let start = |refusal| Driver::new(Arc::clone(&self.config), &info, refusal, Instant::now());
         let refusal = if busy.is_some() {
             info!("too many connections");
             self.config.too_many_connections_reply()
         } else {
-            match self.host.connect(&info) {
+            match self.backend.connect(&info) {
                 Ok(mut handler) => return session.run(stream, start(None), &mut handler),
                 Err(reply) => {
                     info!(reply = %reply.to_string().trim_end(), "connection refused by host");

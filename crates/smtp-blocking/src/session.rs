@@ -14,14 +14,14 @@ use smtp_proto::server::host::{Driver, Level};
 use tracing::{debug, info, warn};
 
 use crate::control::{Slot, Stage};
-use crate::host::{ConnectInfo, Handler, dispatch};
+use crate::host::{ConnectInfo, SessionHandler, dispatch};
 use crate::stream::{READ_CHUNK, ReadResult, Stream};
 
 /// A server-side connection, plain or upgraded.
 pub(crate) type ServerStream = Stream<rustls::ServerConnection>;
 
 /// What the loop needs besides the machine and the handler.
-pub(crate) struct Session {
+pub(crate) struct SessionLoop {
     pub(crate) info: ConnectInfo,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     /// The session's place in the server's counts; it tells the shutdown when the
@@ -29,9 +29,9 @@ pub(crate) struct Session {
     pub(crate) slot: Slot,
 }
 
-impl Session {
+impl SessionLoop {
     /// Drives the session until the machine says Close (or the connection breaks).
-    pub(crate) fn run<H: Handler>(
+    pub(crate) fn run<H: SessionHandler>(
         &self,
         mut stream: ServerStream,
         mut server: Driver,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use behaviour::{Certs, Harness, Options, client_config, envelope};
 use harness::{Blocking, Session};
-use smtp_blocking::{ConnectInfo, Connector, Host, Server};
+use smtp_blocking::{Backend, ConnectInfo, Connector, Server};
 use smtp_proto::Reply;
 use smtp_proto::client::{DeliveryStatus, StartTls};
 
@@ -198,7 +198,7 @@ fn connect_errors() {
 #[test]
 fn host_refuses_a_session() {
     struct No;
-    impl Host for No {
+    impl Backend for No {
         type Handler = Session;
         fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
             Err(Reply::fixed(554, Some((5, 7, 1)), "Go away"))
@@ -251,21 +251,21 @@ fn insecure_verification() {
 }
 
 /// LMTP: one verdict per recipient after the message (RFC 2033 §4.2), each from
-/// `Handler::lmtp_delivery`.
+/// `SessionHandler::lmtp_delivery`.
 #[test]
 fn lmtp_per_recipient_delivery() {
-    use smtp_blocking::{Context, Decision, Handler};
+    use smtp_blocking::{Context, Decision, SessionHandler};
     use smtp_proto::ForwardPath;
 
     struct Lmtp;
     struct Delivery;
-    impl Host for Lmtp {
+    impl Backend for Lmtp {
         type Handler = Delivery;
         fn connect(&self, _: &ConnectInfo) -> Result<Delivery, Reply> {
             Ok(Delivery)
         }
     }
-    impl Handler for Delivery {
+    impl SessionHandler for Delivery {
         fn message_end(&mut self, _: &Context<'_>) -> Decision {
             unreachable!("LMTP ends with lmtp_delivery")
         }

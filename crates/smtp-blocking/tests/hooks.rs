@@ -9,7 +9,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use smtp_blocking::{ConnectInfo, Context, Decision, Handler, Host, Server, ShutdownHandle};
+use smtp_blocking::{
+    Backend, ConnectInfo, Context, Decision, Server, SessionHandler, ShutdownHandle,
+};
 use smtp_proto::Reply;
 use smtp_proto::server::{AbortReason, ServerConfig};
 
@@ -21,7 +23,7 @@ struct Session {
     streamed: Vec<u8>,
 }
 
-impl Host for Hooks {
+impl Backend for Hooks {
     type Handler = Session;
     fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
         Ok(Session {
@@ -37,7 +39,7 @@ impl Session {
     }
 }
 
-impl Handler for Session {
+impl SessionHandler for Session {
     fn buffer_message(&mut self, _: &Context<'_>) -> bool {
         true
     }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use smtp_proto::server::{Refusal, Server};
+use smtp_proto::server::{Refusal, Session};
 use smtp_proto::{EnhancedCode, ForwardPath, Reply};
 use tracing::{error, info};
 
@@ -71,7 +71,7 @@ impl Store {
     /// The message the session is about to receive (its reverse-path and recipients are
     /// final). No I/O. With a Maildir per recipient, each distinct recipient gets a copy
     /// with only its own `Delivered-To:`, so that no copy shows the others (Bcc).
-    pub(crate) fn prepare(&self, session: &Server) -> NewMessage {
+    pub(crate) fn prepare(&self, session: &Session) -> NewMessage {
         let id = self.queue_id();
         let now = SystemTime::now();
         let copies = match &self.maildir {
@@ -144,7 +144,7 @@ impl Store {
 /// `Return-Path:`, one `Delivered-To:` per recipient of this copy, then the session's
 /// `Received:` header with the queue id and `now`.
 pub(crate) fn prefix(
-    session: &Server,
+    session: &Session,
     recipients: &[ForwardPath<'static>],
     id: &str,
     now: SystemTime,

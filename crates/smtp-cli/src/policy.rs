@@ -5,7 +5,7 @@
 use smtp_proto::ForwardPath;
 use smtp_proto::Reply;
 use smtp_proto::sasl::Credentials;
-use smtp_proto::server::{Refusal, Server};
+use smtp_proto::server::{Refusal, Session};
 
 use crate::passwords::PasswordFile;
 
@@ -40,7 +40,7 @@ impl Policy {
 
     /// RCPT TO: with no local domain every recipient is accepted (a sink); otherwise a
     /// recipient elsewhere only from an authenticated session.
-    pub(crate) fn rcpt(&self, session: &Server, to: &ForwardPath<'_>) -> Verdict {
+    pub(crate) fn rcpt(&self, session: &Session, to: &ForwardPath<'_>) -> Verdict {
         if self.local_domains.is_empty() || self.is_local(to) || session.authenticated().is_some() {
             Verdict::Accept
         } else {

@@ -73,9 +73,9 @@ fn server_events(
     config: smtp_proto::server::ServerConfig,
     inputs: &[&[u8]],
 ) -> Vec<smtp_proto::server::Event> {
-    use smtp_proto::server::{Output, PeerInfo, Server};
+    use smtp_proto::server::{Output, PeerInfo, Session};
     let now = std::time::Instant::now();
-    let mut server = Server::new(std::sync::Arc::new(config), PeerInfo::default(), now);
+    let mut server = Session::new(std::sync::Arc::new(config), PeerInfo::default(), now);
     let mut events = Vec::new();
     let mut inputs = inputs.iter();
     loop {
@@ -141,12 +141,12 @@ fn message_aborted_when_an_error_closes_mid_bdat() {
 /// waited for the others forever.
 #[test]
 fn lmtp_data_refusal_gets_one_reply_per_recipient() {
-    use smtp_proto::server::{Output, PeerInfo, Server, ServerConfig};
+    use smtp_proto::server::{Output, PeerInfo, ServerConfig, Session};
     let mut config = ServerConfig::new("mx.example.org").unwrap();
     config.lmtp = true;
     config.limits.max_message_size = Some(4);
     let now = std::time::Instant::now();
-    let mut server = Server::new(std::sync::Arc::new(config), PeerInfo::default(), now);
+    let mut server = Session::new(std::sync::Arc::new(config), PeerInfo::default(), now);
     let mut sent = Vec::new();
     let inputs: [&[u8]; 3] = [
         b"LHLO c.example\r\n",
@@ -181,7 +181,7 @@ fn lmtp_bdat_last_gets_one_reply_per_recipient() {
         Client, ClientConfig, ClientEvent, ClientOutput, DeliveryStatus, Envelope, Recipient,
         StartTls,
     };
-    use smtp_proto::server::{Output, PeerInfo, Server, ServerConfig};
+    use smtp_proto::server::{Output, PeerInfo, ServerConfig, Session};
     use smtp_proto::{ForwardPath, ReversePath};
 
     // The client: two replies after BDAT LAST, the first negative.
@@ -239,7 +239,7 @@ fn lmtp_bdat_last_gets_one_reply_per_recipient() {
     let mut config = ServerConfig::new("mx.example.org").unwrap();
     config.lmtp = true;
     config.limits.max_message_size = Some(4);
-    let mut server = Server::new(std::sync::Arc::new(config), PeerInfo::default(), now);
+    let mut server = Session::new(std::sync::Arc::new(config), PeerInfo::default(), now);
     let mut sent = Vec::new();
     let inputs: [&[u8]; 2] = [
         b"LHLO c.example\r\n",

@@ -13,7 +13,7 @@ use smtp_proto::client::{
 };
 use smtp_proto::data::normalize_line_endings;
 use smtp_proto::sasl::{ClientCredentials, Credentials, Mechanism};
-use smtp_proto::server::{Event, Output, PeerInfo, Server, ServerConfig};
+use smtp_proto::server::{Event, Output, PeerInfo, ServerConfig, Session};
 use smtp_proto::{BodyType, ForwardPath, Mailbox, Reply, ReversePath};
 
 /// What the server host decides.
@@ -33,7 +33,7 @@ struct Policy {
 
 struct Pair {
     client: Client,
-    server: Server,
+    server: Session,
     policy: Policy,
     now: Instant,
     bodies: HashMap<u64, Vec<u8>>,
@@ -72,7 +72,7 @@ impl Pair {
         let now = Instant::now();
         Pair {
             client: Client::new(Arc::new(client), false, now),
-            server: Server::new(Arc::new(server), PeerInfo::default(), now),
+            server: Session::new(Arc::new(server), PeerInfo::default(), now),
             policy,
             now,
             bodies: HashMap::new(),

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use proptest::prelude::*;
-use smtp_proto::server::{Output, PeerInfo, Server, ServerConfig, SyncPolicy};
+use smtp_proto::server::{Output, PeerInfo, ServerConfig, Session, SyncPolicy};
 use smtp_proto::{Command, CommandDecoder, CommandError, Decoded};
 
 /// A session after its greeting, with pipelining allowed before EHLO (so that the
 /// replies depend on framing alone).
-fn session() -> Server {
+fn session() -> Session {
     let mut config = ServerConfig::new("mx.example.org").unwrap();
     config.sync = SyncPolicy::Allow;
     config.helo_required = false;
@@ -23,14 +23,14 @@ fn session() -> Server {
     config.timeouts.error_delay = std::time::Duration::ZERO;
     config.extensions.auth = vec!["PLAIN".into()];
     config.auth_requires_tls = false;
-    let mut server = Server::new(Arc::new(config), PeerInfo::default(), Instant::now());
+    let mut server = Session::new(Arc::new(config), PeerInfo::default(), Instant::now());
     let (greeting, _) = drain(&mut server);
     assert_eq!(greeting, "220 mx.example.org ESMTP\r\n");
     server
 }
 
 /// Output until the session waits: what it sent, and whether it closed.
-fn drain(server: &mut Server) -> (String, bool) {
+fn drain(server: &mut Session) -> (String, bool) {
     let mut out = Vec::new();
     loop {
         match server.poll_output() {

@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use base64::Engine as _;
-use smtp_proto::server::host::{self, BuildError, Level, Listen, Setup};
-use smtp_proto::server::{Decision, Event, HostError, Output, PeerInfo, Server, ServerConfig};
+use smtp_proto::server::host::{self, Level, Listen, Setup, SetupError};
+use smtp_proto::server::{Decision, Event, HostError, Output, PeerInfo, ServerConfig, Session};
 
 /// Feeds `input`, collects what goes out, and stops at the first event that asks for a
 /// decision (accepting HELO/EHLO on the way).
-fn drive(server: &mut Server, input: &[u8]) -> (String, Option<Event>) {
+fn drive(server: &mut Session, input: &[u8]) -> (String, Option<Event>) {
     server.handle_input(input, Instant::now());
     let mut out = Vec::new();
     loop {
@@ -28,11 +28,11 @@ fn drive(server: &mut Server, input: &[u8]) -> (String, Option<Event>) {
     (String::from_utf8(out).unwrap(), None)
 }
 
-fn cram_server() -> Server {
+fn cram_server() -> Session {
     let mut config = ServerConfig::new("mx.example.org").unwrap();
     config.extensions.auth = vec!["CRAM-MD5".into()];
     config.auth_requires_tls = false;
-    Server::new(config.into(), PeerInfo::default(), Instant::now())
+    Session::new(config.into(), PeerInfo::default(), Instant::now())
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn handler_defaults_refuse_with_the_rfc_codes() {
 struct Fake(Setup<Fake>);
 
 impl Listen for Fake {
-    type Host = ();
+    type Backend = ();
     type Listener = SocketAddr;
     type Tls = ();
     fn prepare(listener: &SocketAddr) -> io::Result<SocketAddr> {
@@ -159,9 +159,9 @@ fn builder_checks_listeners_and_tls() {
     let config = || ServerConfig::new("mx.example.org").unwrap();
     let addr: SocketAddr = "127.0.0.1:25".parse().unwrap();
     let none = host::Builder::<Fake>::new(config(), ()).build();
-    assert!(matches!(none, Err(BuildError::NoListener)));
+    assert!(matches!(none, Err(SetupError::NoListener)));
     let implicit = host::Builder::<Fake>::new(config(), ()).implicit_tls_listener(addr);
-    assert!(matches!(implicit.build(), Err(BuildError::TlsRequired)));
+    assert!(matches!(implicit.build(), Err(SetupError::TlsRequired)));
     let Ok(Fake(setup)) = host::Builder::<Fake>::new(config(), ())
         .tls(())
         .listener(addr)

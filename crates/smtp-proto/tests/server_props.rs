@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use smtp_proto::Reply;
-use smtp_proto::server::{Output, PeerInfo, Server, ServerConfig};
+use smtp_proto::server::{Output, PeerInfo, ServerConfig, Session};
 
 /// Checks that `out` is a sequence of well-formed reply lines (RFC 5321 §4.2): three
 /// digits 2xx-5xx, then SP or `-` or CRLF, no bare CR/LF, continuation lines carrying the
@@ -114,12 +114,12 @@ proptest! {
     ) {
         let start = Instant::now();
         let mut now = start;
-        let mut server = Server::new(Arc::new(config()), PeerInfo::default(), now);
+        let mut server = Session::new(Arc::new(config()), PeerInfo::default(), now);
         let mut out = Vec::new();
         let mut d = decisions.iter().cycle();
         let mut closed = false;
         let mut challenge_n = 0u32;
-        let mut drain = |server: &mut Server, out: &mut Vec<u8>, closed: &mut bool, now: Instant| -> Result<(), TestCaseError> {
+        let mut drain = |server: &mut Session, out: &mut Vec<u8>, closed: &mut bool, now: Instant| -> Result<(), TestCaseError> {
             for _ in 0..100_000 {
                 match server.poll_output() {
                     Output::Transmit(b) => out.extend_from_slice(&b),
@@ -175,7 +175,7 @@ proptest! {
         // A host that never decides: the session stops asking for input once its buffer
         // is full, so an adapter that honours `read: false` holds bounded memory.
         let now = Instant::now();
-        let mut server = Server::new(Arc::new(config()), PeerInfo::default(), now);
+        let mut server = Session::new(Arc::new(config()), PeerInfo::default(), now);
         let mut fed = 0usize;
         let mut pending: usize = 0;
         for piece in input.chunks(chunk) {

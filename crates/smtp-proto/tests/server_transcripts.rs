@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smtp_proto::server::{Event, Output, PeerInfo, Server, ServerConfig, SyncPolicy};
+use smtp_proto::server::{Event, Output, PeerInfo, ServerConfig, Session, SyncPolicy};
 use smtp_proto::{EnhancedCode, Reply};
 
 fn unescape(s: &str) -> Vec<u8> {
@@ -121,7 +121,7 @@ enum Feed {
 }
 
 struct Harness {
-    server: Server,
+    server: Session,
     now: Instant,
     decisions: VecDeque<String>,
     sent: Vec<u8>,
@@ -229,7 +229,7 @@ fn run(file: &str, text: &str, feed: Feed) {
         tls: implicit_tls,
     };
     let mut h = Harness {
-        server: Server::new(Arc::new(config), peer, now),
+        server: Session::new(Arc::new(config), peer, now),
         now,
         decisions: VecDeque::new(),
         sent: Vec::new(),

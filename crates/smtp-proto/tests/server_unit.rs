@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use smtp_proto::Reply;
-use smtp_proto::server::{Event, HostError, Output, PeerInfo, Server, ServerConfig};
+use smtp_proto::server::{Event, HostError, Output, PeerInfo, ServerConfig, Session};
 
-fn drive(server: &mut Server, input: &[u8], now: Instant) -> (String, Vec<Event>) {
+fn drive(server: &mut Session, input: &[u8], now: Instant) -> (String, Vec<Event>) {
     server.handle_input(input, now);
     let mut out = Vec::new();
     let mut events = Vec::new();
@@ -34,7 +34,7 @@ fn received_header_rfc5321_4_4() {
         name: Some("client.example".into()),
         tls: true,
     };
-    let mut server = Server::new(
+    let mut server = Session::new(
         Arc::new(ServerConfig::new("mx.example.org").unwrap()),
         peer,
         now,
@@ -67,11 +67,11 @@ fn received_header_protocols_rfc3848() {
     let now = Instant::now();
     let mut cfg = ServerConfig::new("mx.example.org").unwrap();
     cfg.lmtp = true;
-    let mut server = Server::new(Arc::new(cfg), PeerInfo::default(), now);
+    let mut server = Session::new(Arc::new(cfg), PeerInfo::default(), now);
     drive(&mut server, b"", now);
     drive(&mut server, b"LHLO c.example\r\n", now);
     assert!(server.received_header("i", "d").contains(" with LMTP id i"));
-    let mut server = Server::new(
+    let mut server = Session::new(
         Arc::new(ServerConfig::new("mx.example.org").unwrap()),
         PeerInfo::default(),
         now,
@@ -95,7 +95,7 @@ fn received_header_protocols_rfc3848() {
 #[test]
 fn host_misuse_is_an_error_not_a_panic() {
     let now = Instant::now();
-    let mut server = Server::new(
+    let mut server = Session::new(
         Arc::new(ServerConfig::new("mx.example.org").unwrap()),
         PeerInfo::default(),
         now,
@@ -144,7 +144,7 @@ fn host_misuse_is_an_error_not_a_panic() {
 fn greeting_refused_by_host() {
     // A host that refuses the connection (RFC 5321 §3.1: 554 instead of 220).
     let now = Instant::now();
-    let mut server = Server::new(
+    let mut server = Session::new(
         Arc::new(ServerConfig::new("mx.example.org").unwrap()),
         PeerInfo::default(),
         now,
@@ -168,7 +168,7 @@ fn greeting_refused_by_host() {
     assert!(closed);
 }
 
-fn drain(server: &mut Server) -> (String, bool) {
+fn drain(server: &mut Session) -> (String, bool) {
     let mut out = Vec::new();
     let mut closed = false;
     loop {
@@ -188,7 +188,7 @@ fn graceful_shutdown_waits_for_the_transaction() {
     // RFC 5321 §3.8: 421 at a command boundary, not in the middle of a message.
     let now = Instant::now();
     let config = Arc::new(ServerConfig::new("mx.example.org").unwrap());
-    let mut server = Server::new(config.clone(), PeerInfo::default(), now);
+    let mut server = Session::new(config.clone(), PeerInfo::default(), now);
     drive(&mut server, b"", now);
     drive(&mut server, b"HELO c.example\r\n", now);
     drive(&mut server, b"MAIL FROM:<a@example.org>\r\n", now);
@@ -209,7 +209,7 @@ fn graceful_shutdown_waits_for_the_transaction() {
     assert!(closed);
 
     // Idle: at once.
-    let mut server = Server::new(config.clone(), PeerInfo::default(), now);
+    let mut server = Session::new(config.clone(), PeerInfo::default(), now);
     drive(&mut server, b"", now);
     server.shutdown(config.shutdown_reply());
     let (out, closed) = drain(&mut server);

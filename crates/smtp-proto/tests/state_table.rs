@@ -28,7 +28,7 @@ use smtp_proto::client::{
     Recipient, StartTls,
 };
 use smtp_proto::sasl::{ClientCredentials, Mechanism};
-use smtp_proto::server::{Event, Output, PeerInfo, Server, ServerConfig, State};
+use smtp_proto::server::{Event, Output, PeerInfo, ServerConfig, Session, State};
 use smtp_proto::{BodyType, ForwardPath, Mailbox, Reply, ReversePath};
 
 const HOST: &str = "mx.example.org";
@@ -157,7 +157,7 @@ fn reply_matches(pattern: &str, line: &str) -> bool {
 
 /// A server session, what it did since [`Srv::mark`], and the phase it was in then.
 struct Srv {
-    server: Server,
+    server: Session,
     now: Instant,
     sent: String,
     events: Vec<String>,
@@ -180,7 +180,7 @@ impl Srv {
     fn fresh(f: impl FnOnce(&mut ServerConfig)) -> Srv {
         let now = Instant::now();
         Srv {
-            server: Server::new(config(f), PeerInfo::default(), now),
+            server: Session::new(config(f), PeerInfo::default(), now),
             now,
             sent: String::new(),
             events: Vec::new(),

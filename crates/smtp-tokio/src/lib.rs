@@ -1,17 +1,17 @@
 //! Tokio and rustls for the Sans-I/O [`smtp_proto`] server and client machines.
 //!
 //! This crate owns sockets, clocks, TLS and tasks; the protocol lives in
-//! [`smtp_proto::server::Server`]. Each connection runs one machine in a loop around
-//! [`poll_output`](smtp_proto::server::Server::poll_output): bytes the machine transmits
-//! are written, events go to the application's [`Handler`], whose [`Decision`]s go back
+//! [`smtp_proto::server::Session`]. Each connection runs one machine in a loop around
+//! [`poll_output`](smtp_proto::server::Session::poll_output): bytes the machine transmits
+//! are written, events go to the application's [`SessionHandler`], whose [`Decision`]s go back
 //! as `accept`/`reject`; `StartTls` hands the raw TCP stream to rustls; `Wait` reads
 //! (only when the machine asks), sleeps until its deadline, or closes on shutdown. The
 //! adapter never writes a byte the machine did not produce, and holds no input of its
 //! own, so no plaintext can survive a STARTTLS.
 //!
 //! # Pieces
-//! - [`Host`]: asked about every new connection, returns a [`Handler`] for it.
-//! - [`Handler`]: policy (HELO, MAIL, RCPT, AUTH, VRFY/EXPN/ETRN) and delivery
+//! - [`Backend`]: asked about every new connection, returns a [`SessionHandler`] for it.
+//! - [`SessionHandler`]: policy (HELO, MAIL, RCPT, AUTH, VRFY/EXPN/ETRN) and delivery
 //!   (message start, body chunks, end, abort; LMTP per-recipient delivery). Methods
 //!   return `impl Future`, so implementations may be `async fn`.
 //! - [`Server`] and its [`Builder`]: plain (+STARTTLS) and implicit-TLS listeners, a
@@ -48,7 +48,7 @@ mod stream;
 pub mod tls;
 
 pub use client::{Connection, Connector, ConnectorBuilder, DEFAULT_BODY_CHUNK, Error, Transcript};
-pub use host::{ConnectInfo, Context, Decision, Handler, Host};
+pub use host::{Backend, ConnectInfo, Context, Decision, SessionHandler};
 pub use server::{Builder, Server};
-pub use smtp_proto::server::host::{BuildError, ListenerAddr};
+pub use smtp_proto::server::host::{ListenerAddr, SetupError};
 pub use tls::{TlsError, Verification};

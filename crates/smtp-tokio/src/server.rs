@@ -17,29 +17,29 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::host::{ConnectInfo, Host, Refused};
-use crate::session::{Session, Stream, log_tls};
+use crate::host::{Backend, ConnectInfo, Refused};
+use crate::session::{SessionLoop, Stream, log_tls};
 
 /// Configures a [`Server`]. See [`Server::builder`].
 pub type Builder<H> = host::Builder<Server<H>>;
 
 /// An SMTP (or LMTP) server on one or more listeners, running one
-/// [`smtp_proto::server::Server`] machine per connection.
+/// [`smtp_proto::server::Session`] machine per connection.
 ///
 /// ```no_run
 /// # async fn example() -> std::io::Result<()> {
-/// use smtp_tokio::{ConnectInfo, Context, Decision, Handler, Host, Server};
+/// use smtp_tokio::{ConnectInfo, Context, Decision, SessionHandler, Backend, Server};
 /// use smtp_proto::{Reply, server::ServerConfig};
 ///
 /// struct Sink;
 /// struct Session;
-/// impl Host for Sink {
+/// impl Backend for Sink {
 ///     type Handler = Session;
 ///     fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
 ///         Ok(Session)
 ///     }
 /// }
-/// impl Handler for Session {
+/// impl SessionHandler for Session {
 ///     async fn message_end(&mut self, _: &Context<'_>) -> Decision {
 ///         Decision::Accept // a real host stores the message first
 ///     }
@@ -60,7 +60,7 @@ pub struct Server<H> {
 
 struct Shared<H> {
     config: Arc<ServerConfig>,
-    host: H,
+    backend: H,
     tls: Option<TlsAcceptor>,
     limit: Arc<Semaphore>,
     next_id: AtomicU64,
@@ -69,8 +69,8 @@ struct Shared<H> {
     write_timeout: Duration,
 }
 
-impl<H: Host> Listen for Server<H> {
-    type Host = H;
+impl<H: Backend> Listen for Server<H> {
+    type Backend = H;
     type Listener = TcpListener;
     type Tls = Arc<rustls::ServerConfig>;
 
@@ -81,7 +81,7 @@ impl<H: Host> Listen for Server<H> {
     fn start(setup: Setup<Self>) -> Self {
         let shared = Shared {
             config: setup.config,
-            host: setup.host,
+            backend: setup.backend,
             tls: setup.tls.map(TlsAcceptor::from),
             limit: Arc::new(Semaphore::new(setup.max_connections)),
             next_id: AtomicU64::new(1),
@@ -96,11 +96,11 @@ impl<H: Host> Listen for Server<H> {
     }
 }
 
-impl<H: Host> Server<H> {
-    /// Starts configuring a server: `config` is shared by every session, `host` is asked
+impl<H: Backend> Server<H> {
+    /// Starts configuring a server: `config` is shared by every session, `backend` is asked
     /// about every connection.
-    pub fn builder(config: ServerConfig, host: H) -> Builder<H> {
-        Builder::new(config, host)
+    pub fn builder(config: ServerConfig, backend: H) -> Builder<H> {
+        Builder::new(config, backend)
     }
 
     /// The listeners' addresses, in the order they were added.
@@ -188,7 +188,7 @@ impl<H: Host> Server<H> {
     }
 }
 
-impl<H: Host> Shared<H> {
+impl<H: Backend> Shared<H> {
     async fn connection(&self, tcp: TcpStream, peer: SocketAddr, id: u64, implicit_tls: bool) {
         let local = match tcp.local_addr() {
             Ok(a) => a,
@@ -218,7 +218,7 @@ impl<H: Host> Shared<H> {
             local,
             implicit_tls,
         };
-        let mut session = Session {
+        let mut session = SessionLoop {
             info,
             tls: self.tls.clone(),
             draining: self.draining.clone(),
@@ -233,7 +233,7 @@ impl<H: Host> Shared<H> {
             let busy = Some(config.too_many_connections_reply());
             return session.run(stream, config, busy, &mut Refused).await;
         }
-        match self.host.connect(&info) {
+        match self.backend.connect(&info) {
             Ok(mut handler) => session.run(stream, config, None, &mut handler).await,
             Err(r) => {
                 info!(reply = %r.to_string().trim_end(), "connection refused by host");

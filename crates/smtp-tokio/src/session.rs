@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smtp_proto::Reply;
 use smtp_proto::server::host::{Driver, Level};
-use smtp_proto::server::{Output, Server, ServerConfig};
+use smtp_proto::server::{Output, ServerConfig, Session};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -27,14 +27,14 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::host::{ConnectInfo, Handler, dispatch};
+use crate::host::{ConnectInfo, SessionHandler, dispatch};
 
 /// Bytes read from the socket per read call. The buffer lives on the stack only while a
 /// read completes, so an idle session holds none (see the crate documentation).
 pub(crate) const READ_CHUNK: usize = 8 * 1024;
 
 /// What the adapter needs besides the machine and the handler.
-pub(crate) struct Session {
+pub(crate) struct SessionLoop {
     pub(crate) info: ConnectInfo,
     pub(crate) tls: Option<TlsAcceptor>,
     /// Cancelled when the server starts shutting down: the session closes at its next
@@ -59,11 +59,11 @@ enum Wake {
     Shutdown,
 }
 
-impl Session {
+impl SessionLoop {
     /// Drives a new session until the machine says Close (or the connection breaks).
     /// With `refuse`, the machine is told to close with that reply before it greets
     /// (connection limit, host refusal), so even then every byte is the machine's.
-    pub(crate) async fn run<H: Handler>(
+    pub(crate) async fn run<H: SessionHandler>(
         &self,
         mut stream: Stream,
         config: Arc<ServerConfig>,
@@ -175,7 +175,7 @@ impl Session {
     /// STARTTLS: the raw TCP stream goes to rustls as it is. The adapter holds no
     /// buffered bytes (reads go straight into the machine, which refuses anything
     /// pipelined after STARTTLS), so no plaintext can leak into the TLS session.
-    async fn upgrade(&self, stream: &mut Stream, server: &Server) -> io::Result<()> {
+    async fn upgrade(&self, stream: &mut Stream, server: &Session) -> io::Result<()> {
         let Some(acceptor) = &self.tls else {
             return Err(io::Error::other("STARTTLS without a TLS configuration"));
         };

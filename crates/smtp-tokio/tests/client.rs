@@ -18,7 +18,7 @@ use smtp_proto::client::{
 use smtp_proto::server::{AbortReason, ServerConfig};
 use smtp_proto::{ForwardPath, Mailbox, Reply, ReversePath};
 use smtp_tokio::{
-    ConnectInfo, Connector, Context, Decision, Error, Handler, Host, Server, Verification,
+    Backend, ConnectInfo, Connector, Context, Decision, Error, Server, SessionHandler, Verification,
 };
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpListener;
@@ -36,7 +36,7 @@ struct Session {
     body: Vec<u8>,
 }
 
-impl Host for Store {
+impl Backend for Store {
     type Handler = Session;
     fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
         Ok(Session {
@@ -46,7 +46,7 @@ impl Host for Store {
     }
 }
 
-impl Handler for Session {
+impl SessionHandler for Session {
     async fn message_chunk(&mut self, _: &Context<'_>, chunk: Bytes) {
         self.body.extend_from_slice(&chunk);
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use smtp_proto::Reply;
 use smtp_proto::server::{AbortReason, ServerConfig};
-use smtp_tokio::{ConnectInfo, Context, Decision, Handler, Host, Server};
+use smtp_tokio::{Backend, ConnectInfo, Context, Decision, Server, SessionHandler};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -22,7 +22,7 @@ struct Session {
     streamed: Vec<u8>,
 }
 
-impl Host for Hooks {
+impl Backend for Hooks {
     type Handler = Session;
     fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
         Ok(Session {
@@ -38,7 +38,7 @@ impl Session {
     }
 }
 
-impl Handler for Session {
+impl SessionHandler for Session {
     fn buffer_message(&mut self, _: &Context<'_>) -> bool {
         true
     }

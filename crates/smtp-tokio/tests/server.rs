@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use smtp_proto::sasl::{ClientCredentials, ClientExchange, Credentials, Mechanism};
 use smtp_proto::server::{AbortReason, ServerConfig};
 use smtp_proto::{ForwardPath, RcptParams, Reply};
-use smtp_tokio::{ConnectInfo, Context, Decision, Handler, Host, ListenerAddr, Server};
+use smtp_tokio::{Backend, ConnectInfo, Context, Decision, ListenerAddr, Server, SessionHandler};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -32,7 +32,7 @@ struct TestHandler {
     body: Option<Vec<u8>>,
 }
 
-impl Host for TestHost {
+impl Backend for TestHost {
     type Handler = TestHandler;
     fn connect(&self, _: &ConnectInfo) -> Result<TestHandler, Reply> {
         Ok(TestHandler {
@@ -48,7 +48,7 @@ impl TestHandler {
     }
 }
 
-impl Handler for TestHandler {
+impl SessionHandler for TestHandler {
     async fn rcpt(
         &mut self,
         _: &Context<'_>,
@@ -523,7 +523,7 @@ async fn shutdown_in_the_middle_of_data_aborts_cleanly() {
 #[tokio::test]
 async fn host_can_refuse_a_connection() {
     struct Closed;
-    impl Host for Closed {
+    impl Backend for Closed {
         type Handler = TestHandler;
         fn connect(&self, _: &ConnectInfo) -> Result<TestHandler, Reply> {
             Err(Reply::new(554, None, "mx.test.example No SMTP service here").unwrap())
@@ -562,6 +562,6 @@ fn implicit_tls_needs_a_tls_config() {
             .build()
             .err()
             .unwrap();
-        assert!(matches!(err, smtp_tokio::BuildError::TlsRequired));
+        assert!(matches!(err, smtp_tokio::SetupError::TlsRequired));
     });
 }

@@ -8,7 +8,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use smtp_blocking::{ConnectInfo, Context, Decision, Handler, Host, Server, ShutdownHandle};
+use smtp_blocking::{
+    Backend, ConnectInfo, Context, Decision, Server, SessionHandler, ShutdownHandle,
+};
 use smtp_proto::sasl::{Credentials, Mechanism};
 use smtp_proto::server::AbortReason;
 use smtp_proto::{ForwardPath, RcptParams, Reply};
@@ -23,7 +25,7 @@ pub struct Session {
     body: Vec<u8>,
 }
 
-impl Host for TestHost {
+impl Backend for TestHost {
     type Handler = Session;
     fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
         Ok(Session {
@@ -40,7 +42,7 @@ fn decision(r: Result<(), Reply>) -> Decision {
     }
 }
 
-impl Handler for Session {
+impl SessionHandler for Session {
     fn rcpt(
         &mut self,
         _: &Context<'_>,

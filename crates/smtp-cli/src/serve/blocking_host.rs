@@ -10,7 +10,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use smtp_blocking::{ConnectInfo, Context, Decision, Handler, Host, Server, ShutdownHandle};
+use smtp_blocking::{
+    Backend, ConnectInfo, Context, Decision, Server, SessionHandler, ShutdownHandle,
+};
 use smtp_proto::sasl::{Credentials, Mechanism};
 use smtp_proto::server::AbortReason;
 use smtp_proto::{ForwardPath, RcptParams, Reply};
@@ -80,7 +82,7 @@ fn on_signal(stop: ShutdownHandle) -> std::io::Result<()> {
 
 struct BlockingHost(Arc<Shared>);
 
-impl Host for BlockingHost {
+impl Backend for BlockingHost {
     type Handler = BlockingSession;
     fn connect(&self, info: &ConnectInfo) -> Result<BlockingSession, Reply> {
         Session::connect(Arc::clone(&self.0), info.peer.ip()).map(BlockingSession)
@@ -90,7 +92,7 @@ impl Host for BlockingHost {
 /// One session's handler: the shared logic, called in place.
 struct BlockingSession(Session);
 
-impl Handler for BlockingSession {
+impl SessionHandler for BlockingSession {
     fn rcpt(
         &mut self,
         ctx: &Context<'_>,

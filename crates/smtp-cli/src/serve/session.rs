@@ -1,5 +1,5 @@
 //! One session's handler logic, shared by the tokio and the blocking hosts: the methods
-//! of the adapters' `Handler` traits, synchronous. The ones that may reach the disk say
+//! of the adapters' `SessionHandler` traits, synchronous. The ones that may reach the disk say
 //! so first (`*_blocks`), for the tokio host to run them off its reactor threads.
 
 use std::net::IpAddr;
@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use smtp_proto::sasl::Credentials;
-use smtp_proto::server::{Anvil, Server};
+use smtp_proto::server::{self, Anvil};
 use smtp_proto::{ForwardPath, Reply};
 
 use crate::delivery::{Message, NewMessage, Store};
@@ -47,7 +47,7 @@ impl Session {
         })
     }
 
-    pub(crate) fn rcpt(&self, session: &Server, to: &ForwardPath<'_>) -> Verdict {
+    pub(crate) fn rcpt(&self, session: &server::Session, to: &ForwardPath<'_>) -> Verdict {
         self.shared.policy.rcpt(session, to)
     }
 
@@ -75,7 +75,7 @@ impl Session {
     }
 
     /// The first half of the message start: its id and head, from the session. No I/O.
-    pub(crate) fn prepare(&self, session: &Server) -> NewMessage {
+    pub(crate) fn prepare(&self, session: &server::Session) -> NewMessage {
         self.shared.store.prepare(session)
     }
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use smtp_proto::sasl::{Credentials, Mechanism};
 use smtp_proto::server::AbortReason;
 use smtp_proto::{ForwardPath, RcptParams, Reply};
-use smtp_tokio::{ConnectInfo, Context, Decision, Handler, Host, Server};
+use smtp_tokio::{Backend, ConnectInfo, Context, Decision, Server, SessionHandler};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -91,7 +91,7 @@ fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
 
 struct TokioHost(Arc<Shared>);
 
-impl Host for TokioHost {
+impl Backend for TokioHost {
     type Handler = TokioSession;
     fn connect(&self, info: &ConnectInfo) -> Result<TokioSession, Reply> {
         let session = Session::connect(Arc::clone(&self.0), info.peer.ip())?;
@@ -137,7 +137,7 @@ impl TokioSession {
     }
 }
 
-impl Handler for TokioSession {
+impl SessionHandler for TokioSession {
     async fn rcpt(
         &mut self,
         ctx: &Context<'_>,

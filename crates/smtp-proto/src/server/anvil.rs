@@ -116,7 +116,7 @@ impl Anvil {
 
     /// A new connection from `addr`: counted, or refused with `421 4.7.0` (to send
     /// instead of the greeting, e.g. with
-    /// [`Server::close_with`](super::Server::close_with)). Every `Ok` must be matched by
+    /// [`Session::close_with`](super::Session::close_with)). Every `Ok` must be matched by
     /// a [`disconnect`](Self::disconnect).
     pub fn connect(&mut self, addr: IpAddr, now: Instant) -> Result<(), Reply> {
         let max = self.limits.max_connections_per_ip;

@@ -9,9 +9,9 @@ use crate::reply::Reply;
 use crate::sasl::{SaslError, ServerExchange, Step};
 
 use super::state::{AuthExchange, Next, Pending, Phase};
-use super::{Event, ProtocolError, Server, SyncPolicy, replies};
+use super::{Event, ProtocolError, Session, SyncPolicy, replies};
 
-impl Server {
+impl Session {
     /// The next AUTH continuation line; `None` when a whole line has not arrived yet.
     pub(super) fn read_auth_line(&mut self) -> Option<Next> {
         let line = match self.next_line()? {

@@ -8,9 +8,9 @@ use crate::data::{BdatStep, Content, DecodeStep};
 use crate::reply::Reply;
 
 use super::state::{Next, Pending, Phase};
-use super::{AbortReason, Event, Server, replies};
+use super::{AbortReason, Event, Session, replies};
 
-impl Server {
+impl Session {
     /// The next piece of a DATA body; `None` when more input is needed.
     pub(super) fn read_data(&mut self) -> Option<Next> {
         let Phase::Data(decoder) = &mut self.phase else {

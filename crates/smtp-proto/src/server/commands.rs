@@ -13,7 +13,7 @@ use crate::reply::Reply;
 use crate::sasl::{Mechanism, ServerExchange};
 
 use super::state::{Chunk, Chunks, Next, Pending};
-use super::{AbortReason, Event, Extensions, ProtocolError, Server, SyncPolicy, replies};
+use super::{AbortReason, Event, Extensions, ProtocolError, Session, SyncPolicy, replies};
 
 /// Commands after which a client must wait for the reply (RFC 2920 §3.1; RFC 3207 §4 for
 /// STARTTLS; RFC 4954 §4 for AUTH).
@@ -40,7 +40,7 @@ fn is_junk(verb: Verb) -> bool {
     )
 }
 
-impl Server {
+impl Session {
     /// The next command line, answered; `None` when a whole line has not arrived yet.
     /// Lines are read by the public [`CommandDecoder`](crate::CommandDecoder), straight
     /// from the buffer: what is fuzzed and benchmarked is what runs.

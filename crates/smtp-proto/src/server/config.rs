@@ -260,7 +260,7 @@ impl ServerConfig {
     }
 
     /// `421 4.3.2 <hostname> Error: too many connections`: what an adapter sends (through
-    /// [`Server::close_with`](super::Server::close_with)) to a connection over its limit,
+    /// [`Session::close_with`](super::Session::close_with)) to a connection over its limit,
     /// so that every adapter says the same (RFC 5321 §3.8, RFC 3463 X.3.2 "system not
     /// accepting network messages").
     pub fn too_many_connections_reply(&self) -> crate::Reply {
@@ -271,7 +271,7 @@ impl ServerConfig {
     }
 
     /// `421 4.3.2 <hostname> Service shutting down, closing transmission channel`: the reply
-    /// for [`Server::shutdown`](super::Server::shutdown) (RFC 5321 §3.8).
+    /// for [`Session::shutdown`](super::Session::shutdown) (RFC 5321 §3.8).
     pub fn shutdown_reply(&self) -> crate::Reply {
         let text = format!(
             "{} Service shutting down, closing transmission channel",

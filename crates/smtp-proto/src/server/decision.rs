@@ -9,7 +9,7 @@ use crate::error::BuildError;
 use crate::reply::{EnhancedCode, Reply};
 
 /// A host's answer to a question the session asked (HELO, MAIL, RCPT, the end of a
-/// message, AUTH, VRFY, ...), for [`Server::decide`](super::Server::decide): adapters
+/// message, AUTH, VRFY, ...), for [`Session::decide`](super::Session::decide): adapters
 /// pass their handlers' answers through it.
 ///
 /// ```

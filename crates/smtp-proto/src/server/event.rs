@@ -13,10 +13,10 @@ use crate::params::{MailParams, RcptParams};
 use crate::sasl::{Credentials, Mechanism};
 
 /// Something the host must know or decide. Events marked *decision* leave the session
-/// waiting until the host calls [`Server::decide`](super::Server::decide) (or
-/// [`accept`](super::Server::accept), [`accept_with`](super::Server::accept_with),
-/// [`reject`](super::Server::reject)), or for [`Event::AuthChallengeNeeded`]
-/// [`Server::auth_challenge`](super::Server::auth_challenge).
+/// waiting until the host calls [`Session::decide`](super::Session::decide) (or
+/// [`accept`](super::Session::accept), [`accept_with`](super::Session::accept_with),
+/// [`reject`](super::Session::reject)), or for [`Event::AuthChallengeNeeded`]
+/// [`Session::auth_challenge`](super::Session::auth_challenge).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -105,7 +105,7 @@ pub enum Event {
     /// The session has ended, however it ended (QUIT, end of input, timeout, shutdown, a
     /// broken connection, a refusal before the greeting): the last event of a session.
     /// [`host::Driver`](super::host::Driver) gives it exactly once, just before
-    /// [`Output::Close`]; a bare [`Server`](super::Server) says only `Output::Close`.
+    /// [`Output::Close`]; a bare [`Session`](super::Session) says only `Output::Close`.
     Closed,
 }
 
@@ -173,7 +173,7 @@ pub enum ProtocolError {
 }
 
 /// What the session wants done next. Drain with
-/// [`Server::poll_output`](super::Server::poll_output) until [`Output::Wait`].
+/// [`Session::poll_output`](super::Session::poll_output) until [`Output::Wait`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
 pub enum Output {
@@ -182,13 +182,13 @@ pub enum Output {
     /// Handle an event (and decide, if it asks for a decision).
     Event(Event),
     /// Everything before was plaintext: start the TLS handshake on the raw socket now,
-    /// then call [`Server::handle_tls_established`](super::Server::handle_tls_established).
+    /// then call [`Session::handle_tls_established`](super::Session::handle_tls_established).
     StartTls,
     /// Close the connection after writing everything transmitted.
     Close,
     /// Nothing to do until more input, a decision, or the deadline.
     Wait {
-        /// Call [`Server::handle_timeout`](super::Server::handle_timeout) at this instant.
+        /// Call [`Session::handle_timeout`](super::Session::handle_timeout) at this instant.
         deadline: Option<Instant>,
         /// Whether the session wants more input now (false while a decision is pending
         /// and enough input is buffered: backpressure).

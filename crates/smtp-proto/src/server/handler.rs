@@ -1,6 +1,6 @@
 //! The application traits of the adapters, written once: [`handler_traits!`](crate::handler_traits).
 //!
-//! The tokio adapter's `Handler` returns futures and the blocking adapter's returns
+//! The tokio adapter's `SessionHandler` returns futures and the blocking adapter's returns
 //! values; everything else (the methods, their arguments, their defaults, their docs, and
 //! which event goes to which method) is the same, so it is stated here and each adapter
 //! expands it with its mode. A host written for one adapter moves to the other by adding
@@ -13,18 +13,18 @@ pub mod __private {
     pub use core::future::{Future, ready};
 }
 
-/// Defines an adapter's `Host` and `Handler` traits and its `dispatch` function (an
+/// Defines an adapter's `Backend` and `SessionHandler` traits and its `dispatch` function (an
 /// [`Event`] to the handler method that hears it, the handler's decision to the machine).
 ///
 /// `handler_traits!(async)` gives methods that return `impl Future + Send` and an
 /// `async fn dispatch` (the tokio adapter); `handler_traits!(blocking)` plain methods
 /// and a plain `dispatch` (the blocking adapter). Attributes after the mode
-/// (`#[doc = ...]`) go on the `Handler` trait. [`Event::AuthChallengeNeeded`] is not a
-/// handler's business: `dispatch` answers it with [`Server::auth_challenge_from`].
+/// (`#[doc = ...]`) go on the `SessionHandler` trait. [`Event::AuthChallengeNeeded`] is not a
+/// handler's business: `dispatch` answers it with [`Session::auth_challenge_from`].
 ///
 /// [`Event`]: crate::server::Event
 /// [`Event::AuthChallengeNeeded`]: crate::server::Event::AuthChallengeNeeded
-/// [`Server::auth_challenge_from`]: crate::server::Server::auth_challenge_from
+/// [`Session::auth_challenge_from`]: crate::server::Session::auth_challenge_from
 #[macro_export]
 macro_rules! handler_traits {
     (async $(#[$attr:meta])*) => {
@@ -40,9 +40,9 @@ macro_rules! handler_traits {
     (@emit $mode:ident [$($async:tt)*] [$($await:tt)*] $(#[$attr:meta])*) => {
         /// The application's side of the whole server: one per server, shared by every
         /// connection.
-        pub trait Host: Send + Sync + 'static {
+        pub trait Backend: Send + Sync + 'static {
             /// The per-session handler.
-            type Handler: Handler + 'static;
+            type Handler: SessionHandler + 'static;
 
             /// A client connected (and, on an implicit-TLS listener, finished the
             /// handshake). `Err(reply)` refuses the session: the reply (e.g. `554 5.7.1`)
@@ -60,12 +60,12 @@ macro_rules! handler_traits {
         /// [`Decision`](smtp_proto::server::Decision) are asked while the session waits
         /// for it. Defaults accept what is pure policy (HELO, MAIL, RCPT, VRFY's `252`,
         /// EXPN's `502`, ETRN), refuse credentials, and ignore notifications;
-        /// [`Handler::message_end`] has no default, because a message must be accepted
+        /// [`SessionHandler::message_end`] has no default, because a message must be accepted
         /// only once it is stored (RFC 5321 §6.1).
         // In the blocking mode the notifications say `-> ()` and end in `()`, where
         // the async mode has `-> impl Future<Output = ()>` and `ready(())`.
         #[allow(clippy::unused_unit)]
-        pub trait Handler: Send {
+        pub trait SessionHandler: Send {
             /// HELO, EHLO or LHLO.
             fn hello(
                 &mut self,
@@ -109,24 +109,25 @@ macro_rules! handler_traits {
                 $crate::handler_traits!(@val $mode ())
             }
 
-            /// Asked at each message start, after [`Handler::message_start`]: whether
+            /// Asked at each message start, after [`SessionHandler::message_start`]: whether
             /// to keep the whole body, so that
             /// [`Context::body`](smtp_proto::server::host::Context::body) gives it at
-            /// [`Handler::message_end`] (LMTP: from [`Handler::lmtp_message_end`] to the
-            /// last [`Handler::lmtp_delivery`]). The body is kept up to the SIZE limit
+            /// [`SessionHandler::message_end`] (LMTP: from
+            /// [`SessionHandler::lmtp_message_end`] to the last
+            /// [`SessionHandler::lmtp_delivery`]). The body is kept up to the SIZE limit
             /// ([`Limits::max_message_size`](smtp_proto::server::Limits::max_message_size),
             /// or [`DEFAULT_BODY_LIMIT`](smtp_proto::server::host::DEFAULT_BODY_LIMIT)
             /// without one), so memory stays bounded; a body that outgrows it is refused
-            /// with `552 5.3.4` and [`Handler::message_aborted`] is called instead of
+            /// with `552 5.3.4` and [`SessionHandler::message_aborted`] is called instead of
             /// `message_end`. The default, `false`, only streams the body through
-            /// [`Handler::message_chunk`] (which is called either way).
+            /// [`SessionHandler::message_chunk`] (which is called either way).
             fn buffer_message(&mut self, ctx: &$crate::server::host::Context<'_>) -> bool {
                 let _ = ctx;
                 false
             }
 
             /// A piece of the body, dot-unstuffed. A storage error should be remembered
-            /// and turned into a `451 4.3.0` at [`Handler::message_end`].
+            /// and turned into a `451 4.3.0` at [`SessionHandler::message_end`].
             fn message_chunk(
                 &mut self,
                 ctx: &$crate::server::host::Context<'_>,
@@ -155,7 +156,7 @@ macro_rules! handler_traits {
             }
 
             /// LMTP: the whole body arrived and is clean; `recipients` calls to
-            /// [`Handler::lmtp_delivery`] follow.
+            /// [`SessionHandler::lmtp_delivery`] follow.
             fn lmtp_message_end(
                 &mut self,
                 ctx: &$crate::server::host::Context<'_>,
@@ -224,7 +225,7 @@ macro_rules! handler_traits {
             /// The transaction was dropped before its message was taken: RSET, or a new
             /// HELO/EHLO while it was open ([`Event::Reset`](smtp_proto::server::Event::Reset);
             /// `message_aborted` comes first if a body had started). Forget the envelope.
-            /// [`Handler::event`] hears the event too.
+            /// [`SessionHandler::event`] hears the event too.
             fn reset(
                 &mut self,
                 ctx: &$crate::server::host::Context<'_>,
@@ -235,8 +236,9 @@ macro_rules! handler_traits {
 
             /// The session has ended, however it ended: QUIT, the client gone, a
             /// timeout, the server's shutdown, a broken connection. Called exactly once,
-            /// last, before the connection closes ([`Event::Closed`](smtp_proto::server::Event::Closed));
-            /// release what the session held. [`Handler::event`] hears the event too.
+            /// last, before the connection closes
+            /// ([`Event::Closed`](smtp_proto::server::Event::Closed));
+            /// release what the session held. [`SessionHandler::event`] hears the event too.
             /// (The one exception: a tokio session that still runs when the shutdown's
             /// grace period and the write timeout after it are over is aborted, and
             /// its handler dropped without this call.)
@@ -269,7 +271,7 @@ macro_rules! handler_traits {
         /// if the event asks for one, to the machine; a CRAM-MD5 challenge is the
         /// machine's to build, from the OS randomness (if any) and the time since the Unix
         /// epoch that `entropy` draws. Returns what to log.
-        pub(crate) $($async)* fn dispatch<H: Handler>(
+        pub(crate) $($async)* fn dispatch<H: SessionHandler>(
             session: &mut $crate::server::host::Driver,
             info: &$crate::server::host::ConnectInfo,
             handler: &mut H,

@@ -5,7 +5,7 @@
 //! the machine with the state adapters keep beside it ([`Driver`]), what becomes of a
 //! handler's answer and what to log about it ([`settle`], [`Note`]), and the
 //! configuration of listeners ([`Builder`], [`Listening`], [`ListenerAddr`],
-//! [`BuildError`]).
+//! [`SetupError`]).
 //!
 //! Nothing here does I/O: the adapter binds the sockets, draws randomness and reads the
 //! clock; these types only carry and check what it passes in. The handler traits
@@ -17,7 +17,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Decision, Event, HostError, Output, PeerInfo, Refusal, Server, ServerConfig, replies};
+use super::{
+    Decision, Event, HostError, Output, PeerInfo, Refusal, ServerConfig, Session, replies,
+};
 use crate::reply::Reply;
 use crate::sasl;
 
@@ -35,7 +37,7 @@ pub struct ConnectInfo {
 }
 
 impl ConnectInfo {
-    /// What the machine knows of the peer, for [`Server::new`].
+    /// What the machine knows of the peer, for [`Session::new`].
     pub fn peer_info(&self) -> PeerInfo {
         PeerInfo {
             addr: Some(self.peer.ip()),
@@ -45,7 +47,7 @@ impl ConnectInfo {
     }
 
     /// What a handler sees of this connection's session.
-    pub fn context<'a>(&self, session: &'a Server) -> Context<'a> {
+    pub fn context<'a>(&self, session: &'a Session) -> Context<'a> {
         Context {
             id: self.id,
             peer: self.peer,
@@ -57,8 +59,8 @@ impl ConnectInfo {
 }
 
 /// What a handler sees of its session at each call: who the peer is, and the
-/// protocol machine's getters ([`Server::reverse_path`], [`Server::recipients`],
-/// [`Server::authenticated`], [`Server::is_tls`], [`Server::received_header`], ...),
+/// protocol machine's getters ([`Session::reverse_path`], [`Session::recipients`],
+/// [`Session::authenticated`], [`Session::is_tls`], [`Session::received_header`], ...),
 /// and the whole body of the message when the handler asked for it ([`Context::body`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'a> {
@@ -69,7 +71,7 @@ pub struct Context<'a> {
     /// The address it connected to.
     pub local: SocketAddr,
     /// The session's state machine, read-only.
-    pub session: &'a Server,
+    pub session: &'a Session,
     body: Option<&'a [u8]>,
 }
 
@@ -84,7 +86,7 @@ impl<'a> Context<'a> {
     }
 }
 
-/// One connection's machine as an adapter drives it: the [`Server`], and what every
+/// One connection's machine as an adapter drives it: the [`Session`], and what every
 /// adapter tracks around it the same way: whether the connection broke, whether the
 /// machine was told of a shutdown, the body of the message when the handler wants it
 /// whole, and whether the handler heard that the session ended. It derefs to the machine
@@ -94,7 +96,7 @@ impl<'a> Context<'a> {
 /// [`Event::Closed`], exactly once, just before [`Output::Close`].
 #[derive(Debug)]
 pub struct Driver {
-    server: Server,
+    server: Session,
     broken: bool,
     drained: bool,
     body: Body,
@@ -138,7 +140,7 @@ impl Driver {
         refusal: Option<Reply>,
         now: Instant,
     ) -> Driver {
-        let mut server = Server::new(config, info.peer_info(), now);
+        let mut server = Session::new(config, info.peer_info(), now);
         if let Some(reply) = refusal {
             server.close_with(reply);
         }
@@ -151,7 +153,7 @@ impl Driver {
         }
     }
 
-    /// [`Server::poll_output`], but once the connection broke nothing more is transmitted
+    /// [`Session::poll_output`], but once the connection broke nothing more is transmitted
     /// and the wait that follows becomes [`Output::Close`]: the machine still tells the
     /// handler first ([`Event::MessageAborted`]). The first `Output::Close`, however the
     /// session ends, is preceded by [`Event::Closed`]. Body pieces are kept on their way
@@ -287,14 +289,14 @@ impl Driver {
 }
 
 impl std::ops::Deref for Driver {
-    type Target = Server;
-    fn deref(&self) -> &Server {
+    type Target = Session;
+    fn deref(&self) -> &Session {
         &self.server
     }
 }
 
 impl std::ops::DerefMut for Driver {
-    fn deref_mut(&mut self) -> &mut Server {
+    fn deref_mut(&mut self) -> &mut Session {
         &mut self.server
     }
 }
@@ -368,7 +370,7 @@ impl std::fmt::Display for Note {
 /// Gives the handler's `decision` on `event`, if it asked for one, to the machine, and
 /// says what to log: the decision, a notable event, or a decision the machine refused
 /// (given when none was pending, or after the session closed).
-pub fn settle(server: &mut Server, event: &Event, decision: Option<Decision>) -> Option<Note> {
+pub fn settle(server: &mut Session, event: &Event, decision: Option<Decision>) -> Option<Note> {
     let Some(decision) = decision else {
         return note(event);
     };
@@ -425,7 +427,7 @@ fn note(event: &Event) -> Option<Note> {
 /// Why an adapter's server could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum BuildError {
+pub enum SetupError {
     /// No listener was given.
     #[error("no listener")]
     NoListener,
@@ -451,7 +453,7 @@ pub struct ListenerAddr {
 /// configuration are, and how to start from a checked [`Setup`].
 pub trait Listen: Sized {
     /// The application's side, asked about every connection.
-    type Host;
+    type Backend;
     /// A bound listener (`tokio::net::TcpListener`, `std::net::TcpListener`).
     type Listener;
     /// The TLS configuration (rustls').
@@ -470,7 +472,7 @@ pub struct Setup<S: Listen> {
     /// The session configuration, `extensions.starttls` on exactly when there is TLS.
     pub config: Arc<ServerConfig>,
     /// The application.
-    pub host: S::Host,
+    pub backend: S::Backend,
     /// TLS, for STARTTLS and implicit-TLS listeners.
     pub tls: Option<S::Tls>,
     /// Concurrent sessions at most.
@@ -496,7 +498,7 @@ pub struct Listening<L> {
 /// `Server::builder` starts one.
 pub struct Builder<S: Listen> {
     config: ServerConfig,
-    host: S::Host,
+    backend: S::Backend,
     tls: Option<S::Tls>,
     listeners: Vec<(S::Listener, bool)>,
     max_connections: usize,
@@ -505,12 +507,12 @@ pub struct Builder<S: Listen> {
 }
 
 impl<S: Listen> Builder<S> {
-    /// Starts configuring: `config` is shared by every session, `host` is asked about
+    /// Starts configuring: `config` is shared by every session, `backend` is asked about
     /// every connection.
-    pub fn new(config: ServerConfig, host: S::Host) -> Self {
+    pub fn new(config: ServerConfig, backend: S::Backend) -> Self {
         Builder {
             config,
-            host,
+            backend,
             tls: None,
             listeners: Vec::new(),
             max_connections: 1000,
@@ -561,12 +563,12 @@ impl<S: Listen> Builder<S> {
     }
 
     /// Checks the configuration and starts the server (it accepts once run).
-    pub fn build(self) -> Result<S, BuildError> {
+    pub fn build(self) -> Result<S, SetupError> {
         if self.listeners.is_empty() {
-            return Err(BuildError::NoListener);
+            return Err(SetupError::NoListener);
         }
         if self.tls.is_none() && self.listeners.iter().any(|(_, implicit)| *implicit) {
-            return Err(BuildError::TlsRequired);
+            return Err(SetupError::TlsRequired);
         }
         let mut addrs = Vec::with_capacity(self.listeners.len());
         for (listener, implicit_tls) in &self.listeners {
@@ -581,7 +583,7 @@ impl<S: Listen> Builder<S> {
         let write_timeout = self.write_timeout.unwrap_or(config.timeouts.command);
         Ok(S::start(Setup {
             config: Arc::new(config),
-            host: self.host,
+            backend: self.backend,
             tls: self.tls,
             max_connections: self.max_connections,
             write_timeout,

@@ -1,15 +1,15 @@
 //! The server side of an SMTP or LMTP session, Sans-I/O.
 //!
-//! A [`Server`] is one connection's session. The host moves bytes and decisions in and
-//! drains outputs until the session says it waits:
+//! A [`Session`] is the server side of one SMTP session (one connection). The host moves
+//! bytes and decisions in and drains outputs until the session says it waits:
 //!
 //! ```
 //! use std::time::Instant;
-//! use smtp_proto::server::{Output, PeerInfo, Server, ServerConfig};
+//! use smtp_proto::server::{Output, PeerInfo, Session, ServerConfig};
 //!
 //! let config = ServerConfig::new("mx.example.org").unwrap();
 //! let now = Instant::now();
-//! let mut server = Server::new(config.into(), PeerInfo::default(), now);
+//! let mut server = Session::new(config.into(), PeerInfo::default(), now);
 //! let mut sent = Vec::new();
 //! // EHLO must be answered before the client goes on (RFC 2920 §3.1), so two rounds.
 //! for input in [&b"EHLO client.example\r\n"[..], b"QUIT\r\n"] {
@@ -30,22 +30,22 @@
 //! ```
 //!
 //! # Methods
-//! - Getters (`&self`): [`state`](Server::state), [`is_idle`](Server::is_idle),
-//!   [`is_tls`](Server::is_tls), [`authenticated`](Server::authenticated),
-//!   [`helo`](Server::helo), [`reverse_path`](Server::reverse_path),
-//!   [`recipients`](Server::recipients), [`lmtp_recipients`](Server::lmtp_recipients),
-//!   [`received_header`](Server::received_header),
-//!   [`received_header_for`](Server::received_header_for),
-//!   [`deadline`](Server::deadline), [`buffered`](Server::buffered).
-//! - Inputs: [`handle_input`](Server::handle_input), [`handle_eof`](Server::handle_eof),
-//!   [`handle_timeout`](Server::handle_timeout),
-//!   [`handle_tls_established`](Server::handle_tls_established).
-//! - Decisions: [`decide`](Server::decide) (or [`accept`](Server::accept),
-//!   [`accept_with`](Server::accept_with), [`reject`](Server::reject)),
-//!   [`auth_challenge`](Server::auth_challenge) (or
-//!   [`auth_challenge_from`](Server::auth_challenge_from)), [`close_with`](Server::close_with),
-//!   [`shutdown`](Server::shutdown).
-//! - Output: [`poll_output`](Server::poll_output), until [`Output::Wait`].
+//! - Getters (`&self`): [`state`](Session::state), [`is_idle`](Session::is_idle),
+//!   [`is_tls`](Session::is_tls), [`authenticated`](Session::authenticated),
+//!   [`helo`](Session::helo), [`reverse_path`](Session::reverse_path),
+//!   [`recipients`](Session::recipients), [`lmtp_recipients`](Session::lmtp_recipients),
+//!   [`received_header`](Session::received_header),
+//!   [`received_header_for`](Session::received_header_for),
+//!   [`deadline`](Session::deadline), [`buffered`](Session::buffered).
+//! - Inputs: [`handle_input`](Session::handle_input), [`handle_eof`](Session::handle_eof),
+//!   [`handle_timeout`](Session::handle_timeout),
+//!   [`handle_tls_established`](Session::handle_tls_established).
+//! - Decisions: [`decide`](Session::decide) (or [`accept`](Session::accept),
+//!   [`accept_with`](Session::accept_with), [`reject`](Session::reject)),
+//!   [`auth_challenge`](Session::auth_challenge) (or
+//!   [`auth_challenge_from`](Session::auth_challenge_from)), [`close_with`](Session::close_with),
+//!   [`shutdown`](Session::shutdown).
+//! - Output: [`poll_output`](Session::poll_output), until [`Output::Wait`].
 //!
 //! The session answers everything that is pure protocol itself, with the reply and
 //! enhanced status code the RFCs give; the host decides only policy (HELO, MAIL, RCPT,
@@ -139,7 +139,7 @@ pub struct PeerInfo {
 
 /// One server session. See the [module documentation](self).
 #[derive(Debug)]
-pub struct Server {
+pub struct Session {
     config: Arc<ServerConfig>,
     peer: PeerInfo,
     phase: Phase,
@@ -165,18 +165,18 @@ pub struct Server {
     last_activity: Instant,
     /// Replies are held until then (the error delay).
     hold_until: Option<Instant>,
-    /// [`Server::shutdown`] was called: close with this at the next command boundary
+    /// [`Session::shutdown`] was called: close with this at the next command boundary
     /// outside a transaction.
     shutdown: Option<Reply>,
 }
 
-impl Server {
+impl Session {
     /// Starts a session. The greeting is produced by the first
-    /// [`poll_output`](Server::poll_output).
-    pub fn new(config: Arc<ServerConfig>, peer: PeerInfo, now: Instant) -> Server {
+    /// [`poll_output`](Session::poll_output).
+    pub fn new(config: Arc<ServerConfig>, peer: PeerInfo, now: Instant) -> Session {
         let decoder = CommandDecoder::new(config.limits.max_line);
         let tls = peer.tls;
-        Server {
+        Session {
             config,
             peer,
             phase: Phase::Greeting,
@@ -222,7 +222,7 @@ impl Server {
     }
 
     /// Whether the session is between transactions, waiting for a command: a
-    /// [`shutdown`](Server::shutdown) now closes it at once. An adapter uses this to
+    /// [`shutdown`](Session::shutdown) now closes it at once. An adapter uses this to
     /// wake only such sessions when it starts shutting down.
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Command) && self.txn.is_none()
@@ -284,7 +284,7 @@ impl Server {
     }
 
     /// The `Received:` header of a copy stored for `recipient` alone (a mailbox of its
-    /// own): as [`received_header`](Server::received_header), with `for` that recipient
+    /// own): as [`received_header`](Session::received_header), with `for` that recipient
     /// whatever the others.
     pub fn received_header_for(
         &self,
@@ -473,7 +473,7 @@ impl Server {
     /// otherwise after the reply that ends the current one (its final reply, a refusal of
     /// MAIL, or RSET), always at a command boundary and with `reply` (usually
     /// [`ServerConfig::shutdown_reply`]). An adapter that cannot wait longer calls
-    /// [`Server::close_with`] at the end of its grace period.
+    /// [`Session::close_with`] at the end of its grace period.
     pub fn shutdown(&mut self, reply: Reply) {
         if !matches!(self.phase, Phase::Closed) {
             self.shutdown = Some(reply);

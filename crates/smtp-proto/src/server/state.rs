@@ -1,7 +1,7 @@
 //! What the session is: its one phase value, what a pending decision is about, the
 //! open transaction, and [`Next`], what a handler asks the state table for.
 //!
-//! The phase changes in one place only, [`Server::enter`](super::Server) in
+//! The phase changes in one place only, [`Session::enter`](super::Session) in
 //! `transitions.rs`; handlers say where to go by returning a [`Next`].
 
 use crate::address::Host;

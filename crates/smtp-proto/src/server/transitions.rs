@@ -1,18 +1,18 @@
 //! The state table, and the only code that changes the session's phase.
 //!
-//! [`Server::step`] is the table: one `match` over the phase, each arm reading what that
-//! phase reads and getting back from its handler a [`Next`]. [`Server::enter`] applies a
+//! [`Session::step`] is the table: one `match` over the phase, each arm reading what that
+//! phase reads and getting back from its handler a [`Next`]. [`Session::enter`] applies a
 //! `Next`, whatever asked for it (a handler, a decision, a timeout, the end of input); it
-//! is the one place where `phase` is assigned. [`Server::end_session`] is the one way a
+//! is the one place where `phase` is assigned. [`Session::end_session`] is the one way a
 //! session ends: the message in progress, if any, is reported aborted, then the last
 //! reply goes out, then `Output::Close`. `docs/state-machines.md` draws the table, and
 //! `tests/state_table.rs` checks it against this code.
 
 use super::state::{Next, Pending, Phase};
-use super::{AbortReason, Event, Output, Server, replies};
+use super::{AbortReason, Event, Output, Session, replies};
 use crate::reply::Reply;
 
-impl Server {
+impl Session {
     /// One step of progress on buffered input; false when none is possible.
     pub(super) fn step(&mut self) -> bool {
         let next = match self.phase {

@@ -6,15 +6,15 @@ use crate::reply::Reply;
 use crate::sasl::Step;
 
 use super::state::{Next, Pending, Transaction};
-use super::{HostError, Server, replies};
+use super::{HostError, Session, replies};
 
-/// What [`Server::decide`] does inside: a default or a custom reply.
+/// What [`Session::decide`] does inside: a default or a custom reply.
 pub(super) enum Verdict {
     Accept(Option<Reply>),
     Reject(Reply),
 }
 
-impl Server {
+impl Session {
     /// Answers the pending question with `decision`.
     pub(super) fn verdict(&mut self, decision: Verdict) -> Result<(), HostError> {
         if self.state() == super::State::Closed {
