@@ -6,7 +6,8 @@
 # The interop tests fail, not skip, when a peer is missing, so this installs them
 # (quietly, and only what is missing): swaks with Perl's TLS modules, Postfix for its
 # smtp-sink and smtp-source test programs only ("No configuration" keeps it from
-# setting up a mail system), and python3 with aiosmtpd from PyPI. Installing needs root
+# setting up a mail system), dnsmasq for DNS on loopback, and python3 with aiosmtpd from
+# PyPI. Installing needs root
 # (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,6 +22,8 @@ need_apt=()
 command -v swaks >/dev/null 2>&1 && perl -MNet::SSLeay -e1 >/dev/null 2>&1 \
   || need_apt+=(swaks libnet-ssleay-perl libio-socket-ssl-perl)
 [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/smtp-source ] || need_apt+=(postfix)
+# The relay's DNS tests run a real DNS server on loopback (dnsmasq-base: the binary only).
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 if ((${#need_apt[@]})); then
@@ -35,6 +38,7 @@ if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
 fi
 echo "swaks: $(swaks --version 2>&1 | sed -n 1p)"
 echo "smtp-sink: $(ls -l /usr/sbin/smtp-sink | awk '{print $NF}')"
+echo "dnsmasq: $(PATH="$PATH:/usr/sbin" dnsmasq --version | sed -n 1p)"
 python3 -c 'import aiosmtpd, sys; print("python", sys.version.split()[0], "aiosmtpd", aiosmtpd.__version__)'
 
 cargo test --workspace "$@"

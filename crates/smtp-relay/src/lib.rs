@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod dns;
 pub mod mx;
 pub mod outcome;
 pub mod route;
