@@ -6,15 +6,15 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct Dnsmasq {
+pub(crate) struct Dnsmasq {
     child: Child,
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Dnsmasq {
     /// `records` are dnsmasq options such as `--mx-host=example.test,mx.example.test,10`
     /// and `--host-record=mx.example.test,127.0.0.1`.
-    pub fn start(records: &[&str]) -> Dnsmasq {
+    pub(crate) fn start(records: &[&str]) -> Dnsmasq {
         let port = UdpSocket::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

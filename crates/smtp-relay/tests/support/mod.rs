@@ -1,1 +1,1 @@
-pub mod dnsmasq;
+pub(crate) mod dnsmasq;
