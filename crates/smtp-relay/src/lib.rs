@@ -8,13 +8,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod deliver;
 pub mod dns;
+pub mod engine;
 pub mod mx;
 pub mod outcome;
 pub mod route;
 pub mod schedule;
 pub mod spool;
 
+pub use deliver::TlsPolicy;
+pub use engine::{Relay, RelayConfig, RelayHandle};
 pub use route::{HopHost, NextHop, Route, RouteError, Routes};
 pub use schedule::RetrySchedule;
 pub use spool::{Envelope, FsStore, SpoolWriter, Store};

@@ -141,6 +141,11 @@ impl Routes {
         self.relay_host = Some(hop);
     }
 
+    /// Whether `route` is the smarthost's (AUTH applies to it only).
+    pub fn is_smarthost(&self, route: &Route) -> bool {
+        matches!((route, &self.relay_host), (Route::Static(hop), Some(relay)) if hop == relay)
+    }
+
     /// Whether any route other than MX is configured.
     pub fn is_static(&self) -> bool {
         self.relay_host.is_some() || !self.exact.is_empty() || !self.parents.is_empty()

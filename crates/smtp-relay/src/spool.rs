@@ -32,10 +32,21 @@ pub struct Envelope {
     pub id: String,
     /// The reverse-path's address, empty for the null reverse-path `<>`.
     pub from: String,
-    /// The MAIL parameters to pass on (`BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=...`), as
-    /// received and checked; SIZE is recomputed.
-    #[serde(default)]
-    pub mail_params: String,
+    /// `BODY=` as received (`8BITMIME`, `BINARYMIME`), passed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The message needs SMTPUTF8 (RFC 6531).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smtputf8: bool,
+    /// DSN `RET=` (`FULL`, `HDRS`; RFC 3461).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<String>,
+    /// DSN `ENVID=`, decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// `REQUIRETLS` (RFC 8689).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requiretls: bool,
     /// The recipients to relay, in the order they were accepted.
     pub recipients: Vec<Recipient>,
     /// When the message was accepted, in seconds since the Unix epoch.
@@ -47,11 +58,25 @@ pub struct Envelope {
 /// A recipient as queued.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
-    /// The forward-path's address (`user@domain`, or `postmaster`).
+    /// The forward-path's address (`user@domain`).
     pub address: String,
-    /// Its RCPT parameters to pass on (`NOTIFY=... ORCPT=...`).
-    #[serde(default)]
-    pub params: String,
+    /// DSN `NOTIFY=` (`NEVER`, or some of `SUCCESS,FAILURE,DELAY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+    /// DSN `ORCPT=`, as `addr-type;address` decoded (`rfc822;bob@example.org`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
+}
+
+impl Recipient {
+    /// A recipient with no DSN parameters.
+    pub fn new(address: impl Into<String>) -> Recipient {
+        Recipient {
+            address: address.into(),
+            notify: None,
+            orcpt: None,
+        }
+    }
 }
 
 /// Where one recipient stands.
@@ -119,6 +144,29 @@ impl Entry {
     }
 }
 
+/// A message's content as a [`Store`] hands it out.
+#[derive(Debug)]
+pub enum Body {
+    /// An open file, positioned at the first octet of the message.
+    File(File),
+    /// The message in memory.
+    Bytes(Vec<u8>),
+}
+
+impl Body {
+    /// The whole content, read into memory.
+    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+        match self {
+            Body::Bytes(b) => Ok(b),
+            Body::File(mut f) => {
+                let mut out = Vec::new();
+                f.read_to_end(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
 /// A message being written into the queue; dropped without [`commit`](Self::commit), it
 /// is discarded.
 pub trait SpoolWriter: Write + Send {
@@ -138,7 +186,7 @@ pub trait Store: Send + Sync + 'static {
     /// A message's envelope and state; `None` if it is not (or no longer) queued.
     fn load(&self, id: &str) -> io::Result<Option<Entry>>;
     /// The message content, from its first octet.
-    fn body(&self, id: &str) -> io::Result<Box<dyn Read + Send>>;
+    fn body(&self, id: &str) -> io::Result<Body>;
     /// Replaces the recipients' states after an attempt (durably).
     fn record(&self, id: &str, states: &[RecipientState]) -> io::Result<()>;
     /// Removes a message whose recipients are all delivered or failed, or that an
@@ -294,14 +342,14 @@ impl Store for FsStore {
         Ok(Some(Entry { envelope, states }))
     }
 
-    fn body(&self, id: &str) -> io::Result<Box<dyn Read + Send>> {
+    fn body(&self, id: &str) -> io::Result<Body> {
         match self.open_msg(id)? {
             Some((_, mut reader)) => {
                 // Past the envelope line; the BufReader may have read ahead.
                 let offset = reader.stream_position()?;
                 let mut file = reader.into_inner();
                 file.seek(SeekFrom::Start(offset))?;
-                Ok(Box::new(file))
+                Ok(Body::File(file))
             }
             None => Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -363,15 +411,16 @@ mod tests {
         Envelope {
             id: id.into(),
             from: "alice@example.org".into(),
-            mail_params: "BODY=8BITMIME".into(),
+            body: Some("8BITMIME".into()),
+            smtputf8: false,
+            ret: None,
+            envid: Some("QQ 1".into()),
+            requiretls: false,
             recipients: vec![
+                Recipient::new("bob@example.net"),
                 Recipient {
-                    address: "bob@example.net".into(),
-                    params: String::new(),
-                },
-                Recipient {
-                    address: "carol@example.com".into(),
-                    params: "NOTIFY=NEVER".into(),
+                    notify: Some("NEVER".into()),
+                    ..Recipient::new("carol@example.com")
                 },
             ],
             arrived: 1_700_000_000,
@@ -391,8 +440,7 @@ mod tests {
         let entry = store.load("A1").unwrap().unwrap();
         assert_eq!(entry.envelope, envelope("A1"));
         assert_eq!(entry.states, vec![RecipientState::default(); 2]);
-        let mut body = Vec::new();
-        store.body("A1").unwrap().read_to_end(&mut body).unwrap();
+        let body = store.body("A1").unwrap().into_bytes().unwrap();
         assert_eq!(body, b"Subject: x\r\n\r\nhi\r\n");
 
         let deferred = RecipientState {

@@ -1,0 +1,520 @@
+//! The queue manager: what is due is delivered, what comes back is recorded.
+//!
+//! The disk is the source of truth and memory a cache (Postfix's `qmgr`): at start every
+//! queued message is loaded from the [`Store`]; a message the server just acknowledged
+//! is announced through a [`RelayHandle`]. Due recipients of a message are grouped by
+//! [`Route`] and each group goes out as one transaction, at most
+//! `outbound_concurrency` at a time and `destination_concurrency` per route. Each
+//! result is recorded in the store before the next decision about that message, one
+//! log line per attempt and group says what happened, and a message leaves the queue
+//! when every recipient is delivered or has failed.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use smtp_proto::client::host::Verification;
+use smtp_proto::client::{Envelope as ClientEnvelope, Recipient as ClientRecipient};
+use smtp_proto::params::{BodyType, Notify, Orcpt, Ret, XText};
+use smtp_proto::sasl::ClientCredentials;
+use smtp_proto::{ForwardPath, Mailbox, ReversePath};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::deliver::{Attempt, Outbound, OutboundConfig, TlsPolicy, rand_u64};
+use crate::dns::Dns;
+use crate::outcome::{self, Verdict};
+use crate::route::{Route, Routes};
+use crate::schedule::RetrySchedule;
+use crate::spool::{Entry, Status, Store, from_unix_secs};
+
+/// How a relay delivers.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// Where each domain goes.
+    pub routes: Routes,
+    /// When to try again, when to give up.
+    pub schedule: RetrySchedule,
+    /// The name in our EHLO (`--outbound-helo`).
+    pub helo: String,
+    /// Names of this server: an MX list that leads back here is a loop.
+    pub local_names: Vec<String>,
+    /// TLS towards next hops.
+    pub tls: TlsPolicy,
+    /// How certificates are checked when they are (required and implicit TLS).
+    pub verification: Verification,
+    /// AUTH to the smarthost.
+    pub credentials: Option<ClientCredentials>,
+    /// DNS servers (`--dns-server`); the system's when empty.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Deliveries at once, in all.
+    pub outbound_concurrency: usize,
+    /// Deliveries at once to one route.
+    pub destination_concurrency: usize,
+    /// How long a TCP connection may take.
+    pub connect_timeout: Duration,
+}
+
+impl RelayConfig {
+    /// Defaults as `smtp serve` has them, for a relay that says `helo`.
+    pub fn new(helo: impl Into<String>) -> RelayConfig {
+        let helo = helo.into();
+        RelayConfig {
+            routes: Routes::new(25),
+            schedule: RetrySchedule::default(),
+            local_names: vec![helo.clone()],
+            helo,
+            tls: TlsPolicy::Opportunistic,
+            verification: Verification::WebPki,
+            credentials: None,
+            dns_servers: Vec::new(),
+            outbound_concurrency: 20,
+            destination_concurrency: 5,
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Tells a running [`Relay`] what happened outside it.
+#[derive(Clone, Debug)]
+pub struct RelayHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Queued(String),
+    Flush,
+    Delete(String),
+}
+
+impl RelayHandle {
+    /// A message was committed to the store: deliver it.
+    pub fn queued(&self, id: &str) {
+        let _ = self.tx.send(Command::Queued(id.to_owned()));
+    }
+
+    /// Attempts every deferred recipient now (`postqueue -f`).
+    pub fn flush(&self) {
+        let _ = self.tx.send(Command::Flush);
+    }
+
+    /// Removes a message from the queue (`postsuper -d`); a delivery under way finishes
+    /// but its result is not recorded.
+    pub fn delete(&self, id: &str) {
+        let _ = self.tx.send(Command::Delete(id.to_owned()));
+    }
+}
+
+/// A relay over a store. See the [module documentation](self).
+pub struct Relay<S: Store> {
+    store: Arc<S>,
+    config: Arc<RelayConfig>,
+    outbound: Arc<Outbound>,
+    rx: mpsc::UnboundedReceiver<Command>,
+}
+
+/// A message the manager knows, and which of its recipients are being delivered.
+struct Tracked {
+    entry: Entry,
+    in_flight: HashSet<usize>,
+}
+
+/// What a delivery task reports.
+struct Done {
+    id: String,
+    recipients: Vec<usize>,
+    attempt: Attempt,
+    started: Instant,
+}
+
+impl<S: Store> Relay<S> {
+    /// A relay delivering what `store` holds, and the handle to tell it about new mail.
+    pub fn new(store: Arc<S>, config: RelayConfig) -> io::Result<(Relay<S>, RelayHandle)> {
+        let dns = Dns::new(&config.dns_servers, Duration::from_secs(10))?;
+        let outbound = Outbound::new(OutboundConfig {
+            helo: &config.helo,
+            tls: config.tls,
+            verification: config.verification.clone(),
+            credentials: config.credentials.clone(),
+            local_names: config.local_names.clone(),
+            connect_timeout: config.connect_timeout,
+            dns,
+        })
+        .map_err(io::Error::other)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = RelayHandle { tx };
+        let relay = Relay {
+            store,
+            config: Arc::new(config),
+            outbound: Arc::new(outbound),
+            rx,
+        };
+        Ok((relay, handle))
+    }
+
+    /// Delivers until `shutdown` completes; deliveries under way then get a few seconds
+    /// to finish (what they do not finish is tried again after a restart).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        let mut messages: HashMap<String, Tracked> = HashMap::new();
+        for id in blocking(&self.store, |s| s.list())
+            .await
+            .unwrap_or_else(|e| {
+                error!(error = %e, "cannot list the queue");
+                Vec::new()
+            })
+        {
+            self.load(&mut messages, &id).await;
+        }
+        info!(messages = messages.len(), "relay: queue loaded");
+        let all = Arc::new(Semaphore::new(self.config.outbound_concurrency.max(1)));
+        let mut per_route: HashMap<Route, Arc<Semaphore>> = HashMap::new();
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let now = SystemTime::now();
+            let full = self.dispatch(&mut messages, &mut tasks, &all, &mut per_route, now);
+            // What waits for a free slot waits for a delivery to finish, not the clock.
+            let next = if full.all {
+                None
+            } else {
+                self.next_due(&messages, &full.routes)
+            };
+            let sleep = async {
+                match next.and_then(|t| t.duration_since(SystemTime::now()).ok()) {
+                    Some(wait) => tokio::time::sleep(wait.min(Duration::from_secs(3600))).await,
+                    None if next.is_some() => {}
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
+                    Ok(done) => self.finish(&mut messages, done).await,
+                    Err(e) => error!(error = %e, "delivery task failed"),
+                },
+                Some(command) = self.rx.recv() => match command {
+                    Command::Queued(id) => self.load(&mut messages, &id).await,
+                    Command::Flush => {
+                        for m in messages.values_mut() {
+                            for s in &mut m.entry.states {
+                                s.next_attempt = None;
+                            }
+                        }
+                    }
+                    Command::Delete(id) => {
+                        messages.remove(&id);
+                        if let Err(e) = blocking(&self.store, move |s| s.remove(&id)).await {
+                            warn!(error = %e, "cannot delete a message");
+                        }
+                    }
+                },
+                () = sleep => {}
+            }
+        }
+        let deadline = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(deadline);
+        while !tasks.is_empty() {
+            tokio::select! {
+                Some(Ok(done)) = tasks.join_next() => self.finish(&mut messages, done).await,
+                () = &mut deadline => {
+                    info!(deliveries = tasks.len(), "relay: stopping with deliveries under way");
+                    tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        self.outbound.close_idle().await;
+        info!("relay: stopped");
+    }
+
+    async fn load(&self, messages: &mut HashMap<String, Tracked>, id: &str) {
+        let owned = id.to_owned();
+        match blocking(&self.store, move |s| s.load(&owned)).await {
+            Ok(Some(entry)) => {
+                messages.entry(id.to_owned()).or_insert(Tracked {
+                    entry,
+                    in_flight: HashSet::new(),
+                });
+            }
+            Ok(None) => {}
+            Err(e) => error!(queue_id = %id, error = %e, "cannot load a queued message"),
+        }
+    }
+
+    /// Starts a delivery for every due group that has room; which limits were reached.
+    fn dispatch(
+        &self,
+        messages: &mut HashMap<String, Tracked>,
+        tasks: &mut JoinSet<Done>,
+        all: &Arc<Semaphore>,
+        per_route: &mut HashMap<Route, Arc<Semaphore>>,
+        now: SystemTime,
+    ) -> Full {
+        let mut full = Full::default();
+        for (id, tracked) in messages.iter_mut() {
+            let mut groups: HashMap<Route, Vec<usize>> = HashMap::new();
+            for (i, state) in tracked.entry.states.iter().enumerate() {
+                if tracked.in_flight.contains(&i) || !outcome::is_due(state, now) {
+                    continue;
+                }
+                let address = &tracked.entry.envelope.recipients[i].address;
+                let route = self.config.routes.route(domain(address));
+                groups.entry(route).or_default().push(i);
+            }
+            for (route, recipients) in groups {
+                let limit = self.config.destination_concurrency.max(1);
+                let sem = per_route
+                    .entry(route.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(limit)));
+                let Ok(local) = Arc::clone(sem).try_acquire_owned() else {
+                    full.routes.insert(route);
+                    continue;
+                };
+                let Ok(global) = Arc::clone(all).try_acquire_owned() else {
+                    full.all = true;
+                    return full;
+                };
+                tracked.in_flight.extend(recipients.iter().copied());
+                let envelope = match client_envelope(&tracked.entry, &recipients) {
+                    Ok(e) => e,
+                    Err(why) => {
+                        // What the server accepted cannot be sent: fail these recipients.
+                        let verdicts = vec![Verdict::failed(why); recipients.len()];
+                        let attempt = Attempt {
+                            relay: None,
+                            verdicts,
+                        };
+                        let done = Done {
+                            id: id.clone(),
+                            recipients,
+                            attempt,
+                            started: Instant::now(),
+                        };
+                        tasks.spawn(async move { done });
+                        continue;
+                    }
+                };
+                let smarthost = self.config.routes.is_smarthost(&route);
+                let store = Arc::clone(&self.store);
+                let outbound = Arc::clone(&self.outbound);
+                let id = id.clone();
+                tasks.spawn(async move {
+                    let started = Instant::now();
+                    let body = {
+                        let id = id.clone();
+                        blocking(&store, move |s| s.body(&id)?.into_bytes()).await
+                    };
+                    let attempt = match body {
+                        Ok(body) => outbound.attempt(&route, smarthost, &envelope, &body).await,
+                        Err(e) => Attempt {
+                            relay: None,
+                            verdicts: vec![
+                                Verdict::deferred(format!(
+                                    "4.3.0 cannot read the queued message: {e}"
+                                ));
+                                recipients.len()
+                            ],
+                        },
+                    };
+                    drop((global, local));
+                    Done {
+                        id,
+                        recipients,
+                        attempt,
+                        started,
+                    }
+                });
+            }
+        }
+        full
+    }
+
+    /// Records what a delivery did, logs it, and removes the message once it is done.
+    async fn finish(&self, messages: &mut HashMap<String, Tracked>, done: Done) {
+        let Some(tracked) = messages.get_mut(&done.id) else {
+            return; // deleted meanwhile
+        };
+        let now = SystemTime::now();
+        let arrived = from_unix_secs(tracked.entry.envelope.arrived);
+        for (&i, verdict) in done.recipients.iter().zip(done.attempt.verdicts) {
+            tracked.in_flight.remove(&i);
+            let state = &mut tracked.entry.states[i];
+            outcome::apply(
+                state,
+                verdict,
+                now,
+                arrived,
+                &self.config.schedule,
+                rand_u64(),
+            );
+            let to = &tracked.entry.envelope.recipients[i].address;
+            let said = match (&state.last_reply, &state.last_error) {
+                (Some(r), _) => format!(
+                    "{} {}{}",
+                    r.code,
+                    r.enhanced
+                        .as_deref()
+                        .map_or(String::new(), |e| format!("{e} ")),
+                    r.text
+                ),
+                (None, Some(e)) => e.clone(),
+                (None, None) => String::new(),
+            };
+            let status = match state.status {
+                Status::Delivered => "sent",
+                Status::Failed => "failed",
+                _ => "deferred",
+            };
+            let delay = now
+                .duration_since(arrived)
+                .unwrap_or_default()
+                .as_secs_f64();
+            info!(
+                queue_id = %done.id,
+                to = %to,
+                relay = done.attempt.relay.as_deref().unwrap_or("none"),
+                delay = format!("{delay:.1}"),
+                attempt = state.attempts,
+                elapsed = format!("{:.2}", done.started.elapsed().as_secs_f64()),
+                status,
+                "{said}"
+            );
+            if state.status == Status::Failed {
+                // Bounces are not built yet: the failure is logged and the recipient
+                // leaves the queue.
+                warn!(queue_id = %done.id, to = %to, "undeliverable: {said}");
+            }
+        }
+        let id = done.id.clone();
+        let result = if tracked.entry.is_done() && tracked.in_flight.is_empty() {
+            messages.remove(&id);
+            blocking(&self.store, move |s| s.remove(&id)).await
+        } else {
+            let states = tracked.entry.states.clone();
+            blocking(&self.store, move |s| s.record(&id, &states)).await
+        };
+        if let Err(e) = result {
+            error!(queue_id = %done.id, error = %e, "cannot record a delivery");
+        }
+    }
+}
+
+/// The limits a dispatch ran into.
+#[derive(Default)]
+struct Full {
+    /// Every delivery slot is taken.
+    all: bool,
+    /// These routes have all theirs taken.
+    routes: HashSet<Route>,
+}
+
+impl<S: Store> Relay<S> {
+    /// The earliest next attempt among recipients not under way whose route has room.
+    fn next_due(
+        &self,
+        messages: &HashMap<String, Tracked>,
+        full: &HashSet<Route>,
+    ) -> Option<SystemTime> {
+        let mut next = None;
+        for m in messages.values() {
+            for (i, s) in m.entry.states.iter().enumerate() {
+                if s.status.is_final() || m.in_flight.contains(&i) {
+                    continue;
+                }
+                if !full.is_empty() {
+                    let route = self
+                        .config
+                        .routes
+                        .route(domain(&m.entry.envelope.recipients[i].address));
+                    if full.contains(&route) {
+                        continue;
+                    }
+                }
+                let at = s
+                    .next_attempt
+                    .map_or(SystemTime::UNIX_EPOCH, from_unix_secs);
+                next = Some(next.map_or(at, |n: SystemTime| n.min(at)));
+            }
+        }
+        next
+    }
+}
+
+/// The domain part of a queued address (an address literal as written).
+fn domain(address: &str) -> &str {
+    address.rsplit_once('@').map_or(address, |(_, d)| d)
+}
+
+/// The client envelope for some recipients of a queued message.
+fn client_envelope(entry: &Entry, recipients: &[usize]) -> Result<ClientEnvelope, String> {
+    let e = &entry.envelope;
+    let from = if e.from.is_empty() {
+        ReversePath::Null
+    } else {
+        ReversePath::Mailbox(
+            Mailbox::parse(&e.from)
+                .map_err(|x| format!("5.1.7 bad sender {:?}: {x}", e.from))?
+                .into_owned(),
+        )
+    };
+    let mut list = Vec::new();
+    for &i in recipients {
+        let r = &e.recipients[i];
+        let mailbox = Mailbox::parse(&r.address)
+            .map_err(|x| format!("5.1.3 bad recipient {:?}: {x}", r.address))?;
+        let mut rcpt = ClientRecipient::new(ForwardPath::Mailbox(mailbox.into_owned()));
+        rcpt.notify = r.notify.as_deref().map(parse_notify);
+        rcpt.orcpt = r.orcpt.as_deref().and_then(|o| {
+            let (kind, addr) = o.split_once(';')?;
+            Orcpt::new(kind, addr).ok()
+        });
+        list.push(rcpt);
+    }
+    let mut envelope = ClientEnvelope::new(from, list);
+    envelope.size = Some(e.size);
+    envelope.body = match e.body.as_deref() {
+        Some(b) if b.eq_ignore_ascii_case("8BITMIME") => BodyType::EightBitMime,
+        Some(b) if b.eq_ignore_ascii_case("BINARYMIME") => BodyType::BinaryMime,
+        _ => BodyType::SevenBit,
+    };
+    envelope.ret = match e.ret.as_deref() {
+        Some(r) if r.eq_ignore_ascii_case("FULL") => Some(Ret::Full),
+        Some(r) if r.eq_ignore_ascii_case("HDRS") => Some(Ret::Hdrs),
+        _ => None,
+    };
+    envelope.envid = e
+        .envid
+        .as_deref()
+        .and_then(|v| XText::new(v.to_owned()).ok());
+    envelope.requiretls = e.requiretls;
+    Ok(envelope)
+}
+
+fn parse_notify(s: &str) -> Notify {
+    let mut n = Notify::NEVER;
+    for word in s.split(',') {
+        match word.trim().to_ascii_uppercase().as_str() {
+            "SUCCESS" => n.success = true,
+            "FAILURE" => n.failure = true,
+            "DELAY" => n.delay = true,
+            _ => {}
+        }
+    }
+    n
+}
+
+/// Runs a store call on the blocking pool.
+async fn blocking<S: Store, T: Send + 'static>(
+    store: &Arc<S>,
+    f: impl FnOnce(&S) -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(io::Error::other)?
+}
