@@ -3,32 +3,7 @@
 //! builder, its checks and the error type are [`smtp_proto::client::host`]'s, shared with
 //! the tokio adapter; this file holds only the sockets, TLS and timers.
 //!
-//! ```no_run
-//! use std::io::Cursor;
-//! use smtp_blocking::{Connector, Verification};
-//! use smtp_proto::client::{ClientConfig, Envelope, Recipient, StartTls};
-//! use smtp_proto::{ForwardPath, Mailbox, ReversePath};
-//!
-//! # fn main() -> Result<(), smtp_blocking::Error> {
-//! let config = ClientConfig::new("client.example.org").unwrap();
-//! let connector = Connector::builder(config)
-//!     .starttls(StartTls::Required)
-//!     .verification(Verification::WebPki)
-//!     .build()?;
-//! let mut conn = connector.connect("mx.example.org:25")?;
-//! let to = Mailbox::parse("bob@example.org").unwrap().into_owned();
-//! let from = Mailbox::parse("alice@example.org").unwrap().into_owned();
-//! let envelope = Envelope::new(
-//!     ReversePath::Mailbox(from),
-//!     vec![Recipient::new(ForwardPath::Mailbox(to))],
-//! );
-//! let body = Cursor::new(b"Subject: hi\r\n\r\nHello.\r\n".to_vec());
-//! let outcome = conn.send(envelope, body)?;
-//! println!("{:?}", outcome.status);
-//! conn.quit()?;
-//! # Ok(())
-//! # }
-//! ```
+//! The example is in the crate docs: this module is private, and its docs are not rendered.
 
 use std::fmt;
 use std::io::{self, Read};

@@ -56,6 +56,29 @@
 //!   [`std::io::Read`], each with its per-recipient
 //!   [`MessageOutcome`](smtp_proto::client::MessageOutcome).
 //!
+//! ```no_run
+//! use smtp_blocking::{Connector, Verification};
+//! use smtp_proto::client::{ClientConfig, Envelope, Recipient, StartTls};
+//! use smtp_proto::{ForwardPath, ReversePath};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let connector = Connector::builder(ClientConfig::new("client.example.org")?)
+//!     .starttls(StartTls::Required)
+//!     .verification(Verification::WebPki)
+//!     .build()?;
+//! let mut conn = connector.connect("mx.example.org:25")?;
+//! let from: ReversePath = "alice@example.org".parse()?;
+//! let to: ForwardPath = "bob@example.org".parse()?;
+//! let body: &[u8] = b"Subject: hi\r\n\r\nHello.\r\n";
+//! let outcome = conn.send(Envelope::new(from, vec![Recipient::new(to)]), body)?;
+//! println!("{:?} {:?}", outcome.status, outcome.reply);
+//! conn.quit()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `examples/blocking_send.rs` sends standard input this way.
+//!
 //! # TLS
 //! [`tls`] builds rustls configurations with the `ring` provider: client ones from the
 //! webpki roots, a CA file, or an explicit insecure mode; server ones from PEM files or a

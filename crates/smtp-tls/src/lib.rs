@@ -14,6 +14,22 @@
 //! let server = server_config(chain, key).unwrap();
 //! # let _ = (client, server);
 //! ```
+//!
+//! A server configuration goes to the adapters' listener builder (`smtp_tokio::Server::
+//! builder(...).tls(server)`, the same in `smtp_blocking`), which then offers STARTTLS
+//! and serves implicit-TLS listeners; a client's [`Verification`] goes to their
+//! `Connector::builder(...).verification(...)`, which calls [`client_config`]. A
+//! certificate and key from files:
+//!
+//! ```no_run
+//! use std::path::Path;
+//! let server = smtp_tls::server_config_from_pem(
+//!     Path::new("/etc/ssl/mx.example.org.pem"),
+//!     Path::new("/etc/ssl/private/mx.example.org.key"),
+//! )?;
+//! # let _ = server;
+//! # Ok::<(), smtp_tls::TlsError>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 

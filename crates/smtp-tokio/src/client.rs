@@ -9,31 +9,7 @@
 //! read until the machine's deadline. Every wait is bounded by the machine's deadline:
 //! reads, writes (a server that stops reading mid-DATA) and TLS handshakes alike.
 //!
-//! ```no_run
-//! use smtp_proto::client::{ClientConfig, Envelope, Recipient, StartTls};
-//! use smtp_proto::{ForwardPath, Mailbox, ReversePath};
-//! use smtp_tokio::{Connector, Verification};
-//!
-//! # async fn run() -> Result<(), smtp_tokio::Error> {
-//! let config = ClientConfig::new("client.example.org").unwrap();
-//! let connector = Connector::builder(config)
-//!     .starttls(StartTls::Required)
-//!     .verification(Verification::WebPki)
-//!     .build()?;
-//! let mut conn = connector.connect("mx.example.org:25").await?;
-//! let to = Mailbox::parse("bob@example.org").unwrap().into_owned();
-//! let from = Mailbox::parse("alice@example.org").unwrap().into_owned();
-//! let envelope = Envelope::new(
-//!     ReversePath::Mailbox(from),
-//!     vec![Recipient::new(ForwardPath::Mailbox(to))],
-//! );
-//! let mut body: &[u8] = b"Subject: hi\r\n\r\nHello.\r\n";
-//! let outcome = conn.send(envelope, &mut body).await?;
-//! println!("{:?}", outcome.status);
-//! conn.quit().await?;
-//! # Ok(())
-//! # }
-//! ```
+//! The example is in the crate docs: this module is private, and its docs are not rendered.
 
 use std::fmt;
 use std::io;

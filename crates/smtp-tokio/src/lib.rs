@@ -25,6 +25,91 @@
 //! - [`Connection`]: one client session; sends one message at a time with its body read
 //!   from any `AsyncRead` in chunks.
 //!
+//! # A server with a policy
+//! The [`Backend`] hands each connection a [`SessionHandler`]; this one refuses
+//! recipients outside its domain, keeps each message whole ([`SessionHandler::buffer_message`],
+//! then [`Context::body`]) and takes it with its queue id. STARTTLS is offered with a
+//! self-signed certificate, and Ctrl-C stops the server gracefully. The program
+//! `examples/tokio_server.rs` does more (a per-client limit, unknown users, files written
+//! and synced), and the tests run it against smtplib and swaks.
+//!
+//! ```no_run
+//! use smtp_proto::server::ServerConfig;
+//! use smtp_proto::{EnhancedCode, ForwardPath, RcptParams, Reply};
+//! use smtp_tokio::{Backend, ConnectInfo, Context, Decision, Server, SessionHandler, tls};
+//!
+//! struct Mx;
+//! struct Session;
+//!
+//! impl Backend for Mx {
+//!     type Handler = Session;
+//!     fn connect(&self, _: &ConnectInfo) -> Result<Session, Reply> {
+//!         Ok(Session)
+//!     }
+//! }
+//!
+//! impl SessionHandler for Session {
+//!     async fn rcpt(
+//!         &mut self,
+//!         _: &Context<'_>,
+//!         to: &ForwardPath<'static>,
+//!         _: &RcptParams<'static>,
+//!     ) -> Decision {
+//!         if to.domain().is_some_and(|d| d.eq_ignore_case("example.org")) {
+//!             return Decision::Accept;
+//!         }
+//!         // Checked when built: the codes must agree, the text hold no CR or LF.
+//!         Decision::reject(554, (5, 7, 1), "Relay access denied").unwrap()
+//!     }
+//!
+//!     fn buffer_message(&mut self, _: &Context<'_>) -> bool {
+//!         true
+//!     }
+//!
+//!     async fn message_end(&mut self, ctx: &Context<'_>) -> Decision {
+//!         let body = ctx.body().unwrap_or_default();
+//!         // Store it here, and answer 250 only once it is stored (RFC 5321 §6.1).
+//!         println!("{} octets from {:?}", body.len(), ctx.session.reverse_path());
+//!         let queued = Reply::new(250, Some(EnhancedCode::of(2, 0, 0)), "Ok: queued as 1");
+//!         Decision::accept_with(queued.unwrap()).unwrap()
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ServerConfig::new("mx.example.org")?;
+//! let (chain, key) = tls::self_signed(&["mx.example.org"])?;
+//! let server = Server::builder(config, Mx)
+//!     .listener(tokio::net::TcpListener::bind("127.0.0.1:2525").await?)
+//!     .tls(tls::server_config(chain, key)?)
+//!     .build()?;
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+//!
+//! # A client
+//! One message over STARTTLS, required here, with the server's certificate checked
+//! against the webpki roots (`examples/tokio_send.rs` sends standard input):
+//!
+//! ```no_run
+//! use smtp_proto::client::{ClientConfig, Envelope, Recipient, StartTls};
+//! use smtp_proto::{ForwardPath, ReversePath};
+//! use smtp_tokio::{Connector, Verification};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let connector = Connector::builder(ClientConfig::new("client.example.org")?)
+//!     .starttls(StartTls::Required)
+//!     .verification(Verification::WebPki)
+//!     .build()?;
+//! let mut conn = connector.connect("mx.example.org:25").await?;
+//! let from: ReversePath = "alice@example.org".parse()?;
+//! let to: ForwardPath = "bob@example.org".parse()?;
+//! let mut body: &[u8] = b"Subject: hi\r\n\r\nHello.\r\n";
+//! let outcome = conn.send(Envelope::new(from, vec![Recipient::new(to)]), &mut body).await?;
+//! println!("{:?} {:?}", outcome.status, outcome.reply);
+//! conn.quit().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # TLS
 //! [`tls`] builds rustls configurations with the `ring` provider (client ones from the
 //! webpki roots, a CA file or an explicit insecure mode; server ones from PEM files or a
