@@ -6,14 +6,17 @@
 //!
 //! STARTTLS is used when the server offers it, with certificates checked against the
 //! web PKI roots; `--insecure` accepts any certificate (a test server's self-signed one).
-//! Set `SMTP_USER` and `SMTP_PASSWORD` to authenticate.
+//! Set `SMTP_USER` and `SMTP_PASSWORD` to authenticate. It prints the outcome and the
+//! server's last reply; the exit status is 0 when the message was taken, 69 when it
+//! was refused for good, 75 otherwise (a temporary refusal, or an error before it was
+//! sent, such as a certificate that does not verify).
 
 use std::process::ExitCode;
 
 use smtp_blocking::{Connector, Verification};
-use smtp_proto::client::{ClientConfig, Envelope, Recipient};
+use smtp_proto::client::{ClientConfig, DeliveryStatus, Envelope, Recipient};
 use smtp_proto::sasl::ClientCredentials;
-use smtp_proto::{ForwardPath, Mailbox, ReversePath};
+use smtp_proto::{ForwardPath, ReversePath};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,7 +25,10 @@ fn main() -> ExitCode {
         return ExitCode::from(64);
     };
     match send(server, from, to, rest.iter().any(|a| a == "--insecure")) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(DeliveryStatus::Sent) => ExitCode::SUCCESS,
+        // Refused for good (sysexits' EX_UNAVAILABLE), or to be tried again (EX_TEMPFAIL).
+        Ok(DeliveryStatus::Permanent) => ExitCode::from(69),
+        Ok(_) => ExitCode::from(75),
         Err(e) => {
             // The error says why, with its I/O or TLS cause (also its `source`).
             eprintln!("send: {e}");
@@ -36,7 +42,7 @@ fn send(
     from: &str,
     to: &str,
     insecure: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<DeliveryStatus, Box<dyn std::error::Error>> {
     let mut builder = Connector::builder(ClientConfig::new("localhost")?);
     if insecure {
         builder = builder.verification(Verification::Insecure);
@@ -45,18 +51,17 @@ fn send(
         builder = builder.credentials(ClientCredentials::password(user, password));
     }
     let connector = builder.build()?;
+    // `<alice@example.org>` or `alice@example.org`, `<>` for a bounce: checked before
+    // connecting.
+    let from: ReversePath = from.parse()?;
+    let to: ForwardPath = to.parse()?;
+    let envelope = Envelope::new(from, vec![Recipient::new(to)]);
     let mut conn = connector.connect(server)?;
-    let envelope = Envelope::new(
-        ReversePath::Mailbox(Mailbox::parse(from)?.into_owned()),
-        vec![Recipient::new(ForwardPath::Mailbox(
-            Mailbox::parse(to)?.into_owned(),
-        ))],
-    );
     let outcome = conn.send(envelope, std::io::stdin().lock())?;
     println!("{:?} (tls: {})", outcome.status, conn.is_tls());
     if let Some(reply) = &outcome.reply {
         println!("{reply}");
     }
     conn.quit()?;
-    Ok(())
+    Ok(outcome.status)
 }
