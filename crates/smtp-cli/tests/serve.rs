@@ -769,6 +769,11 @@ fn maildir_per_recipient_lmtp_replies_per_copy(io: &str) {
         ],
         BODY,
     );
+    // An LMTP server says so in its greeting, as Cyrus and Dovecot do.
+    assert!(
+        replies[0].starts_with(&format!("220 {HOSTNAME} LMTP")),
+        "{replies:?}"
+    );
     assert!(
         replies[6].starts_with("250 2.0.0 Ok: queued as "),
         "carol first: {replies:?}"

@@ -172,6 +172,11 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
         }
     };
     config.lmtp = args.lmtp;
+    if args.lmtp {
+        // RFC 2033 names no greeting text; "ESMTP" would be wrong for LMTP (Cyrus and
+        // Dovecot say LMTP).
+        config.set_greeting("LMTP").expect("plain text");
+    }
     config.limits.max_message_size = (args.max_size > 0).then_some(args.max_size);
     config.limits.max_recipients = args.max_recipients.max(1);
     config.timeouts.command = Duration::from_secs(args.timeout.max(1));
