@@ -8,8 +8,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod date;
 mod deliver;
 pub mod dns;
+pub mod dsn;
 pub mod engine;
 pub mod mx;
 pub mod outcome;
