@@ -380,6 +380,19 @@ pub(crate) fn rfc5322_date(time: SystemTime) -> String {
     )
 }
 
+/// An RFC 3339 time in UTC, `secs` after the Unix epoch: `2025-07-01T09:05:03Z`.
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX / 2);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
 /// `civil_from_days`).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -406,6 +419,9 @@ mod tests {
         assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(at(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 +0000");
         assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 +0000");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 
     #[test]

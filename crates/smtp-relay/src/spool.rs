@@ -482,7 +482,13 @@ mod tests {
         let entry = store.load("A1").unwrap().unwrap();
         // The size is what was written, whatever the envelope said.
         let size = b"Subject: x\r\n\r\nhi\r\n".len() as u64;
-        assert_eq!(entry.envelope, Envelope { size, ..envelope("A1") });
+        assert_eq!(
+            entry.envelope,
+            Envelope {
+                size,
+                ..envelope("A1")
+            }
+        );
         assert_eq!(entry.states, vec![RecipientState::default(); 2]);
         let body = store.body("A1").unwrap().into_bytes().unwrap();
         assert_eq!(body, b"Subject: x\r\n\r\nhi\r\n");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use smtp_proto::sasl::{Credentials, Mechanism};
 use smtp_proto::server::AbortReason;
-use smtp_proto::{ForwardPath, RcptParams, Reply};
+use smtp_proto::{ForwardPath, MailParams, RcptParams, Reply, ReversePath};
 use smtp_tokio::{Backend, ConnectInfo, Context, Decision, Server, SessionHandler};
 use tokio::net::TcpListener;
 use tracing::info;
@@ -138,13 +138,22 @@ impl TokioSession {
 }
 
 impl SessionHandler for TokioSession {
+    async fn mail(
+        &mut self,
+        _: &Context<'_>,
+        from: &ReversePath<'static>,
+        params: &MailParams<'static>,
+    ) -> Decision {
+        self.session().mail(from, params)
+    }
+
     async fn rcpt(
         &mut self,
         ctx: &Context<'_>,
         to: &ForwardPath<'static>,
-        _: &RcptParams<'static>,
+        params: &RcptParams<'static>,
     ) -> Decision {
-        self.session().rcpt(ctx.session, to)
+        self.session().rcpt(ctx.session, to, params)
     }
 
     async fn message_start(&mut self, ctx: &Context<'_>) {
