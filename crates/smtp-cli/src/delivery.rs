@@ -294,11 +294,11 @@ const QUEUE_BUFFER: usize = 64 * 1024;
 
 impl Queued {
     fn write(&mut self, chunk: &[u8]) {
-        if let Some(w) = &mut self.writer {
-            if let Err(e) = w.write_all(chunk) {
-                self.error = Some(e);
-                self.writer = None;
-            }
+        if let Some(w) = &mut self.writer
+            && let Err(e) = w.write_all(chunk)
+        {
+            self.error = Some(e);
+            self.writer = None;
         }
         self.buffered = if self.buffered + chunk.len() <= QUEUE_BUFFER {
             self.buffered + chunk.len()
@@ -403,11 +403,11 @@ impl Message {
     /// data.
     pub(crate) fn write(&mut self, chunk: &[u8]) {
         for copy in &mut self.copies {
-            if let Some(d) = &mut copy.delivery {
-                if let Err(e) = d.write(chunk) {
-                    copy.error = Some(e);
-                    copy.delivery = None;
-                }
+            if let Some(d) = &mut copy.delivery
+                && let Err(e) = d.write(chunk)
+            {
+                copy.error = Some(e);
+                copy.delivery = None;
             }
         }
         if let Some(q) = &mut self.queued {
@@ -460,11 +460,11 @@ impl Message {
             self.queued = None;
             return false;
         }
-        if let Some(q) = &mut self.queued {
-            if !q.commit(id) {
-                self.copies.clear();
-                return false;
-            }
+        if let Some(q) = &mut self.queued
+            && !q.commit(id)
+        {
+            self.copies.clear();
+            return false;
         }
         let mut stored = true;
         for copy in &mut self.copies {
@@ -496,10 +496,10 @@ impl Message {
                 copy.delivery = None;
             }
         }
-        if let Some(q) = &mut self.queued {
-            if q.commit(id) {
-                q.announce(id);
-            }
+        if let Some(q) = &mut self.queued
+            && q.commit(id)
+        {
+            q.announce(id);
         }
     }
 

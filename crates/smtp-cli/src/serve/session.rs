@@ -84,34 +84,34 @@ impl Session {
         params: &RcptParams<'_>,
     ) -> Verdict {
         let verdict = self.shared.policy.rcpt(session, self.client, to);
-        if verdict.is_accept() {
-            if let Some(m) = to.mailbox() {
-                let notify = params.notify.map(|n| {
-                    let words = [
-                        (n.success, "SUCCESS"),
-                        (n.failure, "FAILURE"),
-                        (n.delay, "DELAY"),
-                    ];
-                    let list: Vec<&str> = words.iter().filter(|w| w.0).map(|w| w.1).collect();
-                    if list.is_empty() {
-                        "NEVER".to_owned()
-                    } else {
-                        list.join(",")
-                    }
-                });
-                let orcpt = params
-                    .orcpt
-                    .as_ref()
-                    .map(|o| format!("{};{}", o.addr_type(), o.addr().as_str()));
-                self.rcpts.push((
-                    to.clone(),
-                    Recipient {
-                        address: m.to_string(),
-                        notify,
-                        orcpt,
-                    },
-                ));
-            }
+        if verdict.is_accept()
+            && let Some(m) = to.mailbox()
+        {
+            let notify = params.notify.map(|n| {
+                let words = [
+                    (n.success, "SUCCESS"),
+                    (n.failure, "FAILURE"),
+                    (n.delay, "DELAY"),
+                ];
+                let list: Vec<&str> = words.iter().filter(|w| w.0).map(|w| w.1).collect();
+                if list.is_empty() {
+                    "NEVER".to_owned()
+                } else {
+                    list.join(",")
+                }
+            });
+            let orcpt = params
+                .orcpt
+                .as_ref()
+                .map(|o| format!("{};{}", o.addr_type(), o.addr().as_str()));
+            self.rcpts.push((
+                to.clone(),
+                Recipient {
+                    address: m.to_string(),
+                    notify,
+                    orcpt,
+                },
+            ));
         }
         verdict
     }
