@@ -26,6 +26,11 @@ struct Serve {
 impl Serve {
     /// `smtp serve --io IO` on a free port, its Maildir and queue in `dir`.
     fn start(io: &str, dir: &Path, args: &[&str]) -> Serve {
+        Serve::start_env(io, dir, args, &[])
+    }
+
+    /// [`Serve::start`] with environment variables.
+    fn start_env(io: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -39,6 +44,7 @@ impl Serve {
             .arg("--queue-dir")
             .arg(dir.join("queue"))
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -458,7 +464,17 @@ fn deferred_then_flushed(io: &str) {
     );
     let q = dir.path().join("queue");
     let q = q.to_str().unwrap();
-    let keep = swaks(server.port(), "bob@dest.test", "keep me");
+    // With the MAIL and RCPT parameters a relay passes on (RFC 3461, RFC 6152).
+    let mut c = Client::connect(server.port());
+    c.cmd("EHLO client.test");
+    let reply = c.cmd("MAIL FROM:<alice@origin.test> BODY=8BITMIME RET=HDRS ENVID=QQ+2B1");
+    assert!(reply.starts_with("250"), "{reply}");
+    let reply = c.cmd("RCPT TO:<bob@dest.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@dest.test");
+    assert!(reply.starts_with("250"), "{reply}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    let reply = c.cmd("Subject: keep me\r\n\r\ncaf\u{e9}\r\n.");
+    c.cmd("QUIT");
+    let keep = reply.trim().rsplit(' ').next().unwrap().to_owned();
     let drop = swaks(server.port(), "carol@dest.test", "drop me");
     until("two deferred messages", 20, || {
         let l = list(dir.path());
@@ -511,7 +527,18 @@ fn deferred_then_flushed(io: &str) {
         dumped(&dump).contains("Subject: keep me")
     });
     until("an empty queue", 20, || list(dir.path()).is_empty());
-    assert!(!dumped(&dump).contains("Subject: drop me"));
+    let d = dumped(&dump);
+    assert!(!d.contains("Subject: drop me"));
+    assert!(
+        d.contains("X-Mail-Args: <alice@origin.test> BODY=8BITMIME RET=HDRS ENVID=QQ+2B1"),
+        "{d}"
+    );
+    assert!(
+        d.contains(
+            "X-Rcpt-Args: <bob@dest.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@dest.test"
+        ),
+        "{d}"
+    );
     assert!(server.stop().success());
     let out = queue(&["flush", "--queue-dir", q]);
     assert_eq!(out.status.code(), Some(69), "{out:?}");
@@ -591,6 +618,64 @@ fn mx_via_dnsmasq(io: &str) {
     until("the message", 30, || {
         dumped(&dump).contains("Subject: by mx")
     });
+    until("an empty queue", 20, || list(dir.path()).is_empty());
+    assert!(server.stop().success());
+}
+
+/// The smarthost (aiosmtpd) with STARTTLS verified against a CA file and AUTH, the
+/// password from SMTP_RELAY_PASSWORD.
+fn smarthost_starttls_auth(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/aiosmtpd_server.py"
+    );
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(&spool)
+        .arg(&cert_pem)
+        .arg(&key_pem)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+    let mut ready = String::new();
+    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready);
+    let _peer = Peer(child);
+    assert_eq!(ready.trim(), "ready", "aiosmtpd did not start");
+    let server = Serve::start_env(
+        io,
+        dir.path(),
+        &[
+            "--relay-network",
+            "127.0.0.1/32",
+            "--relay-host",
+            &format!("127.0.0.1:{port}"),
+            "--relay-tls",
+            "required",
+            "--relay-ca-file",
+            cert_pem.to_str().unwrap(),
+            "--relay-auth",
+            "alice",
+        ],
+        &[("SMTP_RELAY_PASSWORD", "s3cret")],
+    );
+    swaks(server.port(), "bob@anywhere.test", "via smarthost");
+    until("the smarthost's copy", 20, || spool.join("1.env").exists());
+    let env = std::fs::read_to_string(spool.join("1.env")).unwrap();
+    assert!(env.contains("tls=True auth=True"), "{env}");
+    assert!(env.contains("bob@anywhere.test"), "{env}");
+    let eml = std::fs::read_to_string(spool.join("1.eml")).unwrap();
+    assert!(eml.contains("Subject: via smarthost"), "{eml}");
     until("an empty queue", 20, || list(dir.path()).is_empty());
     assert!(server.stop().success());
 }
@@ -726,4 +811,5 @@ on_both!(
     deferred_then_flushed,
     kill_9_loses_nothing,
     mx_via_dnsmasq,
+    smarthost_starttls_auth,
 );
