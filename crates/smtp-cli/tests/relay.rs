@@ -680,6 +680,42 @@ fn smarthost_starttls_auth(io: &str) {
     assert!(server.stop().success());
 }
 
+/// Past --queue-lifetime an undelivered recipient fails and leaves the queue, logged
+/// (there are no bounces yet).
+#[test]
+fn queue_lifetime_gives_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = format!("dest.test=127.0.0.1:{}", free_port());
+    let server = Serve::start(
+        "tokio",
+        dir.path(),
+        &[
+            "--relay-network",
+            "127.0.0.1/32",
+            "--transport",
+            &transport,
+            "--retry-min",
+            "1",
+            "--retry-max",
+            "1",
+            "--queue-lifetime",
+            "2",
+        ],
+    );
+    let id = swaks(server.port(), "bob@dest.test", "too late");
+    until("the message to leave the queue", 30, || {
+        list(dir.path()).is_empty()
+    });
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains(&id)
+            && l.contains("queue lifetime expired")
+            && l.contains("failed")),
+        "{log}"
+    );
+}
+
 #[test]
 fn queue_usage_and_no_server() {
     let dir = tempfile::tempdir().unwrap();
