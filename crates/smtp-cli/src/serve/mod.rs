@@ -134,14 +134,22 @@ struct Setup {
 /// Runs `smtp serve`; returns the exit status.
 pub(crate) fn main(args: ServeArgs) -> u8 {
     init_logging(&args.log_level);
-    let mut setup = match setup(&args) {
+    // With --io tokio the relay runs on the server's runtime, so it exists first.
+    let runtime = match args.io {
+        Io::Tokio => match tokio_host::runtime() {
+            Ok(rt) => Some(rt),
+            Err(code) => return code,
+        },
+        Io::Blocking => None,
+    };
+    let mut setup = match setup(&args, runtime.as_ref().map(|rt| rt.handle().clone())) {
         Ok(s) => s,
         Err(code) => return code,
     };
     let relay = setup.relay.take();
-    let code = match args.io {
-        Io::Tokio => tokio_host::run(setup),
-        Io::Blocking => blocking_host::run(setup),
+    let code = match &runtime {
+        Some(rt) => tokio_host::run(rt, setup),
+        None => blocking_host::run(setup),
     };
     // After the server: what its last sessions queued is on disk for the next start.
     if let Some(relay) = relay {
@@ -171,9 +179,9 @@ fn default_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Everything from the options, before any listener is bound; `Err` is the exit status
-/// (the reason is printed).
-fn setup(args: &ServeArgs) -> Result<Setup, u8> {
+/// Everything from the options, before any listener is bound, and the relay started
+/// (on `runtime` when given); `Err` is the exit status (the reason is printed).
+fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Setup, u8> {
     let hostname = args.hostname.clone().unwrap_or_else(default_hostname);
     let mut config = match ServerConfig::new(&hostname) {
         Ok(c) => c,
@@ -230,7 +238,7 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
             }
         }
     };
-    let (relay, queue) = match relay::RelayService::start(&args.relay, &hostname)? {
+    let (relay, queue) = match relay::RelayService::start(&args.relay, &hostname, runtime)? {
         Some((service, queue)) => (Some(service), Some(queue)),
         None => (None, None),
     };

@@ -1,6 +1,7 @@
 //! `smtp serve`'s relay: the options, the [`RelayConfig`] made from them, and the relay
-//! engine running beside the server on a tokio runtime of its own (whatever `--io`),
-//! with the queue directory locked and the control socket `smtp queue` talks to.
+//! engine running beside the server (on the server's runtime with `--io tokio`, on a
+//! runtime of its own with `--io blocking`), with the queue directory locked and the
+//! control socket `smtp queue` talks to.
 //!
 //! ```text
 //! queue-dir/
@@ -196,9 +197,26 @@ pub(crate) fn control_path(queue_dir: &Path) -> PathBuf {
     queue_dir.join("control")
 }
 
+/// Where the relay runs.
+enum RelayRuntime {
+    /// A runtime of its own (`--io blocking`).
+    Own(tokio::runtime::Runtime),
+    /// The server's (`--io tokio`).
+    Shared(tokio::runtime::Handle),
+}
+
+impl RelayRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match self {
+            RelayRuntime::Own(rt) => rt.handle(),
+            RelayRuntime::Shared(handle) => handle,
+        }
+    }
+}
+
 /// The relay running beside the server: stop it with [`RelayService::stop`].
 pub(crate) struct RelayService {
-    runtime: tokio::runtime::Runtime,
+    runtime: RelayRuntime,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
     control: PathBuf,
@@ -208,11 +226,13 @@ pub(crate) struct RelayService {
 
 impl RelayService {
     /// Locks the queue, opens it (what a crash left in `tmp/` goes), and starts the
-    /// relay and the control socket. `Ok(None)`: no relay option was given. `Err` is the
-    /// exit status (the reason is printed).
+    /// relay and the control socket on `runtime` (the server's), or on a runtime of its
+    /// own. `Ok(None)`: no relay option was given. `Err` is the exit status (the reason
+    /// is printed).
     pub(crate) fn start(
         args: &RelayArgs,
         hostname: &str,
+        runtime: Option<tokio::runtime::Handle>,
     ) -> Result<Option<(RelayService, Queue)>, u8> {
         if !args.enabled() {
             return Ok(None);
@@ -236,22 +256,28 @@ impl RelayService {
             Err(std::fs::TryLockError::Error(e)) => return Err(failed("lock: ", &e)),
         }
         let store = FsStore::open(dir).map_err(|e| failed("", &e))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("smtp-relay")
-            .enable_all()
-            .build()
-            .map_err(|e| {
-                eprintln!("smtp serve: cannot start the relay's runtime: {e}");
-                EX_SOFTWARE
-            })?;
+        let runtime = match runtime {
+            Some(handle) => RelayRuntime::Shared(handle),
+            None => RelayRuntime::Own(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("smtp-relay")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        eprintln!("smtp serve: cannot start the relay's runtime: {e}");
+                        EX_SOFTWARE
+                    })?,
+            ),
+        };
+        let rt = runtime.handle().clone();
         let (relay, handle) = {
-            let _entered = runtime.enter();
+            let _entered = rt.enter();
             Relay::new(Arc::new(store.clone()), config).map_err(|e| failed("relay: ", &e))?
         };
         let control = control_path(dir);
         let listener = {
-            let _entered = runtime.enter();
+            let _entered = rt.enter();
             // A socket left by a server that was killed: the lock says none runs now.
             let _ = std::fs::remove_file(&control);
             UnixListener::bind(&control).map_err(|e| failed("control socket: ", &e))?
@@ -259,8 +285,8 @@ impl RelayService {
         use std::os::unix::fs::PermissionsExt as _;
         let _ = std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o600));
         let (stop, stopped) = oneshot::channel::<()>();
-        let commands = runtime.spawn(control_loop(listener, store.clone(), handle.clone()));
-        let task = runtime.spawn(async move {
+        let commands = rt.spawn(control_loop(listener, store.clone(), handle.clone()));
+        let task = rt.spawn(async move {
             relay
                 .run(async {
                     let _ = stopped.await;
@@ -282,12 +308,15 @@ impl RelayService {
     }
 
     /// Stops the relay (deliveries under way get a few seconds) and removes the control
-    /// socket; the lock goes with the service.
+    /// socket; the lock goes with the service. Called outside any runtime, after the
+    /// server stopped.
     pub(crate) fn stop(self) {
         let _ = self.stop.send(());
-        let _ = self.runtime.block_on(self.task);
+        let _ = self.runtime.handle().block_on(self.task);
         let _ = std::fs::remove_file(&self.control);
-        self.runtime.shutdown_timeout(Duration::from_secs(1));
+        if let RelayRuntime::Own(rt) = self.runtime {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
     }
 }
 
