@@ -736,6 +736,13 @@ fn queue_usage_and_no_server() {
         &["--relay-network", "10.0.0.0/33"],
         &["--relay-host", "nowhere"],
         &["--relay-tls", "sometimes"],
+        &[
+            "--relay-network",
+            "10.0.0.0/8",
+            "--outbound-helo",
+            "bad name",
+        ],
+        &["--relay-network", "10.0.0.0/8", "--retry-min", "0"],
     ] {
         let out = Command::new(SMTP)
             .args(["serve", "--queue-dir", q])

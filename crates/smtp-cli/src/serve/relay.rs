@@ -45,7 +45,7 @@ pub(crate) struct RelayArgs {
     /// TLS towards next hops: required (STARTTLS, verified), opportunistic (STARTTLS
     /// when offered, not verified: Postfix's `may`), never, implicit (TLS from the first
     /// octet, verified).
-    #[arg(long, value_enum, default_value_t = RelayTls::Opportunistic)]
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = RelayTls::Opportunistic)]
     relay_tls: RelayTls,
     /// Trust only the certificates in this PEM file for the next hops.
     #[arg(long, value_name = "PEM", conflicts_with = "relay_insecure")]
@@ -147,6 +147,9 @@ impl RelayArgs {
             routes.set_relay_host(hop.clone());
         }
         let helo = self.outbound_helo.as_deref().unwrap_or(hostname);
+        if let Err(e) = smtp_proto::client::ClientConfig::new(helo) {
+            return Err(format!("--outbound-helo {helo}: {e}"));
+        }
         let mut c = RelayConfig::new(helo);
         c.routes = routes;
         c.local_names = vec![normalize(hostname)];
