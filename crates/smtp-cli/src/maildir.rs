@@ -359,54 +359,9 @@ impl Drop for Delivery {
     }
 }
 
-/// An RFC 5322 §3.3 `date-time` in UTC: `Tue, 1 Jul 2025 09:05:03 +0000`.
-pub(crate) fn rfc5322_date(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[(m - 1) as usize],
-        y,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        let at = |s: u64| rfc5322_date(UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(at(1_700_000_000), "Tue, 14 Nov 2023 22:13:20 +0000");
-        assert_eq!(at(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 +0000");
-    }
 
     #[test]
     fn commit_moves_into_new_and_drop_cleans_tmp() {

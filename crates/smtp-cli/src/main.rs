@@ -1,4 +1,5 @@
-//! `smtp`: a standalone SMTP server (`smtp serve`) and a client (`smtp send`),
+//! `smtp`: a standalone SMTP server and relay (`smtp serve`, with `smtp queue` for its
+//! relay queue) and a client (`smtp send`),
 //! built on `smtp-proto` and either adapter: `smtp-tokio` or `smtp-blocking` (`--io`).
 //!
 //! Both commands keep what is not I/O in shared, synchronous code (options, policy,
@@ -9,6 +10,7 @@ mod delivery;
 mod maildir;
 mod passwords;
 mod policy;
+mod queue;
 mod send;
 mod serve;
 
@@ -50,6 +52,8 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Send a message, or many (load mode), like swaks and smtp-source.
     Send(Box<send::SendArgs>),
+    /// The relay queue of `smtp serve`: list, flush, delete, show.
+    Queue(queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,5 +68,6 @@ fn main() -> ExitCode {
     ExitCode::from(match cli.command {
         Command::Serve(args) => serve::main(*args),
         Command::Send(args) => send::main(*args),
+        Command::Queue(args) => queue::main(args),
     })
 }

@@ -119,6 +119,11 @@ impl Outbound {
         if let Some((mut conn, relay)) = self.take_idle(route) {
             let mut reader = body;
             match conn.send(envelope.clone(), &mut reader).await {
+                // Closed by the server while it was kept (no reply at all, or a 421
+                // before the data): nothing was delivered, so a fresh connection.
+                Ok(outcome) if stale(&outcome) => {
+                    debug!(%relay, "kept connection was closed by the server");
+                }
                 Ok(outcome) => {
                     self.keep(route, conn, relay.clone());
                     let verdicts = verdicts(&outcome);
@@ -273,6 +278,15 @@ impl Outbound {
             let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
         }
     }
+}
+
+/// Whether a message sent on a kept connection failed only because the server had
+/// closed it meanwhile: temporary, before the data went (the status says so), with no
+/// reply or a 421.
+fn stale(outcome: &smtp_proto::client::MessageOutcome) -> bool {
+    outcome.status == smtp_proto::client::DeliveryStatus::Temporary
+        && outcome.refused.is_none()
+        && outcome.reply.as_ref().is_none_or(|r| r.code().get() == 421)
 }
 
 /// The reply of a refused greeting.

@@ -51,7 +51,9 @@ pub struct Envelope {
     pub recipients: Vec<Recipient>,
     /// When the message was accepted, in seconds since the Unix epoch.
     pub arrived: u64,
-    /// The message size in octets, as stored.
+    /// The message size in octets, as stored: [`FsStore`] sets it at
+    /// [`SpoolWriter::commit`] to the octets written, so a server that does not know it
+    /// when the message starts may pass 0.
     pub size: u64,
 }
 
@@ -220,6 +222,14 @@ impl FsStore {
         Ok(store)
     }
 
+    /// The queue in `root` as it is, for a reader beside a running server (`smtp queue`):
+    /// nothing is created or cleaned up, since `tmp/` may hold messages being received.
+    pub fn existing(root: impl Into<PathBuf>) -> io::Result<FsStore> {
+        let store = FsStore { root: root.into() };
+        fs::metadata(store.root.join("msg"))?;
+        Ok(store)
+    }
+
     /// The queue directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -250,10 +260,17 @@ impl FsStore {
     }
 }
 
+/// Room left after the envelope line for the digits of the size set at commit.
+const SIZE_ROOM: usize = 20;
+
 /// A message file in `tmp/`.
 #[derive(Debug)]
 pub struct FsWriter {
     file: BufWriter<File>,
+    /// Written again at commit with the size (`header` octets, padded with spaces).
+    envelope: Envelope,
+    header: usize,
+    written: u64,
     tmp: PathBuf,
     target: PathBuf,
     dir: PathBuf,
@@ -262,7 +279,9 @@ pub struct FsWriter {
 
 impl Write for FsWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
@@ -272,6 +291,14 @@ impl Write for FsWriter {
 impl SpoolWriter for FsWriter {
     fn commit(mut self) -> io::Result<()> {
         self.file.flush()?;
+        if self.envelope.size != self.written {
+            // The size is known now: the envelope line again, in the room left for it.
+            self.envelope.size = self.written;
+            let line = envelope_line(&self.envelope, self.header)?;
+            let file = self.file.get_mut();
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(&line)?;
+        }
         self.file.get_ref().sync_all()?;
         // A hard link never replaces an existing file: a queue id used twice is an error,
         // not a lost message.
@@ -299,11 +326,14 @@ impl Store for FsStore {
         let target = self.path("msg", &envelope.id)?;
         let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         let mut file = BufWriter::with_capacity(64 * 1024, file);
-        serde_json::to_writer(&mut file, envelope).map_err(invalid)?;
-        file.write_all(b"\n")?;
+        let header = serde_json::to_vec(envelope).map_err(invalid)?.len() + SIZE_ROOM + 1;
+        file.write_all(&envelope_line(envelope, header)?)?;
         let dir = self.root.join("msg");
         Ok(FsWriter {
             file,
+            envelope: envelope.clone(),
+            header,
+            written: 0,
             tmp,
             target,
             dir,
@@ -384,6 +414,18 @@ impl Store for FsStore {
     }
 }
 
+/// The envelope as JSON, padded with spaces to `len` octets with the newline (JSON
+/// allows the spaces; the size can then be set at commit without moving the message).
+fn envelope_line(envelope: &Envelope, len: usize) -> io::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(envelope).map_err(invalid)?;
+    if line.len() + 1 > len {
+        return Err(io::Error::other("the envelope outgrew its line"));
+    }
+    line.resize(len - 1, b' ');
+    line.push(b'\n');
+    Ok(line)
+}
+
 /// Makes a rename or removal in `dir` durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -438,7 +480,15 @@ mod tests {
         assert!(store.load("A1").unwrap().is_none());
         w.commit().unwrap();
         let entry = store.load("A1").unwrap().unwrap();
-        assert_eq!(entry.envelope, envelope("A1"));
+        // The size is what was written, whatever the envelope said.
+        let size = b"Subject: x\r\n\r\nhi\r\n".len() as u64;
+        assert_eq!(
+            entry.envelope,
+            Envelope {
+                size,
+                ..envelope("A1")
+            }
+        );
         assert_eq!(entry.states, vec![RecipientState::default(); 2]);
         let body = store.body("A1").unwrap().into_bytes().unwrap();
         assert_eq!(body, b"Subject: x\r\n\r\nhi\r\n");

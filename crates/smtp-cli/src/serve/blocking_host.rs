@@ -15,7 +15,7 @@ use smtp_blocking::{
 };
 use smtp_proto::sasl::{Credentials, Mechanism};
 use smtp_proto::server::AbortReason;
-use smtp_proto::{ForwardPath, RcptParams, Reply};
+use smtp_proto::{ForwardPath, MailParams, RcptParams, Reply, ReversePath};
 use tracing::info;
 
 use super::session::{Session, Shared};
@@ -93,13 +93,22 @@ impl Backend for BlockingHost {
 struct BlockingSession(Session);
 
 impl SessionHandler for BlockingSession {
+    fn mail(
+        &mut self,
+        _: &Context<'_>,
+        from: &ReversePath<'static>,
+        params: &MailParams<'static>,
+    ) -> Decision {
+        self.0.mail(from, params)
+    }
+
     fn rcpt(
         &mut self,
         ctx: &Context<'_>,
         to: &ForwardPath<'static>,
-        _: &RcptParams<'static>,
+        params: &RcptParams<'static>,
     ) -> Decision {
-        self.0.rcpt(ctx.session, to)
+        self.0.rcpt(ctx.session, to, params)
     }
 
     fn message_start(&mut self, ctx: &Context<'_>) {

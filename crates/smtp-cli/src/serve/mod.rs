@@ -1,5 +1,5 @@
 //! `smtp serve`: a standalone SMTP (or LMTP) server that stores what it accepts in a
-//! Maildir.
+//! Maildir, and relays what is for elsewhere when a relay option is given ([`relay`]).
 //!
 //! Everything but the I/O is here and in the modules it uses: the options, the session
 //! configuration, the TLS configuration, the `listening on` lines, and (in [`session`],
@@ -7,6 +7,7 @@
 //! [`blocking_host`] bind it to `--io tokio` and `--io blocking`.
 
 mod blocking_host;
+pub(crate) mod relay;
 mod session;
 mod tokio_host;
 
@@ -111,6 +112,8 @@ pub(crate) struct ServeArgs {
     /// Log filter for stderr: error, warn, info, debug, trace, or tracing directives.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
+    #[command(flatten)]
+    relay: relay::RelayArgs,
 }
 
 /// What both adapters run: the session configuration, the shared handler state, TLS,
@@ -124,19 +127,35 @@ struct Setup {
     listeners: Vec<(String, bool)>,
     max_connections: usize,
     shutdown_timeout: Duration,
+    /// The relay, when relaying is configured.
+    relay: Option<relay::RelayService>,
 }
 
 /// Runs `smtp serve`; returns the exit status.
 pub(crate) fn main(args: ServeArgs) -> u8 {
     init_logging(&args.log_level);
-    let setup = match setup(&args) {
+    // With --io tokio the relay runs on the server's runtime, so it exists first.
+    let runtime = match args.io {
+        Io::Tokio => match tokio_host::runtime() {
+            Ok(rt) => Some(rt),
+            Err(code) => return code,
+        },
+        Io::Blocking => None,
+    };
+    let mut setup = match setup(&args, runtime.as_ref().map(|rt| rt.handle().clone())) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match args.io {
-        Io::Tokio => tokio_host::run(setup),
-        Io::Blocking => blocking_host::run(setup),
+    let relay = setup.relay.take();
+    let code = match &runtime {
+        Some(rt) => tokio_host::run(rt, setup),
+        None => blocking_host::run(setup),
+    };
+    // After the server: what its last sessions queued is on disk for the next start.
+    if let Some(relay) = relay {
+        relay.stop();
     }
+    code
 }
 
 fn init_logging(level: &str) {
@@ -160,9 +179,9 @@ fn default_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Everything from the options, before any listener is bound; `Err` is the exit status
-/// (the reason is printed).
-fn setup(args: &ServeArgs) -> Result<Setup, u8> {
+/// Everything from the options, before any listener is bound, and the relay started
+/// (on `runtime` when given); `Err` is the exit status (the reason is printed).
+fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Setup, u8> {
     let hostname = args.hostname.clone().unwrap_or_else(default_hostname);
     let mut config = match ServerConfig::new(&hostname) {
         Ok(c) => c,
@@ -224,6 +243,10 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
             }
         }
     };
+    let (relay, queue) = match relay::RelayService::start(&args.relay, &hostname, runtime)? {
+        Some((service, queue)) => (Some(service), Some(queue)),
+        None => (None, None),
+    };
     let plain = if args.listen.is_empty() && args.implicit_tls.is_empty() {
         vec!["127.0.0.1:2525".to_owned()]
     } else {
@@ -238,8 +261,8 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
         hostname: hostname.clone(),
         config,
         shared: Arc::new(Shared {
-            policy: Policy::new(users, &args.local_domains),
-            store: Store::new(maildir, &hostname),
+            policy: Policy::new(users, &args.local_domains, args.relay.relaying()),
+            store: Store::new(maildir, queue, &hostname),
             anvil: std::sync::Mutex::new(Anvil::new(
                 &hostname,
                 AnvilLimits {
@@ -256,6 +279,7 @@ fn setup(args: &ServeArgs) -> Result<Setup, u8> {
             fds_per_session(args.maildir_per_recipient, args.max_recipients),
         )?,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        relay,
     })
 }
 

@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use smtp_proto::sasl::Credentials;
 use smtp_proto::server::{self, Anvil};
-use smtp_proto::{ForwardPath, Reply};
+use smtp_proto::{ForwardPath, MailParams, RcptParams, Reply, ReversePath};
+use smtp_relay::spool::{Envelope, Recipient};
 
-use crate::delivery::{Message, NewMessage, Store};
-use crate::policy::{Policy, Verdict};
+use crate::delivery::{Message, NewMessage, Relayed, Store};
+use crate::policy::{Destination, Policy, Verdict};
 
 /// What every session shares.
 pub(crate) struct Shared {
@@ -28,10 +29,15 @@ impl Shared {
     }
 }
 
-/// One session's state: the client, and the message being received.
+/// One session's state: the client, the transaction's parameters, and the message
+/// being received.
 pub(crate) struct Session {
     shared: Arc<Shared>,
     client: IpAddr,
+    /// The relay queue's envelope from MAIL (no recipients yet).
+    mail: Option<Envelope>,
+    /// The recipients accepted in this transaction, as the relay queue keeps them.
+    rcpts: Vec<(ForwardPath<'static>, Recipient)>,
     message: Option<Message>,
 }
 
@@ -43,12 +49,71 @@ impl Session {
         Ok(Session {
             shared,
             client,
+            mail: None,
+            rcpts: Vec::new(),
             message: None,
         })
     }
 
-    pub(crate) fn rcpt(&self, session: &server::Session, to: &ForwardPath<'_>) -> Verdict {
-        self.shared.policy.rcpt(session, to)
+    /// MAIL: a new transaction; its parameters are kept for the relay queue.
+    pub(crate) fn mail(&mut self, from: &ReversePath<'_>, params: &MailParams<'_>) -> Verdict {
+        self.rcpts.clear();
+        let from = from.mailbox().map_or_else(String::new, |m| m.to_string());
+        self.mail = Some(Envelope {
+            body: params.body.map(|b| b.as_str().to_owned()),
+            smtputf8: params.smtputf8,
+            ret: params.ret.map(|r| {
+                match r {
+                    smtp_proto::params::Ret::Full => "FULL",
+                    smtp_proto::params::Ret::Hdrs => "HDRS",
+                }
+                .to_owned()
+            }),
+            envid: params.envid.as_ref().map(|e| e.as_str().to_owned()),
+            requiretls: params.requiretls,
+            ..envelope(from)
+        });
+        Verdict::Accept
+    }
+
+    /// RCPT: relay control; an accepted recipient's DSN parameters are kept.
+    pub(crate) fn rcpt(
+        &mut self,
+        session: &server::Session,
+        to: &ForwardPath<'static>,
+        params: &RcptParams<'_>,
+    ) -> Verdict {
+        let verdict = self.shared.policy.rcpt(session, self.client, to);
+        if verdict.is_accept()
+            && let Some(m) = to.mailbox()
+        {
+            let notify = params.notify.map(|n| {
+                let words = [
+                    (n.success, "SUCCESS"),
+                    (n.failure, "FAILURE"),
+                    (n.delay, "DELAY"),
+                ];
+                let list: Vec<&str> = words.iter().filter(|w| w.0).map(|w| w.1).collect();
+                if list.is_empty() {
+                    "NEVER".to_owned()
+                } else {
+                    list.join(",")
+                }
+            });
+            let orcpt = params
+                .orcpt
+                .as_ref()
+                .map(|o| format!("{};{}", o.addr_type(), o.addr().as_str()));
+            self.rcpts.push((
+                to.clone(),
+                Recipient {
+                    address: m.to_string(),
+                    notify,
+                    orcpt,
+                },
+            ));
+        }
+        verdict
     }
 
     /// Whether checking these credentials costs real CPU time (a slow password hash).
@@ -74,9 +139,31 @@ impl Session {
         verdict
     }
 
-    /// The first half of the message start: its id and head, from the session. No I/O.
+    /// The first half of the message start: its id and head, from the session, and which
+    /// recipients are stored and which relayed. No I/O.
     pub(crate) fn prepare(&self, session: &server::Session) -> NewMessage {
-        self.shared.store.prepare(session)
+        let policy = &self.shared.policy;
+        let mut local = Vec::new();
+        let mut relayed = Relayed {
+            envelope: self.mail.clone().unwrap_or_else(|| envelope(String::new())),
+            recipients: Vec::new(),
+        };
+        for to in session.recipients() {
+            match policy.destination(to) {
+                Destination::Local => local.push(to.clone()),
+                Destination::Relay if relayed.recipients.contains(to) => {}
+                Destination::Relay => {
+                    // Every accepted RCPT is recorded; without its parameters otherwise.
+                    let queued = self.rcpts.iter().find(|(path, _)| path == to).map_or_else(
+                        || Recipient::new(to.mailbox().map_or_else(String::new, |m| m.to_string())),
+                        |(_, r)| r.clone(),
+                    );
+                    relayed.envelope.recipients.push(queued);
+                    relayed.recipients.push(to.clone());
+                }
+            }
+        }
+        self.shared.store.prepare(session, &local, Some(relayed))
     }
 
     /// The second half: opens storage; blocking when [`NewMessage::open_blocks`].
@@ -124,6 +211,22 @@ impl Session {
     /// The message will not be accepted: its file in `tmp/` is removed.
     pub(crate) fn aborted(&mut self) {
         self.message = None;
+    }
+}
+
+/// A relay queue envelope from `from`, without parameters or recipients.
+fn envelope(from: String) -> Envelope {
+    Envelope {
+        id: String::new(),
+        from,
+        body: None,
+        smtputf8: false,
+        ret: None,
+        envid: None,
+        requiretls: false,
+        recipients: Vec::new(),
+        arrived: 0,
+        size: 0,
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use smtp_proto::sasl::{Credentials, Mechanism};
 use smtp_proto::server::AbortReason;
-use smtp_proto::{ForwardPath, RcptParams, Reply};
+use smtp_proto::{ForwardPath, MailParams, RcptParams, Reply, ReversePath};
 use smtp_tokio::{Backend, ConnectInfo, Context, Decision, Server, SessionHandler};
 use tokio::net::TcpListener;
 use tracing::info;
@@ -20,18 +20,20 @@ use tracing::info;
 use super::session::{Session, Shared};
 use super::{EX_SOFTWARE, Setup, announce, bind_error, build_error, listen, signal_error};
 
-/// Runs the server until SIGINT or SIGTERM; returns the exit status.
-pub(super) fn run(setup: Setup) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// The runtime the server (and the relay, when there is one) runs on; `Err` is the exit
+/// status.
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("smtp serve: cannot start the runtime: {e}");
-            return EX_SOFTWARE;
-        }
-    };
+            EX_SOFTWARE
+        })
+}
+
+/// Runs the server on `runtime` until SIGINT or SIGTERM; returns the exit status.
+pub(super) fn run(runtime: &tokio::runtime::Runtime, setup: Setup) -> u8 {
     runtime.block_on(serve(setup))
 }
 
@@ -138,13 +140,22 @@ impl TokioSession {
 }
 
 impl SessionHandler for TokioSession {
+    async fn mail(
+        &mut self,
+        _: &Context<'_>,
+        from: &ReversePath<'static>,
+        params: &MailParams<'static>,
+    ) -> Decision {
+        self.session().mail(from, params)
+    }
+
     async fn rcpt(
         &mut self,
         ctx: &Context<'_>,
         to: &ForwardPath<'static>,
-        _: &RcptParams<'static>,
+        params: &RcptParams<'static>,
     ) -> Decision {
-        self.session().rcpt(ctx.session, to)
+        self.session().rcpt(ctx.session, to, params)
     }
 
     async fn message_start(&mut self, ctx: &Context<'_>) {

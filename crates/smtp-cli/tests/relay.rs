@@ -1,0 +1,858 @@
+//! `smtp serve` as a relay and `smtp queue`, driven from outside with real components
+//! on 127.0.0.1: the built binary, swaks and a raw socket as clients, Postfix's
+//! smtp-sink as the next hop, dnsmasq for MX. Every process is stopped by the test that
+//! started it; everything lives in temporary directories. swaks, smtp-sink and dnsmasq
+//! are required: a missing one fails the test (`./test.sh` installs them).
+//!
+//! The scenarios that involve the adapters run on both: `tokio_io::NAME` with
+//! `--io tokio`, `blocking_io::NAME` with `--io blocking`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const SMTP: &str = env!("CARGO_BIN_EXE_smtp");
+const HOSTNAME: &str = "mx.local.test";
+
+/// A running `smtp serve`.
+struct Serve {
+    child: Option<Child>,
+    addr: SocketAddr,
+}
+
+impl Serve {
+    /// `smtp serve --io IO` on a free port, its Maildir and queue in `dir`.
+    fn start(io: &str, dir: &Path, args: &[&str]) -> Serve {
+        Serve::start_env(io, dir, args, &[])
+    }
+
+    /// [`Serve::start`] with environment variables.
+    fn start_env(io: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("stderr"))
+            .unwrap();
+        let mut child = Command::new(SMTP)
+            .args(["serve", "--io", io, "--listen", "127.0.0.1:0"])
+            .args(["--hostname", HOSTNAME, "--no-tls", "--log-level", "debug"])
+            .arg("--maildir")
+            .arg(dir.join("maildir"))
+            .arg("--queue-dir")
+            .arg(dir.join("queue"))
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("the smtp binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no 'listening on' line; stderr:\n{}",
+                    std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
+                )
+            });
+        let addr = line.strip_prefix("listening on ").expect(&line);
+        Serve {
+            child: Some(child),
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// SIGTERM, then waits for the exit.
+    fn stop(mut self) -> ExitStatus {
+        terminate(self.child.take().as_mut().unwrap())
+    }
+
+    /// SIGKILL: no shutdown at all.
+    fn kill_9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            terminate(child);
+        }
+    }
+}
+
+fn terminate(child: &mut Child) -> ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed when the test ends.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port nothing listens on, never handed out twice in this test process.
+fn free_port() -> u16 {
+    static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut used = USED.lock().unwrap();
+        if !used.contains(&port) {
+            used.push(port);
+            return port;
+        }
+    }
+}
+
+/// Postfix's smtp-sink on 127.0.0.1:`port`, appending what it receives to `dump`;
+/// `extra` such as `-r RCPT` (every RCPT gets a 4xx).
+fn smtp_sink(dump: &Path, port: u16, extra: &[&str]) -> Peer {
+    // smtp-sink drops to `nobody`, which must be able to write the dump.
+    let dir = dump.parent().unwrap();
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let start = Instant::now();
+    loop {
+        let mut child = Command::new("/usr/sbin/smtp-sink")
+            .args(extra)
+            .args(["-u", "nobody", "-D", dump.to_str().unwrap()])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("64")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Postfix smtp-sink (apt-get install postfix)");
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break; // the port is not free yet (a sink just stopped): again
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Peer(child);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "smtp-sink did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `smtp queue ARGS`.
+fn queue(args: &[&str]) -> Output {
+    Command::new(SMTP).arg("queue").args(args).output().unwrap()
+}
+
+/// `smtp queue list --json` of `dir`'s queue.
+fn list(dir: &Path) -> Vec<serde_json::Value> {
+    let q = dir.join("queue");
+    let out = queue(&["list", "--json", "--queue-dir", q.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Sends a message with swaks from a client that may relay; returns the queue id of
+/// the 250.
+fn swaks(port: u16, to: &str, subject: &str) -> String {
+    let out = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--helo", "client.test", "--from", "alice@origin.test"])
+        .args(["--to", to, "--header", &format!("Subject: {subject}")])
+        .output()
+        .expect("swaks is required for these tests (apt-get install swaks)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "swaks failed:\n{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("queued as "))
+        .unwrap_or_else(|| panic!("no 250 queued as:\n{text}"));
+    line.rsplit(' ').next().unwrap().trim().to_owned()
+}
+
+fn until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn dumped(dump: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(dump).unwrap_or_default()).into_owned()
+}
+
+fn maildir_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("maildir/new"))
+        .map(|d| {
+            d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A raw SMTP client: one line out, one reply in.
+struct Client(TcpStream);
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut c = Client(s);
+        assert!(c.reply().starts_with("220"));
+        c
+    }
+
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = Vec::new();
+            let mut b = [0u8];
+            while !line.ends_with(b"\r\n") {
+                assert_eq!(self.0.read(&mut b).unwrap(), 1, "connection closed");
+                line.push(b[0]);
+            }
+            let line = String::from_utf8(line).unwrap();
+            all.push_str(&line);
+            if line.as_bytes().get(3) == Some(&b' ') {
+                return all;
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.0.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.reply()
+    }
+}
+
+/// Relay control: an unauthenticated client outside --relay-network relays nothing,
+/// whatever the address trick; --relay-domain is relayed for anyone; AUTH and
+/// --relay-network allow relaying.
+fn relay_control(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let sink_port = free_port();
+    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let users = dir.path().join("users");
+    std::fs::write(&users, "tim:tanstaaf\n").unwrap();
+    let transport = format!("dest.test=127.0.0.1:{sink_port}");
+    let gateway = format!("gw.test=127.0.0.1:{sink_port}");
+    let server = Serve::start(
+        io,
+        dir.path(),
+        &[
+            "--local-domain",
+            "local.test",
+            "--relay-domain",
+            "GW.test",
+            "--relay-network",
+            "10.0.0.0/8",
+            "--relay-network",
+            "2001:db8::/32",
+            "--transport",
+            &transport,
+            "--transport",
+            &gateway,
+            "--auth-file",
+            users.to_str().unwrap(),
+            "--allow-insecure-auth",
+        ],
+    );
+    let mut c = Client::connect(server.port());
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<alice@origin.test>").starts_with("250"));
+    for to in [
+        "<bob@dest.test>",
+        "<user@other.test>",
+        "<user%other.test@local.test>",
+        "<user%dest.test@gw.test>",
+        "<@a.test:user@other.test>",
+        "<@local.test:user@other.test>",
+        "<\"user@other.test\"@local.test>",
+        "<user!other.test@local.test>",
+        "<user@[127.0.0.1]>",
+        "<user@[IPv6:::1]>",
+    ] {
+        let reply = c.cmd(&format!("RCPT TO:{to}"));
+        assert!(reply.starts_with("554 5.7.1 "), "{to}: {reply}");
+    }
+    // The core refuses a trailing dot as bad syntax before relay control sees it.
+    let reply = c.cmd("RCPT TO:<user@other.test.>");
+    assert!(reply.starts_with('5'), "{reply}");
+    // Local and relay domains, any case.
+    assert!(c.cmd("RCPT TO:<me@Local.TEST>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<carol@gw.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    let reply = c.cmd("Subject: gateway\r\n\r\nHello.\r\n.");
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    // AUTH allows relaying.
+    assert!(c.cmd("AUTH PLAIN AHRpbQB0YW5zdGFhZg==").starts_with("235"));
+    assert!(c.cmd("MAIL FROM:<alice@origin.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@dest.test>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(
+        c.cmd("Subject: authenticated\r\n\r\nfor bob\r\n.")
+            .starts_with("250")
+    );
+    c.cmd("QUIT");
+    until("both relayed messages", 20, || {
+        let d = dumped(&dump);
+        d.contains("Subject: gateway") && d.contains("Subject: authenticated")
+    });
+    let d = dumped(&dump);
+    assert!(d.contains("X-Rcpt-Args: <carol@gw.test>"), "{d}");
+    assert!(d.contains("X-Rcpt-Args: <bob@dest.test>"), "{d}");
+    assert!(!d.contains("other.test>"), "{d}");
+    // The local recipient's copy is in the Maildir.
+    let stored = maildir_files(dir.path());
+    assert_eq!(stored.len(), 1);
+    assert!(
+        stored[0].contains("Delivered-To: <me@Local.TEST>"),
+        "{}",
+        stored[0]
+    );
+    assert!(!stored[0].contains("<carol@gw.test>"), "{}", stored[0]);
+    until("an empty queue", 20, || list(dir.path()).is_empty());
+    assert!(server.stop().success());
+
+    // A client in --relay-network relays without AUTH.
+    let dir2 = tempfile::tempdir().unwrap();
+    let server = Serve::start(
+        io,
+        dir2.path(),
+        &[
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.0/8",
+            "--transport",
+            &transport,
+        ],
+    );
+    let mut c = Client::connect(server.port());
+    c.cmd("EHLO client.test");
+    c.cmd("MAIL FROM:<alice@origin.test>");
+    assert!(c.cmd("RCPT TO:<dan@dest.test>").starts_with("250"));
+    // A trusted client's percent hack at a local domain is a local mailbox.
+    assert!(
+        c.cmd("RCPT TO:<user%other.test@local.test>")
+            .starts_with("250")
+    );
+    assert!(c.cmd("DATA").starts_with("354"));
+    assert!(
+        c.cmd("Subject: network\r\n\r\nfor dan\r\n.")
+            .starts_with("250")
+    );
+    c.cmd("QUIT");
+    until("the relayed message", 20, || {
+        dumped(&dump).contains("Subject: network")
+    });
+    assert!(!dumped(&dump).contains("other.test>"));
+    assert_eq!(maildir_files(dir2.path()).len(), 1);
+    assert!(server.stop().success());
+}
+
+/// swaks → smtp serve → smtp-sink: one message for a local and a relayed recipient,
+/// each copy showing only its own recipient, the relayed copy with a Received line
+/// carrying the id of the 250; the queue empties.
+fn mixed_local_and_relayed(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let sink_port = free_port();
+    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let server = Serve::start(
+        io,
+        dir.path(),
+        &[
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.1/32",
+            "--transport",
+            &format!(".dest.test=127.0.0.1:{sink_port}"),
+        ],
+    );
+    let id = swaks(server.port(), "bob@mail.DEST.test,me@local.test", "mixed");
+    until("the relayed copy", 20, || {
+        dumped(&dump).contains("Subject: mixed")
+    });
+    let d = dumped(&dump);
+    assert!(d.contains("X-Rcpt-Args: <bob@mail.DEST.test>"), "{d}");
+    assert!(
+        d.contains(&format!("by {HOSTNAME} with ESMTP id {id}")),
+        "{d}"
+    );
+    assert!(!d.contains("me@local.test>"), "{d}");
+    assert!(d.contains("X-Mail-Args: <alice@origin.test>"), "{d}");
+    let stored = maildir_files(dir.path());
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].contains("Delivered-To: <me@local.test>"));
+    assert!(!stored[0].contains("Delivered-To: <bob"));
+    assert!(stored[0].contains(&id));
+    until("an empty queue", 20, || list(dir.path()).is_empty());
+    assert!(server.stop().success());
+}
+
+/// A next hop that says 4xx: the recipient is deferred and `smtp queue list` says so;
+/// `show` prints the message, `delete` removes one, and once the next hop takes mail
+/// `smtp queue flush` sends the other at once. With no server, `flush` exits 69.
+fn deferred_then_flushed(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let sink_port = free_port();
+    let sink = smtp_sink(&dump, sink_port, &["-r", "RCPT"]);
+    let server = Serve::start(
+        io,
+        dir.path(),
+        &[
+            "--relay-network",
+            "127.0.0.1/32",
+            "--transport",
+            &format!("dest.test=127.0.0.1:{sink_port}"),
+            "--retry-min",
+            "3600",
+            "--retry-max",
+            "7200",
+        ],
+    );
+    let q = dir.path().join("queue");
+    let q = q.to_str().unwrap();
+    // With the MAIL and RCPT parameters a relay passes on (RFC 3461, RFC 6152).
+    let mut c = Client::connect(server.port());
+    c.cmd("EHLO client.test");
+    let reply = c.cmd("MAIL FROM:<alice@origin.test> BODY=8BITMIME RET=HDRS ENVID=QQ+2B1");
+    assert!(reply.starts_with("250"), "{reply}");
+    let reply = c.cmd("RCPT TO:<bob@dest.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@dest.test");
+    assert!(reply.starts_with("250"), "{reply}");
+    assert!(c.cmd("DATA").starts_with("354"));
+    let reply = c.cmd("Subject: keep me\r\n\r\ncaf\u{e9}\r\n.");
+    c.cmd("QUIT");
+    let keep = reply.trim().rsplit(' ').next().unwrap().to_owned();
+    let drop = swaks(server.port(), "carol@dest.test", "drop me");
+    until("two deferred messages", 20, || {
+        let l = list(dir.path());
+        l.len() == 2 && l.iter().all(|m| m["recipients"][0]["status"] == "deferred")
+    });
+    let l = list(dir.path());
+    let m = l.iter().find(|m| m["id"] == keep.as_str()).unwrap();
+    assert_eq!(m["from"], "alice@origin.test");
+    assert!(m["size"].as_u64().unwrap() > 100);
+    assert!(m["arrived"].as_str().unwrap().ends_with('Z'));
+    let r = &m["recipients"][0];
+    assert_eq!(r["address"], "bob@dest.test");
+    assert_eq!(r["attempts"], 1);
+    assert_eq!(r["last_reply"]["code"].as_u64().unwrap() / 100, 4, "{r}");
+    assert!(r["last_error"].is_null());
+    assert!(r["next_attempt"].as_str().unwrap() > m["arrived"].as_str().unwrap());
+    // The table.
+    let out = queue(&["list", "--queue-dir", q]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(&keep) && table.contains("bob@dest.test"),
+        "{table}"
+    );
+    assert!(
+        table.contains("-- ") && table.contains("2 Requests."),
+        "{table}"
+    );
+
+    let out = queue(&["show", "--queue-dir", q, &keep]);
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("Subject: keep me"), "{shown}");
+    assert!(shown.contains(&format!("id {keep}")), "{shown}");
+
+    let out = queue(&["delete", "--queue-dir", q, &drop]);
+    assert!(out.status.success(), "{out:?}");
+    let l = list(dir.path());
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0]["id"], keep.as_str());
+    let out = queue(&["show", "--queue-dir", q, &drop]);
+    assert!(!out.status.success());
+    assert!(!out.stderr.is_empty());
+
+    // The next hop takes mail now; the retry is an hour away, the flush is now.
+    drop_peer(sink);
+    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let out = queue(&["flush", "--queue-dir", q]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    until("the flushed message", 20, || {
+        dumped(&dump).contains("Subject: keep me")
+    });
+    until("an empty queue", 20, || list(dir.path()).is_empty());
+    let d = dumped(&dump);
+    assert!(!d.contains("Subject: drop me"));
+    assert!(
+        d.contains("X-Mail-Args: <alice@origin.test> BODY=8BITMIME RET=HDRS ENVID=QQ+2B1"),
+        "{d}"
+    );
+    assert!(
+        d.contains(
+            "X-Rcpt-Args: <bob@dest.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@dest.test"
+        ),
+        "{d}"
+    );
+    assert!(server.stop().success());
+    let out = queue(&["flush", "--queue-dir", q]);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+}
+
+fn drop_peer(peer: Peer) {
+    drop(peer);
+}
+
+/// kill -9 after messages were acknowledged while the next hop was down; restarted with
+/// the next hop up, every one of them is delivered.
+fn kill_9_loses_nothing(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let sink_port = free_port();
+    let transport = format!("dest.test=127.0.0.1:{sink_port}");
+    let args = [
+        "--local-domain",
+        "local.test",
+        "--relay-network",
+        "127.0.0.1/32",
+        "--transport",
+        &transport,
+        "--retry-min",
+        "1",
+        "--retry-max",
+        "2",
+    ];
+    let server = Serve::start(io, dir.path(), &args);
+    let subjects: Vec<String> = (0..5).map(|i| format!("durable {i}")).collect();
+    for s in &subjects {
+        swaks(server.port(), "bob@dest.test,me@local.test", s);
+    }
+    server.kill_9();
+    assert_eq!(list(dir.path()).len(), 5);
+    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let server = Serve::start(io, dir.path(), &args);
+    until("every acknowledged message", 30, || {
+        let d = dumped(&dump);
+        subjects
+            .iter()
+            .all(|s| d.contains(&format!("Subject: {s}\n")))
+    });
+    until("an empty queue", 20, || list(dir.path()).is_empty());
+    assert_eq!(maildir_files(dir.path()).len(), 5);
+    assert!(server.stop().success());
+}
+
+/// MX through dnsmasq (--dns-server) on --mx-port: the first MX has no server, the
+/// second takes the message.
+fn mx_via_dnsmasq(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let sink_port = free_port();
+    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let dns = Dnsmasq::start(&[
+        "--mx-host=dest.test,mx1.dest.test,10",
+        "--mx-host=dest.test,mx2.dest.test,20",
+        "--host-record=mx1.dest.test,127.0.0.2",
+        "--host-record=mx2.dest.test,127.0.0.1",
+    ]);
+    let server = Serve::start(
+        io,
+        dir.path(),
+        &[
+            "--relay-network",
+            "127.0.0.1/32",
+            "--dns-server",
+            &dns.addr.to_string(),
+            "--mx-port",
+            &sink_port.to_string(),
+        ],
+    );
+    swaks(server.port(), "bob@dest.test", "by mx");
+    until("the message", 30, || {
+        dumped(&dump).contains("Subject: by mx")
+    });
+    until("an empty queue", 20, || list(dir.path()).is_empty());
+    assert!(server.stop().success());
+}
+
+/// The smarthost (aiosmtpd) with STARTTLS verified against a CA file and AUTH, the
+/// password from SMTP_RELAY_PASSWORD.
+fn smarthost_starttls_auth(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.cert.pem()).unwrap();
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/aiosmtpd_server.py"
+    );
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(&spool)
+        .arg(&cert_pem)
+        .arg(&key_pem)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 with aiosmtpd (pip install aiosmtpd)");
+    let mut ready = String::new();
+    let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready);
+    let _peer = Peer(child);
+    assert_eq!(ready.trim(), "ready", "aiosmtpd did not start");
+    let server = Serve::start_env(
+        io,
+        dir.path(),
+        &[
+            "--relay-network",
+            "127.0.0.1/32",
+            "--relay-host",
+            &format!("127.0.0.1:{port}"),
+            "--relay-tls",
+            "required",
+            "--relay-ca-file",
+            cert_pem.to_str().unwrap(),
+            "--relay-auth",
+            "alice",
+        ],
+        &[("SMTP_RELAY_PASSWORD", "s3cret")],
+    );
+    swaks(server.port(), "bob@anywhere.test", "via smarthost");
+    until("the smarthost's copy", 20, || spool.join("1.env").exists());
+    let env = std::fs::read_to_string(spool.join("1.env")).unwrap();
+    assert!(env.contains("tls=True auth=True"), "{env}");
+    assert!(env.contains("bob@anywhere.test"), "{env}");
+    let eml = std::fs::read_to_string(spool.join("1.eml")).unwrap();
+    assert!(eml.contains("Subject: via smarthost"), "{eml}");
+    until("an empty queue", 20, || list(dir.path()).is_empty());
+    assert!(server.stop().success());
+}
+
+/// Past --queue-lifetime an undelivered recipient fails and leaves the queue, logged
+/// (there are no bounces yet).
+#[test]
+fn queue_lifetime_gives_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let transport = format!("dest.test=127.0.0.1:{}", free_port());
+    let server = Serve::start(
+        "tokio",
+        dir.path(),
+        &[
+            "--relay-network",
+            "127.0.0.1/32",
+            "--transport",
+            &transport,
+            "--retry-min",
+            "1",
+            "--retry-max",
+            "1",
+            "--queue-lifetime",
+            "2",
+        ],
+    );
+    let id = swaks(server.port(), "bob@dest.test", "too late");
+    until("the message to leave the queue", 30, || {
+        list(dir.path()).is_empty()
+    });
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains(&id)
+            && l.contains("queue lifetime expired")
+            && l.contains("failed")),
+        "{log}"
+    );
+}
+
+#[test]
+fn queue_usage_and_no_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("queue");
+    let q = q.to_str().unwrap();
+    assert_eq!(queue(&["frobnicate"]).status.code(), Some(64));
+    assert_eq!(queue(&["delete", "--queue-dir", q]).status.code(), Some(64));
+    assert_eq!(queue(&["flush", "--queue-dir", q]).status.code(), Some(69));
+    // A queue never created is empty.
+    let out = queue(&["list", "--json", "--queue-dir", q]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    let out = queue(&["show", "--queue-dir", q, "NOSUCHID"]);
+    assert!(!out.status.success());
+    // Relay options are checked: a bad route or network is a usage error.
+    for bad in [
+        &["--transport", "dest.test"][..],
+        &["--relay-network", "10.0.0.0/33"],
+        &["--relay-host", "nowhere"],
+        &["--relay-tls", "sometimes"],
+        &[
+            "--relay-network",
+            "10.0.0.0/8",
+            "--outbound-helo",
+            "bad name",
+        ],
+        &["--relay-network", "10.0.0.0/8", "--retry-min", "0"],
+    ] {
+        let out = Command::new(SMTP)
+            .args(["serve", "--queue-dir", q])
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{bad:?}");
+    }
+    // Without a relay option no queue is created.
+    assert!(!Path::new(q).exists());
+}
+
+/// A second server on the same queue is refused; the first keeps it.
+#[test]
+fn one_server_per_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--relay-network", "127.0.0.1/32"];
+    let first = Serve::start("tokio", dir.path(), &args);
+    let out = Command::new(SMTP)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-tls"])
+        .arg("--queue-dir")
+        .arg(dir.path().join("queue"))
+        .arg("--maildir")
+        .arg(dir.path().join("maildir"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let q = dir.path().join("queue");
+    let out = queue(&["flush", "--queue-dir", q.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(first.stop().success());
+}
+
+/// A real DNS server for tests: dnsmasq on 127.0.0.1 and a free port, authoritative
+/// for the names given (everything else under `.test` is NXDOMAIN), stopped when
+/// dropped (as smtp-relay's tests run it).
+struct Dnsmasq {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Dnsmasq {
+    fn start(records: &[&str]) -> Dnsmasq {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sbin = Path::new("/usr/sbin/dnsmasq");
+        let bin = if sbin.exists() {
+            sbin.as_os_str()
+        } else {
+            "dnsmasq".as_ref()
+        };
+        let child = Command::new(bin)
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--pid-file=",
+                "--user=root",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--except-interface=nonexistent",
+                "--local=/test/",
+                "--log-facility=-",
+            ])
+            .arg(format!("--port={port}"))
+            .args(records)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (Debian's dnsmasq-base; ./test.sh installs it)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < until, "dnsmasq did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Dnsmasq { child, addr }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One `#[test]` per scenario and adapter.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod tokio_io {
+            $(#[test] fn $name() { super::$name("tokio") })*
+        }
+        mod blocking_io {
+            $(#[test] fn $name() { super::$name("blocking") })*
+        }
+    };
+}
+
+on_both!(
+    relay_control,
+    mixed_local_and_relayed,
+    deferred_then_flushed,
+    kill_9_loses_nothing,
+    mx_via_dnsmasq,
+    smarthost_starttls_auth,
+);
