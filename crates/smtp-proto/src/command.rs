@@ -669,22 +669,50 @@ impl CommandDecoder {
     }
 
     /// Decodes the next command at the start of `buf`.
+    ///
+    /// Between calls, drop the octets the result says and append what is read, nothing
+    /// else (see [`LineFramer`]): a command that arrives in pieces is then scanned once,
+    /// the framer resuming where the last piece ended, and parsed once, when its CRLF is
+    /// in.
     pub fn decode<'a>(&mut self, buf: &'a [u8]) -> Decoded<'a> {
         // The fast path reads the common commands straight from the buffer and finds the
         // CRLF on the way; the line it accepts holds no CR or LF, so the framer would have
         // found the same line. It must end within the line limit, as the framer requires.
-        if !self.framer.is_skipping() {
-            let window = &buf[..buf.len().min(self.framer.max_len())];
-            if let Some((command, end)) = fast::parse(window) {
-                if window.get(end..end + 2) == Some(b"\r\n") {
-                    return Decoded::Command {
-                        command,
-                        consumed: end + 2,
-                    };
-                }
+        // Once part of a line has been seen without its end, the framer goes first, so
+        // that each piece is looked at once, and the fast path gets the line with its CRLF.
+        let fresh = !self.framer.is_skipping() && !self.framer.is_mid_line();
+        let window = if fresh {
+            &buf[..buf.len().min(self.framer.max_len())]
+        } else {
+            match self.framer.next_line(buf) {
+                // Nothing skipped before the line: it starts the buffer.
+                Line::Complete { line, consumed } if consumed == line.len() + 2 => &buf[..consumed],
+                other => return self.parse_line(other),
+            }
+        };
+        if let Some((command, end)) = fast::parse(window) {
+            if window.get(end..end + 2) == Some(b"\r\n") {
+                return Decoded::Command {
+                    command,
+                    consumed: end + 2,
+                };
             }
         }
-        match self.framer.next_line(buf) {
+        if fresh {
+            let line = self.framer.next_line(buf);
+            self.parse_line(line)
+        } else {
+            let line = &window[..window.len() - 2];
+            self.parse_line(Line::Complete {
+                line,
+                consumed: window.len(),
+            })
+        }
+    }
+
+    /// The full parser on what the framer found.
+    fn parse_line<'a>(&self, line: Line<'a>) -> Decoded<'a> {
+        match line {
             Line::NeedMore { discarded } => Decoded::NeedMore { discarded },
             Line::Error { error, consumed } => Decoded::Error { error, consumed },
             Line::Complete { line, consumed } => match Command::full(line, self.options) {
