@@ -675,38 +675,44 @@ impl CommandDecoder {
     /// the framer resuming where the last piece ended, and parsed once, when its CRLF is
     /// in.
     pub fn decode<'a>(&mut self, buf: &'a [u8]) -> Decoded<'a> {
+        if self.framer.is_mid_line() {
+            return self.decode_rest(buf);
+        }
         // The fast path reads the common commands straight from the buffer and finds the
         // CRLF on the way; the line it accepts holds no CR or LF, so the framer would have
         // found the same line. It must end within the line limit, as the framer requires.
-        // Once part of a line has been seen without its end, the framer goes first, so
-        // that each piece is looked at once, and the fast path gets the line with its CRLF.
-        let fresh = !self.framer.is_skipping() && !self.framer.is_mid_line();
-        let window = if fresh {
-            &buf[..buf.len().min(self.framer.max_len())]
-        } else {
-            match self.framer.next_line(buf) {
-                // Nothing skipped before the line: it starts the buffer.
-                Line::Complete { line, consumed } if consumed == line.len() + 2 => &buf[..consumed],
-                other => return self.parse_line(other),
-            }
-        };
-        if let Some((command, end)) = fast::parse(window) {
-            if window.get(end..end + 2) == Some(b"\r\n") {
-                return Decoded::Command {
-                    command,
-                    consumed: end + 2,
-                };
+        if !self.framer.is_skipping() {
+            let window = &buf[..buf.len().min(self.framer.max_len())];
+            if let Some((command, end)) = fast::parse(window) {
+                if window.get(end..end + 2) == Some(b"\r\n") {
+                    return Decoded::Command {
+                        command,
+                        consumed: end + 2,
+                    };
+                }
             }
         }
-        if fresh {
-            let line = self.framer.next_line(buf);
-            self.parse_line(line)
-        } else {
-            let line = &window[..window.len() - 2];
-            self.parse_line(Line::Complete {
-                line,
-                consumed: window.len(),
-            })
+        let line = self.framer.next_line(buf);
+        self.parse_line(line)
+    }
+
+    /// [`decode`](Self::decode) once part of the line has been seen without its end: the
+    /// framer goes first, looking only at what was appended since, and the fast path then
+    /// reads the whole line once. Apart so that the usual path stays as it was.
+    #[cold]
+    #[inline(never)]
+    fn decode_rest<'a>(&mut self, buf: &'a [u8]) -> Decoded<'a> {
+        match self.framer.next_line(buf) {
+            // Nothing skipped before the line: it starts the buffer.
+            Line::Complete { line, consumed } if consumed == line.len() + 2 => {
+                if let Some((command, end)) = fast::parse(&buf[..consumed]) {
+                    if end == line.len() {
+                        return Decoded::Command { command, consumed };
+                    }
+                }
+                self.parse_line(Line::Complete { line, consumed })
+            }
+            other => self.parse_line(other),
         }
     }
 
