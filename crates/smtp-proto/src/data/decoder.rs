@@ -551,15 +551,9 @@ impl DataDecoder {
             }
             match self.state {
                 State::Text => loop {
-                    // The hot loop. Whole blocks with nothing to do are skipped first (not
-                    // while lines are measured); then one memchr2 per line, and a CRLF
-                    // followed by anything but a dot does not even leave the loop.
-                    if pos >= probe && !self.check_long {
-                        let next = skip_plain(input, pos);
-                        misses = if next > pos { 0 } else { (misses + 1).min(4) };
-                        probe = next + (BLOCK << misses);
-                        pos = next;
-                    }
+                    // The hot loop: one memchr2 per line, and a CRLF followed by anything
+                    // but a dot does not even leave it; after such a CRLF, whole blocks with
+                    // nothing to do are skipped at once.
                     let Some(i) = memchr2(b'\r', b'\n', &input[pos..]) else {
                         if self.check_long
                             && let Some(cut) = self.measure(pos, len - pos)
@@ -589,7 +583,18 @@ impl DataDecoder {
                     if input.get(p + 1) == Some(&b'\n') {
                         pos = p + 2;
                         match input.get(pos) {
-                            Some(&b) if b != b'.' => continue, // next line, same loop
+                            // Next line, same loop, skipping what needs no look (not
+                            // while lines are measured). A body of dot lines never comes
+                            // here, and pays nothing for it.
+                            Some(&b) if b != b'.' => {
+                                if pos >= probe && !self.check_long {
+                                    let next = skip_plain(input, pos);
+                                    misses = if next > pos { 0 } else { (misses + 1).min(4) };
+                                    probe = next + (BLOCK << misses);
+                                    pos = next;
+                                }
+                                continue;
+                            }
                             // The common dot line: ". text", its dot removed (§4.5.2) without
                             // the trip through the line-start states.
                             Some(_)
