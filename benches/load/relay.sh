@@ -62,7 +62,13 @@ start_sink() {
   PIDS+=("$SINK_PID")
   wait_port "$SINK_PORT"
 }
-sink_count() { tr '\r' '\n' <"$WORK/sink.out" | grep -E '^[0-9]+$' | tail -n1 || true; }
+# smtp-sink -c writes "sess=N quit=N mesg=N" lines (CR-separated, buffered until it
+# exits): stop it, then read its last count.
+sink_count() {
+  kill -TERM "$SINK_PID" 2>/dev/null || true
+  wait "$SINK_PID" 2>/dev/null || true
+  tr '\r' '\n' <"$WORK/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -n1
+}
 
 declare -A RATE CPU LOST
 run_ours() {
@@ -89,8 +95,8 @@ run_ours() {
   RATE[ours]+=" $(awk -v n="$MESSAGES" -v ns="$((t1 - t0))" 'BEGIN { printf "%.0f", n / (ns / 1e9) }')"
   CPU[ours]+=" $(awk -v t="$((c1 - c0))" -v hz="$CLK" -v n="$MESSAGES" 'BEGIN { printf "%.3f", t / hz * 1000 / n }')"
   LOST[ours]+=" $((MESSAGES - ${got:-0}))"
-  kill -TERM "$pid" "$SINK_PID" 2>/dev/null || true
-  wait "$pid" "$SINK_PID" 2>/dev/null || true
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
   log "ours: $(echo "${RATE[ours]}" | awk '{print $NF}') msg/s, sink got ${got:-0}"
 }
 
@@ -159,8 +165,6 @@ run_postfix() {
   LOST[postfix]+=" $((MESSAGES - ${got:-0}))"
   postfix -c "$POSTFIX_DIR/conf" stop >/dev/null 2>&1 || true
   POSTFIX_CONF=""
-  kill -TERM "$SINK_PID" 2>/dev/null || true
-  wait "$SINK_PID" 2>/dev/null || true
   sleep 1
   log "postfix: $(echo "${RATE[postfix]}" | awk '{print $NF}') msg/s, sink got ${got:-0}"
 }
