@@ -4,7 +4,8 @@
 # smtp-sink, in the same run (recipe: ../shared/notes/postfix-as-a-relay.md; Postfix needs
 # root). For each: messages per second end to end (from the first connection of
 # smtp-source until the queue is empty), the relay's CPU per 1000 messages, and messages
-# lost (accepted by the relay and not counted by smtp-sink: must be 0).
+# lost (accepted by the relay and not counted by smtp-sink: must be 0). Both relays may
+# open 20 connections to the destination (Postfix: default_destination_concurrency_limit).
 #
 #   benches/load/relay.sh [--messages M] [--runs N]
 #
@@ -79,6 +80,7 @@ run_ours() {
   rm -rf "$dir"
   "$BIN" serve --listen "127.0.0.1:$port" --no-tls --log-level warn --maildir "$WORK/ours-md" \
     --queue-dir "$dir" --relay-network 127.0.0.0/8 --relay-tls never \
+    --destination-concurrency 20 \
     --transport "dest.test=127.0.0.1:$SINK_PORT" >"$WORK/ours.out" 2>"$WORK/ours.err" &
   pid=$!
   PIDS+=("$pid")

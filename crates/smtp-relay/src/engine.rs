@@ -9,7 +9,7 @@
 //! log line per attempt and group says what happened, and a message leaves the queue
 //! when every recipient is delivered or has failed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -122,6 +122,8 @@ pub struct Relay<S: Store> {
 struct Tracked {
     entry: Entry,
     in_flight: HashSet<usize>,
+    /// Each recipient's route, worked out once.
+    routes: Vec<Route>,
 }
 
 /// What a delivery task reports.
@@ -160,7 +162,7 @@ impl<S: Store> Relay<S> {
     /// Delivers until `shutdown` completes; deliveries under way then get a few seconds
     /// to finish (what they do not finish is tried again after a restart).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        let mut messages: HashMap<String, Tracked> = HashMap::new();
+        let mut messages: BTreeMap<String, Tracked> = BTreeMap::new();
         for id in blocking(&self.store, |s| s.list())
             .await
             .unwrap_or_else(|e| {
@@ -232,13 +234,17 @@ impl<S: Store> Relay<S> {
         info!("relay: stopped");
     }
 
-    async fn load(&self, messages: &mut HashMap<String, Tracked>, id: &str) {
+    async fn load(&self, messages: &mut BTreeMap<String, Tracked>, id: &str) {
         let owned = id.to_owned();
         match blocking(&self.store, move |s| s.load(&owned)).await {
             Ok(Some(entry)) => {
+                let routes = (entry.envelope.recipients.iter())
+                    .map(|r| self.config.routes.route(domain(&r.address)))
+                    .collect();
                 messages.entry(id.to_owned()).or_insert(Tracked {
                     entry,
                     in_flight: HashSet::new(),
+                    routes,
                 });
             }
             Ok(None) => {}
@@ -249,7 +255,7 @@ impl<S: Store> Relay<S> {
     /// Starts a delivery for every due group that has room; which limits were reached.
     fn dispatch(
         &self,
-        messages: &mut HashMap<String, Tracked>,
+        messages: &mut BTreeMap<String, Tracked>,
         tasks: &mut JoinSet<Done>,
         all: &Arc<Semaphore>,
         per_route: &mut HashMap<Route, Arc<Semaphore>>,
@@ -262,9 +268,10 @@ impl<S: Store> Relay<S> {
                 if tracked.in_flight.contains(&i) || !outcome::is_due(state, now) {
                     continue;
                 }
-                let address = &tracked.entry.envelope.recipients[i].address;
-                let route = self.config.routes.route(domain(address));
-                groups.entry(route).or_default().push(i);
+                let route = &tracked.routes[i];
+                if !full.routes.contains(route) {
+                    groups.entry(route.clone()).or_default().push(i);
+                }
             }
             for (route, recipients) in groups {
                 let limit = self.config.destination_concurrency.max(1);
@@ -335,7 +342,7 @@ impl<S: Store> Relay<S> {
     }
 
     /// Records what a delivery did, logs it, and removes the message once it is done.
-    async fn finish(&self, messages: &mut HashMap<String, Tracked>, done: Done) {
+    async fn finish(&self, messages: &mut BTreeMap<String, Tracked>, done: Done) {
         let Some(tracked) = messages.get_mut(&done.id) else {
             return; // deleted meanwhile
         };
@@ -417,7 +424,7 @@ impl<S: Store> Relay<S> {
     /// The earliest next attempt among recipients not under way whose route has room.
     fn next_due(
         &self,
-        messages: &HashMap<String, Tracked>,
+        messages: &BTreeMap<String, Tracked>,
         full: &HashSet<Route>,
     ) -> Option<SystemTime> {
         let mut next = None;
@@ -426,14 +433,8 @@ impl<S: Store> Relay<S> {
                 if s.status.is_final() || m.in_flight.contains(&i) {
                     continue;
                 }
-                if !full.is_empty() {
-                    let route = self
-                        .config
-                        .routes
-                        .route(domain(&m.entry.envelope.recipients[i].address));
-                    if full.contains(&route) {
-                        continue;
-                    }
+                if full.contains(&m.routes[i]) {
+                    continue;
                 }
                 let at = s
                     .next_attempt
