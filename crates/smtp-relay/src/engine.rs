@@ -124,6 +124,8 @@ struct Tracked {
     in_flight: HashSet<usize>,
     /// Each recipient's route, worked out once.
     routes: Vec<Route>,
+    /// The last write of its state to the store, if one may still be running.
+    persisting: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What a delivery task reports.
@@ -176,6 +178,7 @@ impl<S: Store> Relay<S> {
         let all = Arc::new(Semaphore::new(self.config.outbound_concurrency.max(1)));
         let mut per_route: HashMap<Route, Arc<Semaphore>> = HashMap::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut removals = Vec::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let now = SystemTime::now();
@@ -196,7 +199,7 @@ impl<S: Store> Relay<S> {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
-                    Ok(done) => self.finish(&mut messages, done).await,
+                    Ok(done) => self.finish(&mut messages, &mut removals, done),
                     Err(e) => error!(error = %e, "delivery task failed"),
                 },
                 Some(command) = self.rx.recv() => match command {
@@ -222,13 +225,22 @@ impl<S: Store> Relay<S> {
         tokio::pin!(deadline);
         while !tasks.is_empty() {
             tokio::select! {
-                Some(Ok(done)) = tasks.join_next() => self.finish(&mut messages, done).await,
+                Some(Ok(done)) = tasks.join_next() => self.finish(&mut messages, &mut removals, done),
                 () = &mut deadline => {
                     info!(deliveries = tasks.len(), "relay: stopping with deliveries under way");
                     tasks.abort_all();
                     break;
                 }
             }
+        }
+        // What was delivered is written down before the relay stops.
+        for m in messages.values_mut() {
+            if let Some(write) = m.persisting.take() {
+                let _ = write.await;
+            }
+        }
+        for write in removals {
+            let _ = write.await;
         }
         self.outbound.close_idle().await;
         info!("relay: stopped");
@@ -245,6 +257,7 @@ impl<S: Store> Relay<S> {
                     entry,
                     in_flight: HashSet::new(),
                     routes,
+                    persisting: None,
                 });
             }
             Ok(None) => {}
@@ -342,7 +355,12 @@ impl<S: Store> Relay<S> {
     }
 
     /// Records what a delivery did, logs it, and removes the message once it is done.
-    async fn finish(&self, messages: &mut BTreeMap<String, Tracked>, done: Done) {
+    fn finish(
+        &self,
+        messages: &mut BTreeMap<String, Tracked>,
+        removals: &mut Vec<tokio::task::JoinHandle<()>>,
+        done: Done,
+    ) {
         let Some(tracked) = messages.get_mut(&done.id) else {
             return; // deleted meanwhile
         };
@@ -397,16 +415,32 @@ impl<S: Store> Relay<S> {
                 warn!(queue_id = %done.id, to = %to, "undeliverable: {said}");
             }
         }
+        // The disk is written beside the loop (each write ends in an fsync), in order
+        // for one message: a later state never lands before an earlier one.
+        let previous = tracked.persisting.take();
+        let store = Arc::clone(&self.store);
         let id = done.id.clone();
-        let result = if tracked.entry.is_done() && tracked.in_flight.is_empty() {
-            messages.remove(&id);
-            blocking(&self.store, move |s| s.remove(&id)).await
+        let finished = tracked.entry.is_done() && tracked.in_flight.is_empty();
+        let states = (!finished).then(|| tracked.entry.states.clone());
+        let write = tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let name = id.clone();
+            let result = match states {
+                None => blocking(&store, move |s| s.remove(&name)).await,
+                Some(states) => blocking(&store, move |s| s.record(&name, &states)).await,
+            };
+            if let Err(e) = result {
+                error!(queue_id = %id, error = %e, "cannot record a delivery");
+            }
+        });
+        if finished {
+            messages.remove(&done.id);
+            removals.retain(|r| !r.is_finished());
+            removals.push(write);
         } else {
-            let states = tracked.entry.states.clone();
-            blocking(&self.store, move |s| s.record(&id, &states)).await
-        };
-        if let Err(e) = result {
-            error!(queue_id = %done.id, error = %e, "cannot record a delivery");
+            tracked.persisting = Some(write);
         }
     }
 }
