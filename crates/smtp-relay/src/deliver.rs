@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use smtp_proto::client::host::Verification;
-use smtp_proto::client::{ClientConfig, Envelope, StartTls};
+use smtp_proto::client::{ClientConfig, ClientTimeouts, Envelope, StartTls};
 use smtp_proto::sasl::ClientCredentials;
 use smtp_tokio::{Connection, Connector};
 use tokio::net::TcpStream;
@@ -69,6 +69,7 @@ pub(crate) struct OutboundConfig<'a> {
     pub(crate) credentials: Option<ClientCredentials>,
     pub(crate) local_names: Vec<String>,
     pub(crate) connect_timeout: Duration,
+    pub(crate) timeouts: ClientTimeouts,
     pub(crate) dns: Dns,
 }
 
@@ -85,6 +86,7 @@ impl Outbound {
             // AUTH only inside TLS, unless the operator said there is none.
             config.allow_cleartext_auth = c.tls == TlsPolicy::Never;
             config.credentials = credentials;
+            config.timeouts = c.timeouts;
             let verification = match c.tls {
                 TlsPolicy::Opportunistic => Verification::Insecure,
                 _ => c.verification.clone(),

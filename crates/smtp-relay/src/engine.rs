@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use smtp_proto::client::host::Verification;
-use smtp_proto::client::{Envelope as ClientEnvelope, Recipient as ClientRecipient};
+use smtp_proto::client::{
+    ClientTimeouts, Envelope as ClientEnvelope, Recipient as ClientRecipient,
+};
 use smtp_proto::params::{BodyType, Notify, Orcpt, Ret, XText};
 use smtp_proto::sasl::ClientCredentials;
 use smtp_proto::{ForwardPath, Mailbox, ReversePath};
@@ -57,6 +59,8 @@ pub struct RelayConfig {
     pub destination_concurrency: usize,
     /// How long a TCP connection may take.
     pub connect_timeout: Duration,
+    /// How long each reply may take (RFC 5321 §4.5.3.2 defaults).
+    pub timeouts: ClientTimeouts,
 }
 
 impl RelayConfig {
@@ -75,6 +79,7 @@ impl RelayConfig {
             outbound_concurrency: 20,
             destination_concurrency: 5,
             connect_timeout: Duration::from_secs(30),
+            timeouts: ClientTimeouts::default(),
         }
     }
 }
@@ -147,6 +152,7 @@ impl<S: Store> Relay<S> {
             credentials: config.credentials.clone(),
             local_names: config.local_names.clone(),
             connect_timeout: config.connect_timeout,
+            timeouts: config.timeouts,
             dns,
         })
         .map_err(io::Error::other)?;
