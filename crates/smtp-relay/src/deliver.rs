@@ -87,6 +87,8 @@ impl Outbound {
             config.allow_cleartext_auth = c.tls == TlsPolicy::Never;
             config.credentials = credentials;
             config.timeouts = c.timeouts;
+            // A kept connection is checked with RSET before its next message.
+            config.reset_between = true;
             let verification = match c.tls {
                 TlsPolicy::Opportunistic => Verification::Insecure,
                 _ => c.verification.clone(),

@@ -107,6 +107,11 @@ pub struct ClientConfig {
     /// Emit [`ClientEvent::Transcript`](super::ClientEvent::Transcript) lines (`C: `/`S: `,
     /// AUTH payloads redacted), for a `-v` mode.
     pub transcript: bool,
+    /// Send RSET before every transaction after the first on a connection (pipelined
+    /// with MAIL when the server offers PIPELINING), so that a kept connection is known
+    /// to be in a clean state; a relay's connection cache does this. Off by default: after
+    /// a completed transaction RFC 5321 §4.1.4 needs none.
+    pub reset_between: bool,
 }
 
 impl ClientConfig {
@@ -127,6 +132,7 @@ impl ClientConfig {
             reply_limits: ReplyLimits::default(),
             timeouts: ClientTimeouts::default(),
             transcript: false,
+            reset_between: false,
         })
     }
 

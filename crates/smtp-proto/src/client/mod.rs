@@ -435,6 +435,8 @@ pub struct Client {
     next_id: u64,
     /// The server holds an open transaction (MAIL accepted, no final reply yet).
     server_txn: bool,
+    /// A MAIL has been sent on this session (for [`ClientConfig::reset_between`]).
+    mailed: bool,
     quit_requested: bool,
     ready_announced: bool,
     now: Instant,
@@ -470,6 +472,7 @@ impl Client {
             current: None,
             next_id: 0,
             server_txn: false,
+            mailed: false,
             quit_requested: false,
             ready_announced: false,
             now,
@@ -1097,7 +1100,10 @@ impl Client {
             params.ret = env.ret;
             params.envid = env.envid.clone();
         }
-        if self.server_txn {
+        // RSET after a transaction left open, or before every transaction but the first
+        // when asked (a relay reusing a connection checks it so, as Postfix does).
+        if self.server_txn || (self.config.reset_between && self.mailed) {
+            self.mailed = false;
             self.command(&Command::Rset, Expect::Rset);
             if !pipelined {
                 // Without PIPELINING, MAIL waits for the RSET reply (RFC 2920 §3.1).
@@ -1112,6 +1118,7 @@ impl Client {
             },
             Expect::Mail,
         );
+        self.mailed = true;
         let n = env.recipients.len();
         self.current = Some(Current::new(id, env, pipelined, bdat));
         if pipelined {
