@@ -18,6 +18,7 @@ fn status(recipient: &str, action: Action, code: (u8, u16, u16)) -> RecipientSta
         status: code,
         remote_mta: Some("mx.example.net".into()),
         diagnostic: Some(format!("550 {}.{}.{} No such user", code.0, code.1, code.2)),
+        detail: None,
         last_attempt: Some(UNIX_EPOCH + Duration::from_secs(1_751_360_800)),
         will_retry_until: None,
     }
