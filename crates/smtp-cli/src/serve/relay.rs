@@ -28,7 +28,7 @@ use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::delivery::Queue;
+use crate::delivery::{LocalMailboxes, Queue};
 use crate::policy::{Network, Relaying, normalize};
 use crate::{EX_CONFIG, EX_SOFTWARE, EX_USAGE};
 
@@ -81,9 +81,14 @@ pub(crate) struct RelayArgs {
     /// The longest wait between retries, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 4000)]
     retry_max: u64,
-    /// Seconds after which an undelivered recipient fails for good (five days).
+    /// Seconds after which an undelivered recipient fails for good (five days), and its
+    /// sender gets a bounce.
     #[arg(long, value_name = "SECS", default_value_t = 432_000)]
     queue_lifetime: u64,
+    /// Seconds after which the sender of a message still undelivered gets one delay
+    /// warning (0: never, like Postfix's delay_warning_time).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    delay_warning: u64,
     /// Deliveries at once, in all.
     #[arg(long, value_name = "N", default_value_t = 20)]
     outbound_concurrency: usize,
@@ -151,6 +156,8 @@ impl RelayArgs {
             return Err(format!("--outbound-helo {helo}: {e}"));
         }
         let mut c = RelayConfig::new(helo);
+        c.hostname = hostname.to_owned();
+        c.delay_warning = (self.delay_warning > 0).then(|| Duration::from_secs(self.delay_warning));
         c.routes = routes;
         c.local_names = vec![normalize(hostname)];
         if self.retry_min == 0 || self.retry_max < self.retry_min {
@@ -232,18 +239,25 @@ impl RelayService {
     /// relay and the control socket on `runtime` (the server's), or on a runtime of its
     /// own. `Ok(None)`: no relay option was given. `Err` is the exit status (the reason
     /// is printed).
+    ///
+    /// Reports to senders at a local domain go to `mailboxes`; `listen` are the server's
+    /// listening addresses, which the relay never sends to.
     pub(crate) fn start(
         args: &RelayArgs,
         hostname: &str,
         runtime: Option<tokio::runtime::Handle>,
+        mailboxes: &Arc<LocalMailboxes>,
+        listen: Vec<SocketAddr>,
     ) -> Result<Option<(RelayService, Queue)>, u8> {
         if !args.enabled() {
             return Ok(None);
         }
-        let config = args.config(hostname).map_err(|e| {
+        let mut config = args.config(hostname).map_err(|e| {
             eprintln!("smtp serve: {e}");
             EX_USAGE
         })?;
+        config.local = Some(Arc::clone(mailboxes) as Arc<dyn smtp_relay::engine::LocalDelivery>);
+        config.listen = listen;
         let dir = &args.queue_dir;
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             eprintln!("smtp serve: --queue-dir {}: {what}{e}", dir.display());
