@@ -54,17 +54,19 @@ impl LocalMailboxes {
     pub(crate) fn new(maildir: Option<Arc<Maildir>>, domains: &[String]) -> LocalMailboxes {
         LocalMailboxes {
             maildir,
-            domains: domains.iter().map(|d| crate::policy::normalize(d)).collect(),
+            domains: domains
+                .iter()
+                .map(|d| crate::policy::normalize(d))
+                .collect(),
         }
     }
 }
 
 impl LocalDelivery for LocalMailboxes {
     fn is_local(&self, address: &str) -> bool {
-        address.rsplit_once('@').is_some_and(|(_, domain)| {
-            self.domains
-                .contains(&crate::policy::normalize(domain))
-        })
+        address
+            .rsplit_once('@')
+            .is_some_and(|(_, domain)| self.domains.contains(&crate::policy::normalize(domain)))
     }
 
     fn store(&self, address: &str, message: &[u8]) -> io::Result<()> {

@@ -280,8 +280,7 @@ impl Outbound {
                                 error: None,
                             }),
                             // RFC 8689 §4.2.1: no TLS, no REQUIRETLS message.
-                            None if mode == Mode::RequireTls && is_tls_failure(&e) =>
-                            {
+                            None if mode == Mode::RequireTls && is_tls_failure(&e) => {
                                 Verdict::failed(format!(
                                     "5.7.30 REQUIRETLS: {relay} has no usable TLS: {e}"
                                 ))
@@ -413,7 +412,9 @@ fn is_tls_failure(e: &smtp_tokio::Error) -> bool {
         || matches!(
             e.session(),
             Some(
-                ClientError::TlsUnavailable | ClientError::TlsRefused(_) | ClientError::TlsInjection
+                ClientError::TlsUnavailable
+                    | ClientError::TlsRefused(_)
+                    | ClientError::TlsInjection
             )
         )
 }

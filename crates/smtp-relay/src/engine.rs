@@ -33,7 +33,9 @@ use crate::notify::{self, Notice, Occasion, Settings};
 use crate::outcome::{self, Verdict};
 use crate::route::{Route, Routes};
 use crate::schedule::RetrySchedule;
-use crate::spool::{self, Entry, Envelope, Recipient, SpoolWriter as _, Status, Store, from_unix_secs};
+use crate::spool::{
+    self, Entry, Envelope, Recipient, SpoolWriter as _, Status, Store, from_unix_secs,
+};
 
 /// How a relay delivers.
 #[derive(Clone, Debug)]

@@ -274,7 +274,9 @@ pub fn report<'a>(
     let e = &entry.envelope;
     let full = notice.kind == Kind::Failure
         && !e.requiretls
-        && e.ret.as_deref().is_some_and(|r| r.eq_ignore_ascii_case("FULL"));
+        && e.ret
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case("FULL"));
     Report {
         hostname,
         sender: &e.from,
