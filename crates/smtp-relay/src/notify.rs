@@ -289,3 +289,274 @@ pub fn report<'a>(
         original,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::{Envelope, ReplyRecord};
+
+    const T0: u64 = 1_700_000_000;
+
+    fn entry(from: &str, notify: &[Option<&str>], status: Status) -> Entry {
+        let recipients: Vec<Recipient> = notify
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Recipient {
+                notify: n.map(str::to_owned),
+                orcpt: None,
+                ..Recipient::new(format!("r{i}@dest.example"))
+            })
+            .collect();
+        let states = recipients
+            .iter()
+            .map(|_| RecipientState {
+                status,
+                attempts: 1,
+                last_reply: Some(ReplyRecord {
+                    code: if status == Status::Delivered {
+                        250
+                    } else {
+                        550
+                    },
+                    enhanced: None,
+                    text: "said".into(),
+                }),
+                ..RecipientState::default()
+            })
+            .collect();
+        Entry {
+            envelope: Envelope {
+                id: "Q1".into(),
+                from: from.into(),
+                body: None,
+                smtputf8: false,
+                ret: None,
+                envid: None,
+                requiretls: false,
+                recipients,
+                arrived: T0,
+                size: 10,
+            },
+            states,
+        }
+    }
+
+    fn occasion(attempted: &[usize], dsn: bool, after: u64) -> Occasion<'_> {
+        Occasion {
+            attempted,
+            relay: Some("mx.dest.example[192.0.2.1]:25"),
+            dsn,
+            now: from_unix_secs(T0 + after),
+        }
+    }
+
+    const SETTINGS: Settings = Settings {
+        delay_warning: Some(Duration::from_secs(3600)),
+        lifetime: Duration::from_secs(86_400),
+    };
+
+    /// Every NOTIFY against every event: which report (if any) names the recipient.
+    #[test]
+    fn notify_table() {
+        // (NOTIFY, the next hop has DSN, failure?, delay?, success?)
+        let cases: &[(Option<&str>, bool, bool, bool, bool)] = &[
+            (None, false, true, true, false),
+            (None, true, true, true, false),
+            (Some("NEVER"), false, false, false, false),
+            (Some("SUCCESS"), false, false, false, true),
+            (Some("SUCCESS"), true, false, false, false),
+            (Some("FAILURE"), false, true, false, false),
+            (Some("DELAY"), false, false, true, false),
+            (Some("SUCCESS,FAILURE"), false, true, false, true),
+            (Some("FAILURE,DELAY"), false, true, true, false),
+            (Some("success,delay"), false, false, true, true),
+            (Some("SUCCESS,FAILURE,DELAY"), false, true, true, true),
+            (Some("SUCCESS,FAILURE,DELAY"), true, true, true, false),
+        ];
+        for &(notify, dsn, failure, delay, success) in cases {
+            let case = format!("{notify:?} dsn={dsn}");
+            let mut e = entry("alice@origin.example", &[notify], Status::Failed);
+            let n = plan(&mut e, &occasion(&[0], dsn, 10), &SETTINGS);
+            assert_eq!(n.len(), usize::from(failure), "failure {case}");
+            if failure {
+                assert_eq!(n[0].kind, Kind::Failure);
+                assert_eq!(n[0].recipients[0].action, Action::Failed);
+                assert_eq!(n[0].recipients[0].status, (5, 0, 0));
+            }
+            let mut e = entry("alice@origin.example", &[notify], Status::Deferred);
+            let n = plan(&mut e, &occasion(&[0], dsn, 3600), &SETTINGS);
+            assert_eq!(n.len(), usize::from(delay), "delay {case}");
+            if delay {
+                assert_eq!(n[0].kind, Kind::Delay);
+                let r = &n[0].recipients[0];
+                assert_eq!(
+                    r.will_retry_until,
+                    Some(from_unix_secs(T0 + 86_400)),
+                    "{case}"
+                );
+            }
+            // Once per message.
+            assert!(e.states.iter().all(|s| s.delay_warned));
+            assert!(plan(&mut e, &occasion(&[0], dsn, 7200), &SETTINGS).is_empty());
+            let mut e = entry("alice@origin.example", &[notify], Status::Delivered);
+            let n = plan(&mut e, &occasion(&[0], dsn, 10), &SETTINGS);
+            assert_eq!(n.len(), usize::from(success), "success {case}");
+            if success {
+                assert_eq!(n[0].recipients[0].action, Action::Relayed);
+                assert_eq!(n[0].recipients[0].status, (2, 0, 0));
+            }
+            // From <>: never.
+            for status in [Status::Failed, Status::Deferred, Status::Delivered] {
+                let mut e = entry("", &[notify], status);
+                assert!(plan(&mut e, &occasion(&[0], dsn, 3600), &SETTINGS).is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn one_report_per_occasion_and_no_delay_warning_by_default() {
+        let mut e = entry(
+            "alice@origin.example",
+            &[None, Some("FAILURE"), None],
+            Status::Failed,
+        );
+        // Only the recipients of this attempt.
+        let n = plan(&mut e, &occasion(&[0, 1], false, 10), &SETTINGS);
+        assert_eq!(n.len(), 1);
+        let who: Vec<&str> = n[0]
+            .recipients
+            .iter()
+            .map(|r| r.recipient.as_str())
+            .collect();
+        assert_eq!(who, ["r0@dest.example", "r1@dest.example"]);
+        assert_eq!(
+            n[0].recipients[0].remote_mta.as_deref(),
+            Some("mx.dest.example")
+        );
+        let mut e = entry("alice@origin.example", &[None], Status::Deferred);
+        let off = Settings {
+            delay_warning: None,
+            ..SETTINGS
+        };
+        assert!(plan(&mut e, &occasion(&[0], false, 1_000_000), &off).is_empty());
+        // Not yet late.
+        assert!(plan(&mut e, &occasion(&[0], false, 3599), &SETTINGS).is_empty());
+    }
+
+    #[test]
+    fn status_codes() {
+        let with = |reply: Option<(u16, Option<&str>)>, error: Option<&str>| RecipientState {
+            last_reply: reply.map(|(code, e)| ReplyRecord {
+                code,
+                enhanced: e.map(str::to_owned),
+                text: String::new(),
+            }),
+            last_error: error.map(str::to_owned),
+            ..RecipientState::default()
+        };
+        let f = Action::Failed;
+        assert_eq!(
+            status_code(&with(Some((550, Some("5.1.1"))), None), f),
+            (5, 1, 1)
+        );
+        assert_eq!(status_code(&with(Some((554, None)), None), f), (5, 0, 0));
+        let null_mx = "5.1.10 Domain x does not accept mail (null MX)";
+        assert_eq!(status_code(&with(None, Some(null_mx)), f), (5, 1, 10));
+        let expired = "4.4.7 queue lifetime expired; last error: connection refused";
+        assert_eq!(
+            status_code(&with(Some((451, Some("4.3.0"))), Some(expired)), f),
+            (4, 4, 7)
+        );
+        assert_eq!(status_code(&with(None, Some("refused")), f), (5, 0, 0));
+        assert_eq!(status_code(&with(None, None), Action::Delayed), (4, 0, 0));
+    }
+
+    /// RET, ENVID, ORCPT and REQUIRETLS into the report: every combination.
+    #[test]
+    fn ret_envid_orcpt() {
+        for ret in [None, Some("FULL"), Some("HDRS"), Some("full")] {
+            for envid in [None, Some("QQ314159")] {
+                for orcpt in [
+                    None,
+                    Some("rfc822;Bob@Example.ORG"),
+                    Some("utf-8;bøb@example.org"),
+                ] {
+                    for requiretls in [false, true] {
+                        for kind in [Kind::Failure, Kind::Delay, Kind::Success] {
+                            let case = format!("{ret:?} {envid:?} {orcpt:?} {requiretls} {kind:?}");
+                            let mut e = entry("alice@origin.example", &[None], Status::Failed);
+                            e.envelope.ret = ret.map(str::to_owned);
+                            e.envelope.envid = envid.map(str::to_owned);
+                            e.envelope.requiretls = requiretls;
+                            e.envelope.recipients[0].orcpt = orcpt.map(str::to_owned);
+                            let notice = Notice {
+                                kind,
+                                recipients: vec![recipient_status(
+                                    &e.envelope.recipients[0],
+                                    &e.states[0],
+                                    Action::Failed,
+                                    &occasion(&[0], false, 1),
+                                    0,
+                                )],
+                            };
+                            let original = b"Subject: s\r\n\r\nbody\r\n";
+                            let r = report(&e, &notice, "relay.example", original);
+                            let full = ret.is_some_and(|r| r.eq_ignore_ascii_case("FULL"))
+                                && !requiretls
+                                && kind == Kind::Failure;
+                            assert_eq!(r.ret == Return::Full, full, "{case}");
+                            assert_eq!(r.envid, envid, "{case}");
+                            let expect = orcpt.map(|o| {
+                                let (t, a) = o.split_once(';').unwrap();
+                                (t.to_owned(), a.to_owned())
+                            });
+                            assert_eq!(r.recipients[0].original, expect, "{case}");
+                            let text =
+                                String::from_utf8(r.compose(from_unix_secs(T0), "t").message)
+                                    .unwrap();
+                            assert_eq!(text.contains("body\r\n"), full, "{case}");
+                            assert_eq!(
+                                text.contains("Original-Envelope-Id: QQ314159\r\n"),
+                                envid.is_some(),
+                                "{case}"
+                            );
+                            if let Some(o) = orcpt {
+                                let (t, a) = o.split_once(';').unwrap();
+                                assert!(
+                                    text.contains(&format!("Original-Recipient: {t}; {a}\r\n")),
+                                    "{case}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// RFC 6533: where SMTPUTF8 was used, or an address is UTF-8, the utf-8 address
+    /// type and the global types.
+    #[test]
+    fn utf8_addresses() {
+        let mut e = entry("alïce@origin.example", &[None], Status::Failed);
+        e.envelope.recipients[0].address = "bøb@dést.example".into();
+        e.envelope.smtputf8 = true;
+        let n = plan(&mut e, &occasion(&[0], false, 1), &SETTINGS);
+        let r = report(&e, &n[0], "relay.example", b"Subject: s\r\n\r\nb\r\n");
+        let c = r.compose(from_unix_secs(T0), "t");
+        assert!(c.smtputf8);
+        let text = String::from_utf8(c.message).unwrap();
+        assert!(text.contains("To: <alïce@origin.example>\r\n"));
+        assert!(text.contains("Content-Type: message/global-delivery-status\r\n"));
+        assert!(text.contains("Final-Recipient: utf-8; bøb@dést.example\r\n"));
+        assert!(text.contains("Content-Type: message/global-headers\r\n"));
+        // An ASCII message from an ASCII sender keeps the RFC 3464 forms.
+        let mut e = entry("alice@origin.example", &[None], Status::Failed);
+        let n = plan(&mut e, &occasion(&[0], false, 1), &SETTINGS);
+        let c = report(&e, &n[0], "relay.example", b"Subject: s\r\n\r\n")
+            .compose(from_unix_secs(T0), "t");
+        assert!(!c.smtputf8);
+        let text = String::from_utf8(c.message).unwrap();
+        assert!(text.contains("Final-Recipient: rfc822; r0@dest.example\r\n"));
+    }
+}
