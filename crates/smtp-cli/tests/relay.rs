@@ -36,9 +36,14 @@ impl Serve {
             .append(true)
             .open(dir.join("stderr"))
             .unwrap();
+        // `--tls` in `args` (not an option of smtp serve) asks for STARTTLS with a
+        // self-signed certificate instead of --no-tls.
+        let tls = args.contains(&"--tls");
+        let args: Vec<&str> = args.iter().copied().filter(|a| *a != "--tls").collect();
         let mut child = Command::new(SMTP)
             .args(["serve", "--io", io, "--listen", "127.0.0.1:0"])
-            .args(["--hostname", HOSTNAME, "--no-tls", "--log-level", "debug"])
+            .args(["--hostname", HOSTNAME, "--log-level", "debug"])
+            .args(if tls { &[][..] } else { &["--no-tls"][..] })
             .arg("--maildir")
             .arg(dir.join("maildir"))
             .arg("--queue-dir")
@@ -1161,6 +1166,69 @@ fn loops_are_refused() {
             "recipient Diagnostic-Code X-Smtp-Relay; 5.4.6 mail for 127.0.0.1:",
         ],
     );
+    assert!(server.stop().success());
+}
+
+/// REQUIRETLS (RFC 8689) through the CLI: offered after STARTTLS, taken with MAIL
+/// (Python's smtplib as the client), and a next hop without STARTTLS (smtp-sink) means a
+/// bounce with 5.7.30 rather than a message in clear.
+#[test]
+fn requiretls_is_offered_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let sink_port = free_port();
+    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let server = Serve::start(
+        "tokio",
+        dir.path(),
+        &[
+            "--tls",
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.1/32",
+            "--transport",
+            &format!("dest.test=127.0.0.1:{sink_port}"),
+        ],
+    );
+    let script = r#"
+import smtplib, ssl, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="client.test")
+s.ehlo()
+print("before", s.has_extn("requiretls"))
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s.starttls(context=ctx)
+s.ehlo()
+print("after", s.has_extn("requiretls"))
+s.sendmail("alice@local.test", ["bob@dest.test"],
+           b"Subject: secret\r\n\r\nOnly over TLS.\r\n", mail_options=["REQUIRETLS"])
+s.quit()
+print("sent")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &server.port().to_string()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(said, "before False\nafter True\nsent\n");
+    until("the bounce", 30, || !maildir_reports(dir.path()).is_empty());
+    let seen = python_reads(&maildir_reports(dir.path())[0]);
+    has(
+        &seen,
+        &[
+            "recipient Final-Recipient rfc822; bob@dest.test",
+            "recipient Status 5.7.30",
+            // RFC 8689 §5: only the header comes back.
+            "returned headers ['Subject: secret']",
+        ],
+    );
+    assert!(!dumped(&dump).contains("Only over TLS."));
     assert!(server.stop().success());
 }
 
