@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 use crate::deliver::{Attempt, Mode, Outbound, OutboundConfig, TlsPolicy, rand_u64};
 use crate::dns::Dns;
 use crate::dsn::Composed;
-use crate::headers::HeaderScan;
+use crate::headers::{HOP_LIMIT, HeaderScan};
 use crate::notify::{self, Notice, Occasion, Settings};
 use crate::outcome::{self, Verdict};
 use crate::route::{Route, Routes};
@@ -379,7 +379,9 @@ impl<S: Store> Relay<S> {
                             } else {
                                 Mode::Policy
                             };
-                            if header.too_many_hops() {
+                            // The queued copy has our own Received: line besides those
+                            // counted when it arrived: a loop is one more than the limit.
+                            if header.received() > HOP_LIMIT {
                                 // Accepted before the count was made (or by another
                                 // server): a loop all the same.
                                 let why = format!(
