@@ -1232,6 +1232,47 @@ print("sent")
     assert!(server.stop().success());
 }
 
+/// --check-recipient-domain: a relayed recipient at a null MX gets 556 5.1.10 at RCPT
+/// (RFC 7505), at a domain that does not exist 550 5.1.2; one with MX records, a local
+/// one and an address literal are taken.
+fn rcpt_time_domain_check(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = Dnsmasq::start(&[
+        "--mx-host=null.test,.,0",
+        "--mx-host=real.test,mx.real.test,10",
+        "--host-record=mx.real.test,127.0.0.9",
+    ]);
+    let server = Serve::start(
+        io,
+        dir.path(),
+        &[
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.1/32",
+            "--dns-server",
+            &dns.addr.to_string(),
+            "--check-recipient-domain",
+            "--retry-min",
+            "3600",
+        ],
+    );
+    let mut c = Client::connect(server.port());
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<alice@local.test>").starts_with("250"));
+    let reply = c.cmd("RCPT TO:<bob@null.test>");
+    assert!(reply.starts_with("556 5.1.10 "), "{reply}");
+    assert!(reply.contains("null MX"), "{reply}");
+    let reply = c.cmd("RCPT TO:<bob@nx.test>");
+    assert!(reply.starts_with("550 5.1.2 "), "{reply}");
+    for ok in ["<bob@real.test>", "<me@local.test>", "<bob@[127.0.0.9]>"] {
+        let reply = c.cmd(&format!("RCPT TO:{ok}"));
+        assert!(reply.starts_with("250"), "{ok}: {reply}");
+    }
+    c.cmd("QUIT");
+    assert!(server.stop().success());
+}
+
 /// A real DNS server for tests: dnsmasq on 127.0.0.1 and a free port, authoritative
 /// for the names given (everything else under `.test` is NXDOMAIN), stopped when
 /// dropped (as smtp-relay's tests run it).
@@ -1311,4 +1352,5 @@ on_both!(
     mx_via_dnsmasq,
     smarthost_starttls_auth,
     bounce_after_550,
+    rcpt_time_domain_check,
 );

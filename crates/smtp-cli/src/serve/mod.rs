@@ -269,10 +269,10 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
         .collect();
     let maildir = maildir.map(Arc::new);
     let mailboxes = Arc::new(LocalMailboxes::new(maildir.clone(), &args.local_domains));
-    let (relay, queue) =
+    let (relay, queue, domain_check) =
         match relay::RelayService::start(&args.relay, &hostname, runtime, &mailboxes, own)? {
-            Some((service, queue)) => (Some(service), Some(queue)),
-            None => (None, None),
+            Some((service, queue, check)) => (Some(service), Some(queue), check),
+            None => (None, None, None),
         };
     Ok(Setup {
         hostname: hostname.clone(),
@@ -280,6 +280,7 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
         shared: Arc::new(Shared {
             policy: Policy::new(users, &args.local_domains, args.relay.relaying()),
             store: Store::new(maildir, queue, &hostname, mailboxes),
+            domain_check,
             anvil: std::sync::Mutex::new(Anvil::new(
                 &hostname,
                 AnvilLimits {

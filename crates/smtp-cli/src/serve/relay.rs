@@ -29,8 +29,9 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::delivery::{LocalMailboxes, Queue};
-use crate::policy::{Network, Relaying, normalize};
+use crate::policy::{Network, Relaying, Verdict, normalize};
 use crate::{EX_CONFIG, EX_SOFTWARE, EX_USAGE};
+use smtp_relay::dns::Dns;
 
 /// The relay options of `smtp serve`.
 #[derive(Debug, Args)]
@@ -98,7 +99,43 @@ pub(crate) struct RelayArgs {
     /// The name in the relay's EHLO. Default: --hostname.
     #[arg(long, value_name = "NAME")]
     outbound_helo: Option<String>,
+    /// Look up a relayed recipient's domain at RCPT: a null MX gets 556 5.1.10 (RFC
+    /// 7505), a domain that does not exist 550 5.1.2, a failed lookup 450 4.4.3.
+    #[arg(long)]
+    check_recipient_domain: bool,
 }
+
+/// `--check-recipient-domain`: the MX lookup of a relayed recipient's domain during
+/// RCPT, on the relay's runtime and resolver.
+#[derive(Clone)]
+pub(crate) struct DomainCheck {
+    dns: Dns,
+    runtime: tokio::runtime::Handle,
+}
+
+impl DomainCheck {
+    /// The refusal for a recipient at `domain`, if it is refused.
+    pub(crate) async fn check(&self, domain: &str) -> Option<Verdict> {
+        // An address literal names its host: nothing to look up.
+        if domain.starts_with('[') {
+            return None;
+        }
+        let answer = self.dns.mx(domain).await;
+        let (code, why) = smtp_relay::mx::rcpt_check(domain, &answer).err()?;
+        let text = format!("Recipient address rejected: {}", why.text);
+        Some(Verdict::reject(code, why.enhanced, text).unwrap_or(CHECK_FAILED))
+    }
+
+    /// [`DomainCheck::check`] from a thread outside the runtime (`--io blocking`).
+    pub(crate) fn check_blocking(&self, domain: &str) -> Option<Verdict> {
+        self.runtime.block_on(self.check(domain))
+    }
+}
+
+/// When the refusal's text could not be a reply (never expected).
+const CHECK_FAILED: Verdict = Verdict::Reject(smtp_proto::server::Refusal::constant(
+    smtp_proto::Reply::fixed(450, Some((4, 4, 3)), "Recipient address rejected"),
+));
 
 /// `--relay-tls`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -248,7 +285,7 @@ impl RelayService {
         runtime: Option<tokio::runtime::Handle>,
         mailboxes: &Arc<LocalMailboxes>,
         listen: Vec<SocketAddr>,
-    ) -> Result<Option<(RelayService, Queue)>, u8> {
+    ) -> Result<Option<(RelayService, Queue, Option<DomainCheck>)>, u8> {
         if !args.enabled() {
             return Ok(None);
         }
@@ -288,6 +325,18 @@ impl RelayService {
             ),
         };
         let rt = runtime.handle().clone();
+        let check = match args.check_recipient_domain {
+            false => None,
+            true => {
+                let _entered = rt.enter();
+                let dns = Dns::new(&config.dns_servers, Duration::from_secs(10))
+                    .map_err(|e| failed("DNS: ", &e))?;
+                Some(DomainCheck {
+                    dns,
+                    runtime: rt.clone(),
+                })
+            }
+        };
         let (relay, handle) = {
             let _entered = rt.enter();
             Relay::new(Arc::new(store.clone()), config).map_err(|e| failed("relay: ", &e))?
@@ -321,6 +370,7 @@ impl RelayService {
                 _lock: lock,
             },
             Queue { store, handle },
+            check,
         )))
     }
 

@@ -12,6 +12,7 @@ use smtp_proto::{ForwardPath, MailParams, RcptParams, Reply, ReversePath};
 use smtp_relay::headers::HeaderScan;
 use smtp_relay::spool::{Envelope, Recipient};
 
+use super::relay::DomainCheck;
 use crate::delivery::{Message, NewMessage, Relayed, Store};
 use crate::policy::{Destination, Policy, Verdict};
 
@@ -19,6 +20,8 @@ use crate::policy::{Destination, Policy, Verdict};
 pub(crate) struct Shared {
     pub(crate) policy: Policy,
     pub(crate) store: Store,
+    /// `--check-recipient-domain`.
+    pub(crate) domain_check: Option<DomainCheck>,
     /// Connections and AUTH failures per client.
     pub(crate) anvil: Mutex<Anvil>,
 }
@@ -91,17 +94,51 @@ impl Session {
         Verdict::Accept
     }
 
-    /// RCPT: relay control; an accepted recipient's DSN parameters are kept.
+    /// RCPT, first half: relay control. `Ok(Some((check, domain)))`: the recipient is
+    /// relayed and its domain is to be looked up first (`--check-recipient-domain`),
+    /// then [`Session::rcpt_accept`]; `Ok(None)`: accept it now.
+    pub(crate) fn rcpt_policy(
+        &self,
+        session: &server::Session,
+        to: &ForwardPath<'static>,
+    ) -> Result<Option<(DomainCheck, String)>, Verdict> {
+        let verdict = self.shared.policy.rcpt(session, self.client, to);
+        if !verdict.is_accept() {
+            return Err(verdict);
+        }
+        let relayed = self.shared.policy.destination(to) == Destination::Relay;
+        Ok(match (&self.shared.domain_check, to.mailbox()) {
+            (Some(check), Some(m)) if relayed => Some((check.clone(), m.host().to_string())),
+            _ => None,
+        })
+    }
+
+    /// RCPT, for the blocking host: relay control, the domain check, and the recipient
+    /// kept.
     pub(crate) fn rcpt(
         &mut self,
         session: &server::Session,
         to: &ForwardPath<'static>,
         params: &RcptParams<'_>,
     ) -> Verdict {
-        let verdict = self.shared.policy.rcpt(session, self.client, to);
-        if verdict.is_accept()
-            && let Some(m) = to.mailbox()
-        {
+        match self.rcpt_policy(session, to) {
+            Err(refused) => refused,
+            Ok(Some((check, domain))) => match check.check_blocking(&domain) {
+                Some(refused) => refused,
+                None => self.rcpt_accept(to, params),
+            },
+            Ok(None) => self.rcpt_accept(to, params),
+        }
+    }
+
+    /// RCPT, second half: the recipient is accepted; its DSN parameters are kept.
+    pub(crate) fn rcpt_accept(
+        &mut self,
+        to: &ForwardPath<'static>,
+        params: &RcptParams<'_>,
+    ) -> Verdict {
+        let verdict = Verdict::Accept;
+        if let Some(m) = to.mailbox() {
             let notify = params.notify.map(|n| {
                 let words = [
                     (n.success, "SUCCESS"),

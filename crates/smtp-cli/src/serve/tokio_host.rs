@@ -157,7 +157,18 @@ impl SessionHandler for TokioSession {
         to: &ForwardPath<'static>,
         params: &RcptParams<'static>,
     ) -> Decision {
-        self.session().rcpt(ctx.session, to, params)
+        match self.session().rcpt_policy(ctx.session, to) {
+            Err(refused) => refused,
+            Ok(check) => {
+                // The lookup awaits on the runtime; the session waits for it alone.
+                if let Some((check, domain)) = check
+                    && let Some(refused) = check.check(&domain).await
+                {
+                    return refused;
+                }
+                self.session().rcpt_accept(to, params)
+            }
+        }
     }
 
     async fn message_start(&mut self, ctx: &Context<'_>) {
