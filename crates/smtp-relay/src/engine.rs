@@ -8,6 +8,14 @@
 //! result is recorded in the store before the next decision about that message, one
 //! log line per attempt and group says what happened, and a message leaves the queue
 //! when every recipient is delivered or has failed.
+//!
+//! After each attempt [`crate::notify::plan`] says which reports the sender gets
+//! (failed, delayed, relayed); they are composed ([`crate::dsn`]) and stored through
+//! [`LocalDelivery`] for a local sender or queued here from `<>` ([`submit_report`])
+//! before the attempt's result is recorded, so a crash in between sends one twice
+//! rather than never. A message goes as its envelope and header ask: REQUIRETLS only
+//! over verified TLS, `TLS-Required: No` over whatever the next hop offers; one with more than [`HOP_LIMIT`] `Received:` lines, or whose
+//! next hop is one of this server's listening addresses, fails with `5.4.6`.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -495,8 +503,11 @@ impl<S: Store> Relay<S> {
                 Err(e) => error!(queue_id = %done.id, error = %e, "cannot send a report"),
             }
         }
+        for report in queued {
+            self.load(messages, &report).await;
+        }
         let Some(tracked) = messages.get_mut(&done.id) else {
-            return;
+            return; // deleted meanwhile
         };
         let id = done.id.clone();
         let result = if tracked.entry.is_done() && tracked.in_flight.is_empty() {
@@ -508,9 +519,6 @@ impl<S: Store> Relay<S> {
         };
         if let Err(e) = result {
             error!(queue_id = %done.id, error = %e, "cannot record a delivery");
-        }
-        for report in queued {
-            self.load(messages, &report).await;
         }
     }
 }
