@@ -28,7 +28,7 @@ for dirpath, _dirs, files in os.walk(root):
     name = bench["function_id"] or bench["value_str"]
     rows.setdefault(group, []).append((name, octets / ns * 1e3, ns))
 
-order = ["commands", "ehlo", "replies", "data-decode/body", "data-decode/dots",
+order = ["commands", "commands-reads/1460", "commands-reads/7", "server-commands", "ehlo", "replies", "data-decode/body", "data-decode/dots",
          "data-encode/body", "data-encode/dots", "server-session", "paired-session"]
 for group in sorted(rows, key=lambda g: (order.index(g) if g in order else 99, g)):
     entries = sorted(rows[group], key=lambda r: (not r[0].startswith("smtp-proto"), r[0]))

@@ -22,6 +22,43 @@ fn commands(c: &mut Criterion) {
     g.finish();
 }
 
+/// The same session arriving in reads of 1460 octets (an Ethernet segment) and of 7.
+fn commands_in_reads(c: &mut Criterion) {
+    let buf = repeat(fixtures::COMMANDS, SESSIONS);
+    for read in [1460, 7] {
+        let mut g = c.benchmark_group(format!("commands-reads/{read}"));
+        g.throughput(Throughput::Bytes(buf.len() as u64));
+        g.bench_function("smtp-proto", |b| {
+            b.iter(|| commands_ours_reads(black_box(&buf), read))
+        });
+        g.bench_function("stalwart", |b| {
+            b.iter(|| commands_stalwart_reads(black_box(&buf), read))
+        });
+        g.finish();
+    }
+}
+
+/// The server machine (every decision accepted, replies drained) reading a pipelined
+/// session of commands without a message, in 1460-octet reads, beside Stalwart's
+/// `RequestReceiver` parsing the same bytes (it has no machine around it).
+fn server_commands(c: &mut Criterion) {
+    let session = command_session(SESSIONS);
+    let bytes = session.concat();
+    let config = server_commands_config();
+    let mut g = c.benchmark_group("server-commands");
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("smtp-proto/server", |b| {
+        b.iter(|| server_session(&config, black_box(&session), 1460))
+    });
+    g.bench_function("smtp-proto/decoder", |b| {
+        b.iter(|| commands_ours_reads(black_box(&bytes), 1460))
+    });
+    g.bench_function("stalwart", |b| {
+        b.iter(|| commands_stalwart_reads(black_box(&bytes), 1460))
+    });
+    g.finish();
+}
+
 fn ehlo(c: &mut Criterion) {
     let buf = fixtures::EHLO;
     let text = std::str::from_utf8(buf).expect("ASCII");
@@ -70,6 +107,15 @@ fn data_decode(c: &mut Criterion) {
         });
         g.bench_function("memchr2", |b| b.iter(|| memchr2_floor(black_box(&wire))));
         g.bench_function("memchr", |b| b.iter(|| memchr_floor(black_box(&wire))));
+        // What the copying rows spend in memcpy alone: machine-dependent (see the DATA
+        // section of docs/performance.md).
+        g.bench_function("copy", |b| {
+            b.iter(|| {
+                out.clear();
+                out.extend_from_slice(black_box(&wire));
+                out.len()
+            })
+        });
         g.bench_function("memchr-count", |b| {
             b.iter(|| memchr_count(black_box(&wire)))
         });
@@ -94,5 +140,14 @@ fn data_encode(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, commands, ehlo, replies, data_decode, data_encode);
+criterion_group!(
+    benches,
+    commands,
+    commands_in_reads,
+    server_commands,
+    ehlo,
+    replies,
+    data_decode,
+    data_encode
+);
 criterion_main!(benches);

@@ -4,7 +4,8 @@
 # smtp-sink, in the same run (recipe: ../shared/notes/postfix-as-a-relay.md; Postfix needs
 # root). For each: messages per second end to end (from the first connection of
 # smtp-source until the queue is empty), the relay's CPU per 1000 messages, and messages
-# lost (accepted by the relay and not counted by smtp-sink: must be 0).
+# lost (accepted by the relay and not counted by smtp-sink: must be 0). Both relays may
+# open 20 connections to the destination (Postfix: default_destination_concurrency_limit).
 #
 #   benches/load/relay.sh [--messages M] [--runs N]
 #
@@ -62,7 +63,13 @@ start_sink() {
   PIDS+=("$SINK_PID")
   wait_port "$SINK_PORT"
 }
-sink_count() { tr '\r' '\n' <"$WORK/sink.out" | grep -E '^[0-9]+$' | tail -n1 || true; }
+# smtp-sink -c writes "sess=N quit=N mesg=N" lines (CR-separated, buffered until it
+# exits): stop it, then read its last count.
+sink_count() {
+  kill -TERM "$SINK_PID" 2>/dev/null || true
+  wait "$SINK_PID" 2>/dev/null || true
+  tr '\r' '\n' <"$WORK/sink.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -n1
+}
 
 declare -A RATE CPU LOST
 run_ours() {
@@ -73,6 +80,7 @@ run_ours() {
   rm -rf "$dir"
   "$BIN" serve --listen "127.0.0.1:$port" --no-tls --log-level warn --maildir "$WORK/ours-md" \
     --queue-dir "$dir" --relay-network 127.0.0.0/8 --relay-tls never \
+    --destination-concurrency 20 \
     --transport "dest.test=127.0.0.1:$SINK_PORT" >"$WORK/ours.out" 2>"$WORK/ours.err" &
   pid=$!
   PIDS+=("$pid")
@@ -89,8 +97,8 @@ run_ours() {
   RATE[ours]+=" $(awk -v n="$MESSAGES" -v ns="$((t1 - t0))" 'BEGIN { printf "%.0f", n / (ns / 1e9) }')"
   CPU[ours]+=" $(awk -v t="$((c1 - c0))" -v hz="$CLK" -v n="$MESSAGES" 'BEGIN { printf "%.3f", t / hz * 1000 / n }')"
   LOST[ours]+=" $((MESSAGES - ${got:-0}))"
-  kill -TERM "$pid" "$SINK_PID" 2>/dev/null || true
-  wait "$pid" "$SINK_PID" 2>/dev/null || true
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
   log "ours: $(echo "${RATE[ours]}" | awk '{print $NF}') msg/s, sink got ${got:-0}"
 }
 
@@ -145,7 +153,15 @@ run_postfix() {
   POSTFIX_CONF="$POSTFIX_DIR/conf"
   wait_port "$PF_PORT"
   local c0 c1 t0 t1
-  cpu_all() { local s=0 p; for p in $(pgrep -f "$POSTFIX_DIR" ; pgrep -x smtpd; pgrep -x qmgr; pgrep -x smtp; pgrep -x cleanup; pgrep -x trivial-rewrite); do s=$((s + $(ticks "$p"))); done; echo "$s"; }
+  # Postfix is many processes: the master's own CPU and that of the children it has
+  # reaped (cutime, cstime), plus the children still running.
+  cpu_all() {
+    local master s p
+    master="$(cat "$POSTFIX_DIR/queue/pid/master.pid" 2>/dev/null | tr -d ' ')"
+    s="$(awk '{print $14 + $15 + $16 + $17}' "/proc/$master/stat" 2>/dev/null || echo 0)"
+    for p in $(pgrep -P "$master"); do s=$((s + $(ticks "$p"))); done
+    echo "$s"
+  }
   c0="$(cpu_all)"
   t0="$(date +%s%N)"
   "$SOURCE" -s "$SESSIONS" -l "$SIZE" -m "$MESSAGES" -f sender@origin.test -t rcpt@dest.test "127.0.0.1:$PF_PORT" >/dev/null
@@ -159,8 +175,6 @@ run_postfix() {
   LOST[postfix]+=" $((MESSAGES - ${got:-0}))"
   postfix -c "$POSTFIX_DIR/conf" stop >/dev/null 2>&1 || true
   POSTFIX_CONF=""
-  kill -TERM "$SINK_PID" 2>/dev/null || true
-  wait "$SINK_PID" 2>/dev/null || true
   sleep 1
   log "postfix: $(echo "${RATE[postfix]}" | awk '{print $NF}') msg/s, sink got ${got:-0}"
 }

@@ -84,6 +84,62 @@ pub fn commands_stalwart(buf: &[u8]) -> usize {
     }
 }
 
+/// The same, the input arriving in reads of `read` octets: each is appended to a buffer
+/// the way a host buffers a socket (the decoder is handed what is buffered, and what it
+/// has used is dropped from the front, the buffer compacted now and then rather than at
+/// every command). Returns how many commands.
+pub fn commands_ours_reads(buf: &[u8], read: usize) -> usize {
+    let mut decoder = CommandDecoder::default();
+    let mut inbuf: Vec<u8> = Vec::with_capacity(8192);
+    let mut head = 0;
+    let mut n = 0;
+    for piece in buf.chunks(read) {
+        if head >= 4096 {
+            inbuf.drain(..head);
+            head = 0;
+        }
+        inbuf.extend_from_slice(piece);
+        loop {
+            match decoder.decode(&inbuf[head..]) {
+                Decoded::Command { command, consumed } => {
+                    std::hint::black_box(&command);
+                    n += 1;
+                    head += consumed;
+                }
+                Decoded::NeedMore { discarded } => {
+                    head += discarded;
+                    break;
+                }
+                Decoded::Error { error, .. } => panic!("fixture does not parse: {error}"),
+            }
+        }
+    }
+    n
+}
+
+/// The same with Stalwart's `RequestReceiver`, which keeps the start of a line that has
+/// not ended in a buffer of its own. Returns how many commands.
+pub fn commands_stalwart_reads(buf: &[u8], read: usize) -> usize {
+    use stalwart_smtp_proto::Error;
+    use stalwart_smtp_proto::request::receiver::RequestReceiver;
+    let mut receiver = RequestReceiver::default();
+    let mut n = 0;
+    for piece in buf.chunks(read) {
+        let mut iter = piece.iter();
+        loop {
+            match receiver.ingest(&mut iter) {
+                Ok(request) => {
+                    std::hint::black_box(&request);
+                    n += 1;
+                }
+                Err(Error::NeedsMoreData { .. }) => break,
+                Err(e) => panic!("fixture does not parse: {e:?}"),
+            }
+        }
+    }
+    n
+}
+
 // ---- replies ----------------------------------------------------------------------
 
 /// Decodes every reply in `buf` with [`ReplyDecoder`]; returns how many lines they had.
@@ -282,10 +338,37 @@ pub fn server_session(config: &Arc<ServerConfig>, rounds: &[Vec<u8>], read: usiz
     total
 }
 
+/// A pipelined session of commands and no message, for the server machine: EHLO alone
+/// (it ends a group, RFC 2920 §3.1), then the 20-command fixture without its EHLO, DATA
+/// and QUIT `n` times over in one group (MAIL, RCPT, RSET and NOOP may all be pipelined),
+/// then QUIT. As rounds for [`server_session`]; [`concat`](slice::concat) them for a
+/// bare decoder.
+pub fn command_session(n: usize) -> Vec<Vec<u8>> {
+    let text = std::str::from_utf8(fixtures::COMMANDS).expect("ASCII");
+    let group: String = text
+        .split_inclusive("\r\n")
+        .filter(|l| !["EHLO", "DATA", "QUIT"].iter().any(|v| l.starts_with(v)))
+        .collect();
+    let ehlo = text.split_inclusive("\r\n").next().expect("EHLO first");
+    vec![
+        ehlo.as_bytes().to_vec(),
+        [group.repeat(n).as_bytes(), b"QUIT\r\n"].concat(),
+    ]
+}
+
 /// The server configuration of the session benchmarks: the defaults (PIPELINING,
 /// CHUNKING, 8BITMIME, SIZE 25 MiB...).
 pub fn server_config() -> Arc<ServerConfig> {
     Arc::new(ServerConfig::new("mx.example.org").expect("valid"))
+}
+
+/// The configuration for [`command_session`]: the defaults, but no limit on RSET and NOOP
+/// (50 rounds of the fixture hold 150 of them; Postfix's limit of 100 is for sessions
+/// that deliver nothing, and would end this one).
+pub fn server_commands_config() -> Arc<ServerConfig> {
+    let mut config = ServerConfig::new("mx.example.org").expect("valid");
+    config.limits.max_junk_commands = u32::MAX;
+    Arc::new(config)
 }
 
 /// Client and server machines in memory: `messages` messages of `body`, 3 recipients

@@ -12,6 +12,29 @@ fn commands() {
 }
 
 #[test]
+fn commands_in_reads() {
+    let buf = repeat(fixtures::COMMANDS, 3);
+    for read in [1, 7, 1460, buf.len()] {
+        assert_eq!(commands_ours_reads(&buf, read), 60, "{read}");
+        assert_eq!(commands_stalwart_reads(&buf, read), 60, "{read}");
+    }
+}
+
+#[test]
+fn server_commands() {
+    // EHLO, 17 commands twice, QUIT: every one answered, by one reply line each but the
+    // EHLO reply's 9 and the greeting.
+    let session = command_session(2);
+    let bytes = session.concat();
+    assert_eq!(commands_ours(&bytes), 36);
+    assert_eq!(commands_stalwart_reads(&bytes, 1460), 36);
+    let config = server_commands_config();
+    let replies = server_session(&config, &session, 1460);
+    assert_eq!(replies, server_session(&config, &session, 7));
+    assert!(replies > 35 * "250 2.1.5 Ok\r\n".len());
+}
+
+#[test]
 fn replies() {
     let buf = repeat(fixtures::REPLIES, 2);
     assert_eq!(replies_ours(&buf), 20);

@@ -669,7 +669,15 @@ impl CommandDecoder {
     }
 
     /// Decodes the next command at the start of `buf`.
+    ///
+    /// Between calls, drop the octets the result says and append what is read, nothing
+    /// else (see [`LineFramer`]): a command that arrives in pieces is then scanned once,
+    /// the framer resuming where the last piece ended, and parsed once, when its CRLF is
+    /// in.
     pub fn decode<'a>(&mut self, buf: &'a [u8]) -> Decoded<'a> {
+        if self.framer.is_mid_line() {
+            return self.decode_rest(buf);
+        }
         // The fast path reads the common commands straight from the buffer and finds the
         // CRLF on the way; the line it accepts holds no CR or LF, so the framer would have
         // found the same line. It must end within the line limit, as the framer requires.
@@ -684,7 +692,33 @@ impl CommandDecoder {
                 }
             }
         }
+        let line = self.framer.next_line(buf);
+        self.parse_line(line)
+    }
+
+    /// [`decode`](Self::decode) once part of the line has been seen without its end: the
+    /// framer goes first, looking only at what was appended since, and the fast path then
+    /// reads the whole line once. Apart so that the usual path stays as it was.
+    #[cold]
+    #[inline(never)]
+    fn decode_rest<'a>(&mut self, buf: &'a [u8]) -> Decoded<'a> {
         match self.framer.next_line(buf) {
+            // Nothing skipped before the line: it starts the buffer.
+            Line::Complete { line, consumed } if consumed == line.len() + 2 => {
+                if let Some((command, end)) = fast::parse(&buf[..consumed]) {
+                    if end == line.len() {
+                        return Decoded::Command { command, consumed };
+                    }
+                }
+                self.parse_line(Line::Complete { line, consumed })
+            }
+            other => self.parse_line(other),
+        }
+    }
+
+    /// The full parser on what the framer found.
+    fn parse_line<'a>(&self, line: Line<'a>) -> Decoded<'a> {
+        match line {
             Line::NeedMore { discarded } => Decoded::NeedMore { discarded },
             Line::Error { error, consumed } => Decoded::Error { error, consumed },
             Line::Complete { line, consumed } => match Command::full(line, self.options) {

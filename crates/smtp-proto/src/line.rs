@@ -49,6 +49,13 @@ pub enum Line<'a> {
 
 /// Splits a byte stream into command lines.
 ///
+/// The framer keeps its place: when a line has not ended yet, it remembers how much of it
+/// it has looked at, and the next call looks only at what came after (a line arriving in
+/// many small reads is scanned once, not once per read). So between two calls the caller
+/// must do what the result says and nothing else: drop the `consumed` or `discarded`
+/// octets from the start of its buffer, and append what it reads. A buffer shorter than
+/// what was looked at starts the scan over; anything else, call [`reset`](Self::reset).
+///
 /// ```
 /// use smtp_proto::{Line, LineFramer};
 /// let mut framer = LineFramer::new(512);
@@ -60,6 +67,9 @@ pub struct LineFramer {
     max_len: usize,
     /// Inside the tail of an over-long line that was already reported.
     skipping: bool,
+    /// Octets at the start of the buffer (once `discarded` is dropped) already found to
+    /// hold no CR or LF: the scan resumes there.
+    scanned: usize,
 }
 
 impl Default for LineFramer {
@@ -74,6 +84,7 @@ impl LineFramer {
         LineFramer {
             max_len: max_len.max(3),
             skipping: false,
+            scanned: 0,
         }
     }
 
@@ -90,6 +101,20 @@ impl LineFramer {
     /// Whether the framer is skipping the tail of an over-long line.
     pub fn is_skipping(&self) -> bool {
         self.skipping
+    }
+
+    /// Whether part of a line has been looked at and the line has not ended yet: the
+    /// next call resumes the scan where this one stopped.
+    pub fn is_mid_line(&self) -> bool {
+        self.scanned > 0
+    }
+
+    /// Forgets the line in progress (and the tail of an over-long line being skipped):
+    /// the next call scans its buffer from the start. For a caller whose buffer changed
+    /// other than by dropping what the framer said and appending.
+    pub fn reset(&mut self) {
+        self.skipping = false;
+        self.scanned = 0;
     }
 
     /// Looks for the next line at the start of `buf`.
@@ -112,7 +137,14 @@ impl LineFramer {
         // Content may be at most max_len - 2 octets, so the CR must be within the first
         // max_len - 1 octets.
         let window = &rest[..rest.len().min(self.max_len - 1)];
-        match memchr2(b'\r', b'\n', window) {
+        // Resume after what earlier calls found free of CR and LF (none of it if the
+        // buffer is shorter than that: it is not the one they saw).
+        let from = match self.scanned {
+            n if n <= window.len() => n,
+            _ => 0,
+        };
+        self.scanned = 0;
+        match find_cr_or_lf(&window[from..]).map(|i| from + i) {
             Some(i) if rest[i] == b'\n' => Line::Error {
                 error: CommandError::BareLf,
                 consumed: start + i + 1,
@@ -126,7 +158,11 @@ impl LineFramer {
                     error: CommandError::BareCr,
                     consumed: start + i + 1,
                 },
-                None => Line::NeedMore { discarded: start },
+                None => {
+                    // A CR last: what comes next decides.
+                    self.scanned = i;
+                    Line::NeedMore { discarded: start }
+                }
             },
             None if rest.len() >= self.max_len - 1 => {
                 // Report now, with bounded memory; the tail is skipped later.
@@ -136,8 +172,22 @@ impl LineFramer {
                     consumed: start + self.max_len - 1,
                 }
             }
-            None => Line::NeedMore { discarded: start },
+            None => {
+                self.scanned = window.len();
+                Line::NeedMore { discarded: start }
+            }
         }
+    }
+}
+
+/// The first CR or LF in `hay`. A piece of a few octets (a line arriving in small reads)
+/// is looked at octet by octet: `memchr2` costs more to set up than that.
+#[inline]
+fn find_cr_or_lf(hay: &[u8]) -> Option<usize> {
+    if hay.len() < 16 {
+        hay.iter().position(|&b| b == b'\r' || b == b'\n')
+    } else {
+        memchr2(b'\r', b'\n', hay)
     }
 }
 
@@ -202,6 +252,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn keeps_its_place_and_starts_over_on_a_shorter_buffer() {
+        let mut framer = LineFramer::new(512);
+        assert_eq!(framer.next_line(b"NOOP x"), Line::NeedMore { discarded: 0 });
+        assert!(framer.is_mid_line());
+        // Only what was appended is looked at, and the line is found whole.
+        assert_eq!(
+            framer.next_line(b"NOOP xy\r\n"),
+            Line::Complete {
+                line: b"NOOP xy",
+                consumed: 9
+            }
+        );
+        assert!(!framer.is_mid_line());
+        // A CR last is looked at again with what follows it.
+        assert_eq!(framer.next_line(b"QUIT\r"), Line::NeedMore { discarded: 0 });
+        assert_eq!(
+            framer.next_line(b"QUIT\rX"),
+            Line::Error {
+                error: CommandError::BareCr,
+                consumed: 5
+            }
+        );
+        // A buffer shorter than what was looked at is not the same one: scanned afresh.
+        assert_eq!(
+            framer.next_line(b"RSET and more"),
+            Line::NeedMore { discarded: 0 }
+        );
+        assert_eq!(
+            framer.next_line(b"A\nB"),
+            Line::Error {
+                error: CommandError::BareLf,
+                consumed: 2
+            }
+        );
+        // And after reset, from the start whatever the length.
+        assert_eq!(framer.next_line(b"RSET"), Line::NeedMore { discarded: 0 });
+        framer.reset();
+        assert_eq!(
+            framer.next_line(b"NO\nP\r\n"),
+            Line::Error {
+                error: CommandError::BareLf,
+                consumed: 3
+            }
+        );
     }
 
     #[test]

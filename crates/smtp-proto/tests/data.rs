@@ -715,6 +715,31 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(piece, 0..120).prop_map(|v| v.concat())
 }
 
+/// Bodies shaped like mail: lines of text of any length up to a few blocks, mostly ended
+/// by CRLF, now and then by a bare CR or LF, some starting with dots. These are what the
+/// decoder skips a block at a time, so the blocks' edges fall everywhere in them.
+fn mail_body() -> impl Strategy<Value = Vec<u8>> {
+    let line = (
+        prop_oneof![8 => Just(&b""[..]), 1 => Just(&b"."[..]), 1 => Just(&b".."[..])],
+        0usize..100,
+        any::<u8>(),
+        prop_oneof![
+            20 => Just(&b"\r\n"[..]),
+            1 => Just(&b"\r"[..]),
+            1 => Just(&b"\n"[..]),
+            1 => Just(&b"\n\r"[..]),
+            1 => Just(&b""[..]),
+        ],
+    )
+        .prop_map(|(lead, n, c, end)| {
+            let mut v = lead.to_vec();
+            v.extend((0..n).map(|i| if i % 7 == 3 { c } else { b'a' + (i % 26) as u8 }));
+            v.extend_from_slice(end);
+            v
+        });
+    prop::collection::vec(line, 0..40).prop_map(|v| v.concat())
+}
+
 /// A decoder with any configuration, and the bare-line-ending policy and size limit it
 /// was given.
 fn decoder() -> impl Strategy<Value = (DataDecoder, BareLineEndings, Option<u64>)> {
@@ -790,6 +815,18 @@ proptest! {
         if end {
             prop_assert!(whole.outcome.is_some());
         }
+    }
+
+    /// The block scan (which only runs on pieces longer than a block) gives what the
+    /// decoder gives an octet at a time, on bodies shaped like mail.
+    #[test]
+    fn block_scan_matches_octet_by_octet(body in mail_body(), cuts in prop::collection::vec(any::<usize>(), 0..4),
+                                         (dec, _, _) in decoder(), end in any::<bool>()) {
+        let input = if end { [&body[..], b"\r\n.\r\n", TRAIL].concat() } else { body };
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        let octets = feed(dec.clone(), &bytes);
+        prop_assert_eq!(&feed(dec.clone(), &[&input]), &octets);
+        prop_assert_eq!(&feed(dec.clone(), &pieces(&input, &cuts)), &octets);
     }
 
     /// The scanner agrees with the encoder on long lines, however the body is cut.

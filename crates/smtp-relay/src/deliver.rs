@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use smtp_proto::client::host::Verification;
-use smtp_proto::client::{ClientConfig, Envelope, StartTls};
+use smtp_proto::client::{ClientConfig, ClientTimeouts, Envelope, StartTls};
 use smtp_proto::sasl::ClientCredentials;
 use smtp_tokio::{Connection, Connector};
 use tokio::net::TcpStream;
@@ -108,6 +108,7 @@ pub(crate) struct OutboundConfig<'a> {
     /// This server's listening addresses: a next hop there is a loop.
     pub(crate) own: Vec<SocketAddr>,
     pub(crate) connect_timeout: Duration,
+    pub(crate) timeouts: ClientTimeouts,
     pub(crate) dns: Dns,
 }
 
@@ -124,6 +125,7 @@ impl Outbound {
             // AUTH only inside TLS, unless the operator said there is none.
             config.allow_cleartext_auth = c.tls == TlsPolicy::Never;
             config.credentials = credentials;
+            config.timeouts = c.timeouts;
             let verification = match tls {
                 TlsPolicy::Opportunistic => Verification::Insecure,
                 _ => c.verification.clone(),

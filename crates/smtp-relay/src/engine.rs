@@ -11,13 +11,14 @@
 //!
 //! After each attempt [`crate::notify::plan`] says which reports the sender gets
 //! (failed, delayed, relayed); they are composed ([`crate::dsn`]) and stored through
-//! [`LocalDelivery`] for a local sender or queued here from `<>` ([`submit_report`])
-//! before the attempt's result is recorded, so a crash in between sends one twice
-//! rather than never. A message goes as its envelope and header ask: REQUIRETLS only
-//! over verified TLS, `TLS-Required: No` over whatever the next hop offers; one with more than [`HOP_LIMIT`] `Received:` lines, or whose
-//! next hop is one of this server's listening addresses, fails with `5.4.6`.
+//! [`LocalDelivery`] for a local sender or queued here from `<>` ([`submit_report`]),
+//! beside the loop and before the attempt's result is recorded, so a crash in between
+//! sends one twice rather than never. A message goes as its envelope and header ask:
+//! REQUIRETLS only over verified TLS, `TLS-Required: No` over whatever the next hop
+//! offers; one with more than [`HOP_LIMIT`] `Received:` lines, or whose next hop is one
+//! of this server's listening addresses, fails with `5.4.6`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -25,7 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use smtp_proto::client::host::Verification;
-use smtp_proto::client::{Envelope as ClientEnvelope, Recipient as ClientRecipient};
+use smtp_proto::client::{
+    ClientTimeouts, Envelope as ClientEnvelope, Recipient as ClientRecipient,
+};
 use smtp_proto::params::{BodyType, Notify, Orcpt, Ret, XText};
 use smtp_proto::sasl::ClientCredentials;
 use smtp_proto::{ForwardPath, Mailbox, ReversePath};
@@ -70,6 +73,8 @@ pub struct RelayConfig {
     pub destination_concurrency: usize,
     /// How long a TCP connection may take.
     pub connect_timeout: Duration,
+    /// How long each reply may take (RFC 5321 §4.5.3.2 defaults).
+    pub timeouts: ClientTimeouts,
     /// This server's name in reports (`Reporting-MTA`, `MAILER-DAEMON@`).
     pub hostname: String,
     /// Warn the sender once a message has waited this long (`--delay-warning`; `None`,
@@ -141,6 +146,7 @@ impl RelayConfig {
             outbound_concurrency: 20,
             destination_concurrency: 5,
             connect_timeout: Duration::from_secs(30),
+            timeouts: ClientTimeouts::default(),
             delay_warning: None,
             local: None,
             listen: Vec::new(),
@@ -185,12 +191,18 @@ pub struct Relay<S: Store> {
     config: Arc<RelayConfig>,
     outbound: Arc<Outbound>,
     rx: mpsc::UnboundedReceiver<Command>,
+    /// To announce the reports it queues itself.
+    own: RelayHandle,
 }
 
 /// A message the manager knows, and which of its recipients are being delivered.
 struct Tracked {
     entry: Entry,
     in_flight: HashSet<usize>,
+    /// Each recipient's route, worked out once.
+    routes: Vec<Route>,
+    /// The last write of its state to the store, if one may still be running.
+    persisting: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What a delivery task reports.
@@ -213,6 +225,7 @@ impl<S: Store> Relay<S> {
             local_names: config.local_names.clone(),
             own: config.listen.clone(),
             connect_timeout: config.connect_timeout,
+            timeouts: config.timeouts,
             dns,
         })
         .map_err(io::Error::other)?;
@@ -223,6 +236,7 @@ impl<S: Store> Relay<S> {
             config: Arc::new(config),
             outbound: Arc::new(outbound),
             rx,
+            own: handle.clone(),
         };
         Ok((relay, handle))
     }
@@ -230,7 +244,7 @@ impl<S: Store> Relay<S> {
     /// Delivers until `shutdown` completes; deliveries under way then get a few seconds
     /// to finish (what they do not finish is tried again after a restart).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
-        let mut messages: HashMap<String, Tracked> = HashMap::new();
+        let mut messages: BTreeMap<String, Tracked> = BTreeMap::new();
         for id in blocking(&self.store, |s| s.list())
             .await
             .unwrap_or_else(|e| {
@@ -244,6 +258,7 @@ impl<S: Store> Relay<S> {
         let all = Arc::new(Semaphore::new(self.config.outbound_concurrency.max(1)));
         let mut per_route: HashMap<Route, Arc<Semaphore>> = HashMap::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut removals = Vec::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let now = SystemTime::now();
@@ -264,7 +279,7 @@ impl<S: Store> Relay<S> {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
-                    Ok(done) => self.finish(&mut messages, done).await,
+                    Ok(done) => self.finish(&mut messages, &mut removals, done),
                     Err(e) => error!(error = %e, "delivery task failed"),
                 },
                 Some(command) = self.rx.recv() => match command {
@@ -290,7 +305,7 @@ impl<S: Store> Relay<S> {
         tokio::pin!(deadline);
         while !tasks.is_empty() {
             tokio::select! {
-                Some(Ok(done)) = tasks.join_next() => self.finish(&mut messages, done).await,
+                Some(Ok(done)) = tasks.join_next() => self.finish(&mut messages, &mut removals, done),
                 () = &mut deadline => {
                     info!(deliveries = tasks.len(), "relay: stopping with deliveries under way");
                     tasks.abort_all();
@@ -298,17 +313,31 @@ impl<S: Store> Relay<S> {
                 }
             }
         }
+        // What was delivered is written down before the relay stops.
+        for m in messages.values_mut() {
+            if let Some(write) = m.persisting.take() {
+                let _ = write.await;
+            }
+        }
+        for write in removals {
+            let _ = write.await;
+        }
         self.outbound.close_idle().await;
         info!("relay: stopped");
     }
 
-    async fn load(&self, messages: &mut HashMap<String, Tracked>, id: &str) {
+    async fn load(&self, messages: &mut BTreeMap<String, Tracked>, id: &str) {
         let owned = id.to_owned();
         match blocking(&self.store, move |s| s.load(&owned)).await {
             Ok(Some(entry)) => {
+                let routes = (entry.envelope.recipients.iter())
+                    .map(|r| self.config.routes.route(domain(&r.address)))
+                    .collect();
                 messages.entry(id.to_owned()).or_insert(Tracked {
                     entry,
                     in_flight: HashSet::new(),
+                    routes,
+                    persisting: None,
                 });
             }
             Ok(None) => {}
@@ -319,7 +348,7 @@ impl<S: Store> Relay<S> {
     /// Starts a delivery for every due group that has room; which limits were reached.
     fn dispatch(
         &self,
-        messages: &mut HashMap<String, Tracked>,
+        messages: &mut BTreeMap<String, Tracked>,
         tasks: &mut JoinSet<Done>,
         all: &Arc<Semaphore>,
         per_route: &mut HashMap<Route, Arc<Semaphore>>,
@@ -332,9 +361,10 @@ impl<S: Store> Relay<S> {
                 if tracked.in_flight.contains(&i) || !outcome::is_due(state, now) {
                     continue;
                 }
-                let address = &tracked.entry.envelope.recipients[i].address;
-                let route = self.config.routes.route(domain(address));
-                groups.entry(route).or_default().push(i);
+                let route = &tracked.routes[i];
+                if !full.routes.contains(route) {
+                    groups.entry(route.clone()).or_default().push(i);
+                }
             }
             for (route, recipients) in groups {
                 let limit = self.config.destination_concurrency.max(1);
@@ -422,7 +452,12 @@ impl<S: Store> Relay<S> {
     }
 
     /// Records what a delivery did, logs it, and removes the message once it is done.
-    async fn finish(&self, messages: &mut HashMap<String, Tracked>, done: Done) {
+    fn finish(
+        &self,
+        messages: &mut BTreeMap<String, Tracked>,
+        removals: &mut Vec<tokio::task::JoinHandle<()>>,
+        done: Done,
+    ) {
         let Some(tracked) = messages.get_mut(&done.id) else {
             return; // deleted meanwhile
         };
@@ -486,39 +521,51 @@ impl<S: Store> Relay<S> {
             lifetime: self.config.schedule.lifetime,
         };
         let notices = notify::plan(&mut tracked.entry, &occasion, &settings);
-        // The reports are out before the state says the attempt happened: a crash in
-        // between sends one twice rather than never.
-        let mut queued = Vec::new();
-        if !notices.is_empty() {
+        let reports = (!notices.is_empty()).then(|| {
             let entry = tracked.entry.clone();
             let hostname = self.config.hostname.clone();
             let local = self.config.local.clone();
+            let announce = self.own.clone();
             let id = done.id.clone();
-            match blocking(&self.store, move |s| {
-                send_reports(s, local.as_deref(), &hostname, &id, &entry, &notices)
-            })
-            .await
-            {
-                Ok(ids) => queued = ids,
-                Err(e) => error!(queue_id = %done.id, error = %e, "cannot send a report"),
+            move |s: &S| {
+                match send_reports(s, local.as_deref(), &hostname, &id, &entry, &notices) {
+                    Ok(queued) => queued.iter().for_each(|r| announce.queued(r)),
+                    Err(e) => error!(queue_id = %id, error = %e, "cannot send a report"),
+                }
+                Ok(())
             }
-        }
-        for report in queued {
-            self.load(messages, &report).await;
-        }
-        let Some(tracked) = messages.get_mut(&done.id) else {
-            return; // deleted meanwhile
-        };
+        });
+        // The disk is written beside the loop (each write ends in an fsync), in order
+        // for one message: a later state never lands before an earlier one. The
+        // reports go first (they read the message, which the last write removes), so
+        // a crash in between sends one twice rather than never.
+        let previous = tracked.persisting.take();
+        let store = Arc::clone(&self.store);
         let id = done.id.clone();
-        let result = if tracked.entry.is_done() && tracked.in_flight.is_empty() {
-            messages.remove(&id);
-            blocking(&self.store, move |s| s.remove(&id)).await
+        let finished = tracked.entry.is_done() && tracked.in_flight.is_empty();
+        let states = (!finished).then(|| tracked.entry.states.clone());
+        let write = tokio::spawn(async move {
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            if let Some(reports) = reports {
+                let _ = blocking(&store, reports).await;
+            }
+            let name = id.clone();
+            let result = match states {
+                None => blocking(&store, move |s| s.remove(&name)).await,
+                Some(states) => blocking(&store, move |s| s.record(&name, &states)).await,
+            };
+            if let Err(e) = result {
+                error!(queue_id = %id, error = %e, "cannot record a delivery");
+            }
+        });
+        if finished {
+            messages.remove(&done.id);
+            removals.retain(|r| !r.is_finished());
+            removals.push(write);
         } else {
-            let states = tracked.entry.states.clone();
-            blocking(&self.store, move |s| s.record(&id, &states)).await
-        };
-        if let Err(e) = result {
-            error!(queue_id = %done.id, error = %e, "cannot record a delivery");
+            tracked.persisting = Some(write);
         }
     }
 }
@@ -540,18 +587,13 @@ fn send_reports<S: Store>(
         let token = spool::new_id(SystemTime::now(), rand_u64());
         let composed = report.compose(SystemTime::now(), &token);
         let kind = format!("{:?}", notice.kind).to_lowercase();
-        match submit_report(
-            store,
-            local,
-            &entry.envelope.from,
-            &composed,
-            entry.envelope.requiretls,
-        )? {
+        let to = &entry.envelope.from;
+        match submit_report(store, local, to, &composed, entry.envelope.requiretls)? {
             Some(report) => {
-                info!(queue_id = %id, report = %report, to = %entry.envelope.from, %kind, "report queued");
+                info!(queue_id = %id, %report, %to, %kind, "report queued");
                 queued.push(report);
             }
-            None => info!(queue_id = %id, to = %entry.envelope.from, %kind, "report stored"),
+            None => info!(queue_id = %id, %to, %kind, "report stored"),
         }
     }
     Ok(queued)
@@ -570,7 +612,7 @@ impl<S: Store> Relay<S> {
     /// The earliest next attempt among recipients not under way whose route has room.
     fn next_due(
         &self,
-        messages: &HashMap<String, Tracked>,
+        messages: &BTreeMap<String, Tracked>,
         full: &HashSet<Route>,
     ) -> Option<SystemTime> {
         let mut next = None;
@@ -579,14 +621,8 @@ impl<S: Store> Relay<S> {
                 if s.status.is_final() || m.in_flight.contains(&i) {
                     continue;
                 }
-                if !full.is_empty() {
-                    let route = self
-                        .config
-                        .routes
-                        .route(domain(&m.entry.envelope.recipients[i].address));
-                    if full.contains(&route) {
-                        continue;
-                    }
+                if full.contains(&m.routes[i]) {
+                    continue;
                 }
                 let at = s
                     .next_attempt

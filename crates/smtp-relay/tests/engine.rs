@@ -697,3 +697,200 @@ async fn one_delay_warning_then_the_lifetime() {
     );
     r.stop().await;
 }
+
+/// A next hop that follows a script, one connection after another: each connection
+/// gets the next script (the last one repeats). `Say(line)` sends a line, `Expect(verb)`
+/// reads a command line starting with it, `Data` reads a body to its final dot, `Close`
+/// closes, `Silence` reads nothing and says nothing until the client leaves.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Say(&'static str),
+    Expect(&'static str),
+    Data,
+    Close,
+    Silence,
+}
+
+fn scripted(scripts: Vec<Vec<Step>>) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&heard);
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            let script = scripts[n.min(scripts.len() - 1)].clone();
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                for step in script {
+                    match step {
+                        Step::Say(line) => {
+                            if conn.write_all(format!("{line}\r\n").as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        Step::Expect(verb) => {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            assert!(
+                                line.to_ascii_uppercase().starts_with(verb),
+                                "{verb}: {line:?}"
+                            );
+                            log.lock().unwrap().push(line.trim_end().to_owned());
+                        }
+                        Step::Data => loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == ".\r\n" {
+                                log.lock().unwrap().push("<body>".into());
+                                break;
+                            }
+                        },
+                        Step::Close => return,
+                        Step::Silence => {
+                            let mut sink = Vec::new();
+                            let _ = std::io::Read::read_to_end(&mut reader, &mut sink);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, heard)
+}
+
+fn accepting() -> Vec<Step> {
+    use Step::*;
+    vec![
+        Say("220 hop.test ESMTP"),
+        Expect("EHLO"),
+        Say("250-hop.test\r\n250 PIPELINING"),
+        Expect("MAIL"),
+        Expect("RCPT"),
+        Expect("DATA"),
+        Say("250 2.1.0 Ok"),
+        Say("250 2.1.5 Ok"),
+        Say("354 go ahead"),
+        Data,
+        Say("250 2.0.0 Ok: queued"),
+        Expect("QUIT"),
+        Say("221 2.0.0 Bye"),
+    ]
+}
+
+async fn relay_to(
+    addr: SocketAddr,
+    store: &Arc<FsStore>,
+) -> (smtp_relay::RelayHandle, oneshot::Sender<()>) {
+    let relay_config = config(|c| {
+        c.routes
+            .add_transport(&format!("dest.test={addr}"))
+            .unwrap();
+        // A silent server is given up on quickly.
+        c.timeouts.greeting = Duration::from_secs(1);
+        c.timeouts.data_end = Duration::from_secs(1);
+    });
+    let (relay, handle) = Relay::new(Arc::clone(store), relay_config).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(relay.run(async {
+        let _ = stopped.await;
+    }));
+    (handle, stop)
+}
+
+async fn deferred_with(store: &FsStore, id: &str) -> smtp_relay::spool::RecipientState {
+    let mut state = None;
+    until("a deferral", || {
+        state = store.load(id).unwrap().map(|e| e.states[0].clone());
+        state.as_ref().is_some_and(|s| s.status == Status::Deferred)
+    })
+    .await;
+    state.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_421_mid_session_is_retried() {
+    use Step::*;
+    let closing = vec![
+        Say("220 hop.test ESMTP"),
+        Expect("EHLO"),
+        Say("250 hop.test"),
+        Expect("MAIL"),
+        Say("421 4.3.2 Service shutting down"),
+        Close,
+    ];
+    let (addr, heard) = scripted(vec![closing, accepting()]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FsStore::open(dir.path()).unwrap());
+    enqueue(&store, "D4", &["bob@dest.test"]);
+    let (handle, stop) = relay_to(addr, &store).await;
+    let state = deferred_with(&store, "D4").await;
+    let reply = state.last_reply.unwrap();
+    assert_eq!(
+        (reply.code, reply.enhanced.as_deref()),
+        (421, Some("4.3.2"))
+    );
+    handle.flush();
+    until("D4 delivered", || store.load("D4").unwrap().is_none()).await;
+    assert!(heard.lock().unwrap().iter().any(|l| l == "<body>"));
+    stop.send(()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_is_given_up_on() {
+    let (addr, _) = scripted(vec![vec![Step::Silence]]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FsStore::open(dir.path()).unwrap());
+    enqueue(&store, "E5", &["bob@dest.test"]);
+    let (_handle, stop) = relay_to(addr, &store).await;
+    let state = deferred_with(&store, "E5").await;
+    assert!(state.last_reply.is_none());
+    let error = state.last_error.unwrap();
+    assert!(error.contains("tim"), "{error}");
+    stop.send(()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_after_the_dot_is_retried_not_dropped() {
+    use Step::*;
+    let drop_after_dot = vec![
+        Say("220 hop.test ESMTP"),
+        Expect("EHLO"),
+        Say("250-hop.test\r\n250 PIPELINING"),
+        Expect("MAIL"),
+        Expect("RCPT"),
+        Expect("DATA"),
+        Say("250 2.1.0 Ok"),
+        Say("250 2.1.5 Ok"),
+        Say("354 go ahead"),
+        Data,
+        Close,
+    ];
+    let (addr, heard) = scripted(vec![drop_after_dot, accepting()]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FsStore::open(dir.path()).unwrap());
+    enqueue(&store, "F6", &["bob@dest.test"]);
+    let (handle, stop) = relay_to(addr, &store).await;
+    let state = deferred_with(&store, "F6").await;
+    // RFC 5321 §6.1: it may have arrived; a duplicate is better than a loss.
+    assert!(
+        state
+            .last_error
+            .unwrap()
+            .contains("may have been delivered")
+    );
+    handle.flush();
+    until("F6 delivered", || store.load("F6").unwrap().is_none()).await;
+    let bodies = heard
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| *l == "<body>")
+        .count();
+    assert_eq!(bodies, 2, "sent twice: once lost, once acknowledged");
+    stop.send(()).unwrap();
+}
