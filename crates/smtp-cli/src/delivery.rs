@@ -9,14 +9,18 @@
 
 use std::io::{self, Write as _};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use smtp_proto::server::{Refusal, Session};
 use smtp_proto::{EnhancedCode, ForwardPath, Reply};
-use smtp_relay::spool::{Envelope, FsWriter, unix_secs};
+use smtp_relay::dsn::{Report, Return};
+use smtp_relay::engine::{LocalDelivery, submit_report};
+use smtp_relay::notify::{self, Wants};
+use smtp_relay::spool::{Envelope, FsWriter, Recipient, unix_secs};
 use smtp_relay::{FsStore, RelayHandle, SpoolWriter as _, Store as _};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use smtp_relay::date::rfc5322 as rfc5322_date;
 
@@ -27,11 +31,60 @@ use crate::policy::Verdict;
 /// (`--discard`), for local recipients; the relay queue for the others; and the
 /// queue-id counter.
 pub(crate) struct Store {
-    maildir: Option<Maildir>,
+    maildir: Option<Arc<Maildir>>,
     queue: Option<Queue>,
-    /// The server's name: the domain of `<Postmaster>`'s Maildir.
+    /// The server's name: the domain of `<Postmaster>`'s Maildir, and the reports'.
     hostname: String,
     seq: AtomicU64,
+    /// Where reports to local senders go.
+    mailboxes: Arc<LocalMailboxes>,
+}
+
+/// The Maildir as the relay sees it: a report to a sender at a `--local-domain` is
+/// stored there (from `<>`), not relayed.
+#[derive(Debug)]
+pub(crate) struct LocalMailboxes {
+    maildir: Option<Arc<Maildir>>,
+    /// Lower case, no trailing dot.
+    domains: Vec<String>,
+}
+
+impl LocalMailboxes {
+    /// `None`: `--discard` (a report to a local sender is dropped, as its mail would be).
+    pub(crate) fn new(maildir: Option<Arc<Maildir>>, domains: &[String]) -> LocalMailboxes {
+        LocalMailboxes {
+            maildir,
+            domains: domains
+                .iter()
+                .map(|d| crate::policy::normalize(d))
+                .collect(),
+        }
+    }
+}
+
+impl LocalDelivery for LocalMailboxes {
+    fn is_local(&self, address: &str) -> bool {
+        address
+            .rsplit_once('@')
+            .is_some_and(|(_, domain)| self.domains.contains(&crate::policy::normalize(domain)))
+    }
+
+    fn store(&self, address: &str, message: &[u8]) -> io::Result<()> {
+        let Some(maildir) = &self.maildir else {
+            info!(to = %address, "report discarded (--discard)");
+            return Ok(());
+        };
+        let mailbox = match address.rsplit_once('@') {
+            Some((local, domain)) if maildir.per_recipient() => Some(mailbox_path(domain, local)),
+            _ => None,
+        };
+        let head = format!("Return-Path: <>\r\nDelivered-To: <{address}>\r\n");
+        let mut d = maildir.begin_in(mailbox.as_deref(), head.as_bytes(), BUFFER)?;
+        d.write(message)?;
+        let file = d.commit()?;
+        info!(to = %address, %file, "report stored");
+        Ok(())
+    }
 }
 
 /// The relay queue as the server writes to it, and the relay to tell.
@@ -81,12 +134,80 @@ impl NewMessage {
 
 impl Store {
     /// `None`: `--discard`; `queue`: relaying is configured.
-    pub(crate) fn new(maildir: Option<Maildir>, queue: Option<Queue>, hostname: &str) -> Store {
+    pub(crate) fn new(
+        maildir: Option<Arc<Maildir>>,
+        queue: Option<Queue>,
+        hostname: &str,
+        mailboxes: Arc<LocalMailboxes>,
+    ) -> Store {
         Store {
             maildir,
             queue,
             hostname: hostname.to_owned(),
             seq: AtomicU64::new(0),
+            mailboxes,
+        }
+    }
+
+    /// After local recipients' copies were stored: a success report (`Action:
+    /// delivered`) to the sender for those that asked `NOTIFY=SUCCESS` (RFC 3461 §4.1),
+    /// stored here when the sender is local, else queued from `<>`. `original` is the
+    /// message's header section. Blocking (it writes the report).
+    pub(crate) fn report_delivered(
+        &self,
+        id: &str,
+        mail: &Envelope,
+        delivered: &[Recipient],
+        original: &[u8],
+    ) {
+        if mail.from.is_empty() {
+            return; // RFC 3461 §6.2: never about a message from <>
+        }
+        let recipients: Vec<_> = delivered
+            .iter()
+            .filter(|r| Wants::parse(r.notify.as_deref()).success)
+            .map(notify::delivered)
+            .collect();
+        if recipients.is_empty() {
+            return;
+        }
+        let now = SystemTime::now();
+        let report = Report {
+            hostname: &self.hostname,
+            sender: &mail.from,
+            queue_id: id,
+            envid: mail.envid.as_deref(),
+            arrived: now,
+            smtputf8: mail.smtputf8,
+            ret: Return::Headers,
+            recipients,
+            original,
+        };
+        let composed = report.compose(now, &format!("{id}D{}", getrandom::u32().unwrap_or(0)));
+        let sent = match &self.queue {
+            Some(q) => submit_report(
+                &q.store,
+                Some(&*self.mailboxes),
+                &mail.from,
+                &composed,
+                mail.requiretls,
+            )
+            .map(|queued| {
+                if let Some(report) = queued {
+                    info!(%id, %report, to = %mail.from, "success report queued");
+                    q.handle.queued(&report);
+                }
+            }),
+            None if self.mailboxes.is_local(&mail.from) => {
+                self.mailboxes.store(&mail.from, &composed.message)
+            }
+            None => {
+                warn!(%id, to = %mail.from, "success report not sent: relaying is not configured");
+                Ok(())
+            }
+        };
+        if let Err(e) = sent {
+            error!(%id, to = %mail.from, error = %e, "cannot send a success report");
         }
     }
 
@@ -390,6 +511,19 @@ impl Copy {
 }
 
 impl Message {
+    /// The queue id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The local recipients whose copy is stored in `new/`.
+    pub(crate) fn stored(&self) -> impl Iterator<Item = &ForwardPath<'static>> {
+        self.copies
+            .iter()
+            .filter(|c| c.stored)
+            .flat_map(|c| c.recipients.iter())
+    }
+
     /// Whether [`Message::write`] of `len` bytes will touch the disk.
     pub(crate) fn write_blocks(&self, len: usize) -> bool {
         self.copies

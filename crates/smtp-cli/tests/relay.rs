@@ -36,9 +36,14 @@ impl Serve {
             .append(true)
             .open(dir.join("stderr"))
             .unwrap();
+        // `--tls` in `args` (not an option of smtp serve) asks for STARTTLS with a
+        // self-signed certificate instead of --no-tls.
+        let tls = args.contains(&"--tls");
+        let args: Vec<&str> = args.iter().copied().filter(|a| *a != "--tls").collect();
         let mut child = Command::new(SMTP)
             .args(["serve", "--io", io, "--listen", "127.0.0.1:0"])
-            .args(["--hostname", HOSTNAME, "--no-tls", "--log-level", "debug"])
+            .args(["--hostname", HOSTNAME, "--log-level", "debug"])
+            .args(if tls { &[][..] } else { &["--no-tls"][..] })
             .arg("--maildir")
             .arg(dir.join("maildir"))
             .arg("--queue-dir")
@@ -754,8 +759,8 @@ fn smarthost_starttls_auth(io: &str) {
     assert!(server.stop().success());
 }
 
-/// Past --queue-lifetime an undelivered recipient fails and leaves the queue, logged
-/// (there are no bounces yet).
+/// Past --queue-lifetime an undelivered recipient fails and leaves the queue, logged,
+/// and its sender (local here) gets a bounce.
 #[test]
 fn queue_lifetime_gives_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -764,6 +769,8 @@ fn queue_lifetime_gives_up() {
         "tokio",
         dir.path(),
         &[
+            "--local-domain",
+            "origin.test",
             "--relay-network",
             "127.0.0.1/32",
             "--transport",
@@ -780,6 +787,8 @@ fn queue_lifetime_gives_up() {
     until("the message to leave the queue", 30, || {
         list(dir.path()).is_empty()
     });
+    until("the bounce", 10, || !maildir_reports(dir.path()).is_empty());
+    assert!(maildir_reports(dir.path())[0].contains("Status: 4.4.7\r\n"));
     assert!(server.stop().success());
     let log = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     assert!(
@@ -849,6 +858,493 @@ fn one_server_per_queue() {
     let out = queue(&["flush", "--queue-dir", q.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     assert!(first.stop().success());
+}
+
+/// The reports in the Maildir (every file holding a `multipart/report`).
+fn maildir_reports(dir: &Path) -> Vec<String> {
+    maildir_files(dir)
+        .into_iter()
+        .filter(|m| m.contains("multipart/report"))
+        .collect()
+}
+
+/// What Python's `email` package reads in a report: one fact per line.
+fn python_reads(message: &str) -> String {
+    let script = r#"
+import sys, email, email.policy
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.compat32)
+print("type", m.get_content_type(), m.get_param("report-type"))
+print("from", m["From"]); print("to", m["To"]); print("subject", m["Subject"])
+print("auto", m["Auto-Submitted"]); print("date", m["Date"] is not None)
+print("message-id", m["Message-ID"] is not None)
+parts = m.get_payload()
+print("parts", [p.get_content_type() for p in parts])
+blocks = parts[1].get_payload()
+for k in ("Reporting-MTA", "Original-Envelope-Id", "Arrival-Date"):
+    print("per-message", k, blocks[0][k] is not None and blocks[0][k] or None)
+for b in blocks[1:]:
+    for k in ("Final-Recipient", "Original-Recipient", "Action", "Status", "Remote-MTA",
+              "Diagnostic-Code", "Last-Attempt-Date", "Will-Retry-Until"):
+        if b[k] is not None:
+            print("recipient", k, b[k])
+third = parts[2]
+if third.get_content_type() == "message/rfc822":
+    print("returned subject", third.get_payload()[0]["Subject"])
+else:
+    print("returned headers", [l for l in third.get_payload().splitlines() if l.startswith("Subject:")])
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{message}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn has(seen: &str, wanted: &[&str]) {
+    for w in wanted {
+        assert!(
+            seen.lines().any(|l| l.starts_with(w)),
+            "{w:?} not in\n{seen}"
+        );
+    }
+}
+
+/// One message from a local sender through a raw client, with DSN parameters.
+fn send_dsn(port: u16, mail: &str, rcpts: &[&str], body: &str) -> String {
+    let mut c = Client::connect(port);
+    c.cmd("EHLO client.test");
+    let reply = c.cmd(mail);
+    assert!(reply.starts_with("250"), "{reply}");
+    for r in rcpts {
+        let reply = c.cmd(r);
+        assert!(reply.starts_with("250"), "{r}: {reply}");
+    }
+    assert!(c.cmd("DATA").starts_with("354"));
+    let reply = c.cmd(&format!("{body}\r\n."));
+    c.cmd("QUIT");
+    reply
+}
+
+/// A next hop that answers 550: the local sender finds a bounce in its Maildir, which
+/// Python reads as a multipart/report with the RFC 3464 fields, ENVID, ORCPT and the
+/// whole message (RET=FULL).
+fn bounce_after_550(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let sink_port = free_port();
+    let _sink = smtp_sink(&dump, sink_port, &["-f", "RCPT"]);
+    let server = Serve::start(
+        io,
+        dir.path(),
+        &[
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.1/32",
+            "--transport",
+            &format!("dest.test=127.0.0.1:{sink_port}"),
+        ],
+    );
+    let reply = send_dsn(
+        server.port(),
+        "MAIL FROM:<alice@local.test> RET=FULL ENVID=QQ+2B1",
+        &[
+            "RCPT TO:<bob@dest.test> ORCPT=rfc822;Bob@Dest.TEST",
+            "RCPT TO:<carol@dest.test> NOTIFY=NEVER",
+        ],
+        "Subject: refused\r\n\r\nHello Bob.",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    until("the bounce", 30, || !maildir_reports(dir.path()).is_empty());
+    until("an empty queue", 20, || list(dir.path()).is_empty());
+    let reports = maildir_reports(dir.path());
+    assert_eq!(reports.len(), 1);
+    assert!(
+        reports[0].starts_with("Return-Path: <>\r\n"),
+        "{}",
+        reports[0]
+    );
+    let seen = python_reads(&reports[0]);
+    has(
+        &seen,
+        &[
+            "type multipart/report delivery-status",
+            &format!("from Mail Delivery System <MAILER-DAEMON@{HOSTNAME}>"),
+            "to <alice@local.test>",
+            "subject Undelivered Mail Returned to Sender",
+            "auto auto-replied",
+            "date True",
+            "message-id True",
+            "parts ['text/plain', 'message/delivery-status', 'message/rfc822']",
+            &format!("per-message Reporting-MTA dns; {HOSTNAME}"),
+            "per-message Original-Envelope-Id QQ+1",
+            "per-message Arrival-Date ",
+            "recipient Final-Recipient rfc822; bob@dest.test",
+            "recipient Original-Recipient rfc822; Bob@Dest.TEST",
+            "recipient Action failed",
+            "recipient Status 5.",
+            "recipient Remote-MTA dns; 127.0.0.1",
+            "recipient Diagnostic-Code smtp; 5",
+            "recipient Last-Attempt-Date ",
+            "returned subject refused",
+        ],
+    );
+    // NOTIFY=NEVER: carol is not in it.
+    assert!(!seen.contains("carol@dest.test"), "{seen}");
+    assert!(server.stop().success());
+}
+
+/// A next hop that answers 451 until the lifetime runs out: one delay warning
+/// (--delay-warning), then a bounce saying 4.4.7; the headers only come back.
+#[test]
+fn delay_warning_then_lifetime_bounce() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let sink_port = free_port();
+    let _sink = smtp_sink(&dump, sink_port, &["-r", "RCPT"]);
+    let server = Serve::start(
+        "tokio",
+        dir.path(),
+        &[
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.1/32",
+            "--transport",
+            &format!("dest.test=127.0.0.1:{sink_port}"),
+            "--retry-min",
+            "1",
+            "--retry-max",
+            "1",
+            "--delay-warning",
+            "1",
+            "--queue-lifetime",
+            "4",
+        ],
+    );
+    send_dsn(
+        server.port(),
+        "MAIL FROM:<alice@local.test>",
+        &["RCPT TO:<bob@dest.test>"],
+        "Subject: slow\r\n\r\nHello Bob.",
+    );
+    until("the message to leave the queue", 40, || {
+        list(dir.path()).is_empty()
+    });
+    until("two reports", 10, || maildir_reports(dir.path()).len() == 2);
+    let reports = maildir_reports(dir.path());
+    let (delay, bounce): (Vec<&String>, Vec<&String>) =
+        reports.iter().partition(|r| r.contains("Action: delayed"));
+    assert_eq!((delay.len(), bounce.len()), (1, 1), "{reports:#?}");
+    let seen = python_reads(delay[0]);
+    has(
+        &seen,
+        &[
+            "type multipart/report delivery-status",
+            "subject Delayed Mail (still being retried)",
+            "parts ['text/plain', 'message/delivery-status', 'text/rfc822-headers']",
+            "recipient Action delayed",
+            "recipient Status 4.",
+            "recipient Diagnostic-Code smtp; 4",
+            "recipient Will-Retry-Until ",
+            "returned headers ['Subject: slow']",
+        ],
+    );
+    let seen = python_reads(bounce[0]);
+    has(
+        &seen,
+        &[
+            "subject Undelivered Mail Returned to Sender",
+            "recipient Final-Recipient rfc822; bob@dest.test",
+            "recipient Action failed",
+            "recipient Status 4.4.7",
+            "returned headers ['Subject: slow']",
+        ],
+    );
+    assert!(server.stop().success());
+}
+
+/// A null MX (RFC 7505) served by dnsmasq: the recipient fails at once with 5.1.10 and
+/// the bounce says so.
+#[test]
+fn null_mx_bounce() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = Dnsmasq::start(&["--mx-host=null.test,.,0"]);
+    let server = Serve::start(
+        "tokio",
+        dir.path(),
+        &[
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.1/32",
+            "--dns-server",
+            &dns.addr.to_string(),
+        ],
+    );
+    send_dsn(
+        server.port(),
+        "MAIL FROM:<alice@local.test>",
+        &["RCPT TO:<bob@null.test>"],
+        "Subject: nowhere\r\n\r\nHello.",
+    );
+    until("the bounce", 30, || !maildir_reports(dir.path()).is_empty());
+    let seen = python_reads(&maildir_reports(dir.path())[0]);
+    has(
+        &seen,
+        &[
+            "recipient Final-Recipient rfc822; bob@null.test",
+            "recipient Action failed",
+            "recipient Status 5.1.10",
+            "recipient Diagnostic-Code X-Smtp-Relay; 5.1.10 Domain null.test does not accept mail (null MX)",
+        ],
+    );
+    assert!(!seen.contains("Remote-MTA"), "{seen}");
+    assert!(server.stop().success());
+}
+
+/// A bounce for a sender elsewhere is queued from <> and relayed like any message; a
+/// success report for a local delivery with NOTIFY=SUCCESS is stored for a local sender.
+#[test]
+fn remote_bounce_and_local_success_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let refusing = free_port();
+    let taking = free_port();
+    let _refusing = smtp_sink(&dump, refusing, &["-f", "RCPT"]);
+    let dump2 = dir.path().join("sink/dump2");
+    let _taking = smtp_sink(&dump2, taking, &[]);
+    let server = Serve::start(
+        "tokio",
+        dir.path(),
+        &[
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.1/32",
+            "--transport",
+            &format!("dest.test=127.0.0.1:{refusing}"),
+            "--transport",
+            &format!("origin.test=127.0.0.1:{taking}"),
+        ],
+    );
+    send_dsn(
+        server.port(),
+        "MAIL FROM:<carol@origin.test>",
+        &["RCPT TO:<bob@dest.test>"],
+        "Subject: from afar\r\n\r\nHi.",
+    );
+    until("the bounce at the sender's next hop", 30, || {
+        dumped(&dump2).contains("Undelivered Mail Returned to Sender")
+    });
+    let d = dumped(&dump2);
+    assert!(d.contains("X-Mail-Args: <>"), "{d}");
+    assert!(d.contains("X-Rcpt-Args: <carol@origin.test>"), "{d}");
+    assert!(d.contains("Subject: from afar"), "{d}");
+    until("an empty queue", 20, || list(dir.path()).is_empty());
+
+    // Stored locally with NOTIFY=SUCCESS: "delivered", to the local sender.
+    send_dsn(
+        server.port(),
+        "MAIL FROM:<alice@local.test> ENVID=E1",
+        &["RCPT TO:<me@local.test> NOTIFY=SUCCESS ORCPT=rfc822;me@local.test"],
+        "Subject: keep\r\n\r\nHi.",
+    );
+    until("the success report", 20, || {
+        !maildir_reports(dir.path()).is_empty()
+    });
+    let seen = python_reads(&maildir_reports(dir.path())[0]);
+    has(
+        &seen,
+        &[
+            "subject Successful Mail Delivery Report",
+            "per-message Original-Envelope-Id E1",
+            "recipient Final-Recipient rfc822; me@local.test",
+            "recipient Original-Recipient rfc822; me@local.test",
+            "recipient Action delivered",
+            "recipient Status 2.0.0",
+            "returned headers ['Subject: keep']",
+        ],
+    );
+    assert!(server.stop().success());
+}
+
+/// Loops: 50 Received: lines get 554 5.4.6 at the end of data; a route back to one of
+/// our own listening addresses (a wildcard listener included) bounces with 5.4.6.
+#[test]
+fn loops_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let own = free_port();
+    let server = Serve::start(
+        "tokio",
+        dir.path(),
+        &[
+            "--listen",
+            &format!("0.0.0.0:{own}"),
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.1/32",
+            "--transport",
+            &format!("dest.test=127.0.0.1:{own}"),
+        ],
+    );
+    let hops = "Received: from a by b; Tue, 1 Jul 2025 09:05:03 +0000\r\n".repeat(50);
+    let reply = send_dsn(
+        server.port(),
+        "MAIL FROM:<alice@local.test>",
+        &["RCPT TO:<me@local.test>"],
+        &format!("{hops}Subject: loop\r\n\r\nHi."),
+    );
+    assert!(reply.starts_with("554 5.4.6 "), "{reply}");
+    assert!(maildir_files(dir.path()).is_empty());
+    // 49 are fine.
+    let hops = "Received: from a by b; Tue, 1 Jul 2025 09:05:03 +0000\r\n".repeat(49);
+    let reply = send_dsn(
+        server.port(),
+        "MAIL FROM:<alice@local.test>",
+        &["RCPT TO:<me@local.test>"],
+        &format!("{hops}Subject: loop\r\n\r\nHi."),
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    send_dsn(
+        server.port(),
+        "MAIL FROM:<alice@local.test>",
+        &["RCPT TO:<bob@dest.test>"],
+        "Subject: to myself\r\n\r\nHi.",
+    );
+    until("the bounce", 30, || !maildir_reports(dir.path()).is_empty());
+    let seen = python_reads(&maildir_reports(dir.path())[0]);
+    has(
+        &seen,
+        &[
+            "recipient Status 5.4.6",
+            "recipient Diagnostic-Code X-Smtp-Relay; 5.4.6 mail for 127.0.0.1:",
+        ],
+    );
+    assert!(server.stop().success());
+}
+
+/// REQUIRETLS (RFC 8689) through the CLI: offered after STARTTLS, taken with MAIL
+/// (Python's smtplib as the client), and a next hop without STARTTLS (smtp-sink) means a
+/// bounce with 5.7.30 rather than a message in clear.
+#[test]
+fn requiretls_is_offered_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let sink_port = free_port();
+    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let server = Serve::start(
+        "tokio",
+        dir.path(),
+        &[
+            "--tls",
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.1/32",
+            "--transport",
+            &format!("dest.test=127.0.0.1:{sink_port}"),
+        ],
+    );
+    let script = r#"
+import smtplib, ssl, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="client.test")
+s.ehlo()
+print("before", s.has_extn("requiretls"))
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s.starttls(context=ctx)
+s.ehlo()
+print("after", s.has_extn("requiretls"))
+s.sendmail("alice@local.test", ["bob@dest.test"],
+           b"Subject: secret\r\n\r\nOnly over TLS.\r\n", mail_options=["REQUIRETLS"])
+s.quit()
+print("sent")
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &server.port().to_string()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(said, "before False\nafter True\nsent\n");
+    until("the bounce", 30, || !maildir_reports(dir.path()).is_empty());
+    let seen = python_reads(&maildir_reports(dir.path())[0]);
+    has(
+        &seen,
+        &[
+            "recipient Final-Recipient rfc822; bob@dest.test",
+            "recipient Status 5.7.30",
+            // RFC 8689 §5: only the header comes back.
+            "returned headers ['Subject: secret']",
+        ],
+    );
+    assert!(!dumped(&dump).contains("Only over TLS."));
+    assert!(server.stop().success());
+}
+
+/// --check-recipient-domain: a relayed recipient at a null MX gets 556 5.1.10 at RCPT
+/// (RFC 7505), at a domain that does not exist 550 5.1.2; one with MX records, a local
+/// one and an address literal are taken.
+fn rcpt_time_domain_check(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = Dnsmasq::start(&[
+        "--mx-host=null.test,.,0",
+        "--mx-host=real.test,mx.real.test,10",
+        "--host-record=mx.real.test,127.0.0.9",
+    ]);
+    let server = Serve::start(
+        io,
+        dir.path(),
+        &[
+            "--local-domain",
+            "local.test",
+            "--relay-network",
+            "127.0.0.1/32",
+            "--dns-server",
+            &dns.addr.to_string(),
+            "--check-recipient-domain",
+            "--retry-min",
+            "3600",
+        ],
+    );
+    let mut c = Client::connect(server.port());
+    c.cmd("EHLO client.test");
+    assert!(c.cmd("MAIL FROM:<alice@local.test>").starts_with("250"));
+    let reply = c.cmd("RCPT TO:<bob@null.test>");
+    assert!(reply.starts_with("556 5.1.10 "), "{reply}");
+    assert!(reply.contains("null MX"), "{reply}");
+    let reply = c.cmd("RCPT TO:<bob@nx.test>");
+    assert!(reply.starts_with("550 5.1.2 "), "{reply}");
+    for ok in ["<bob@real.test>", "<me@local.test>", "<bob@[127.0.0.9]>"] {
+        let reply = c.cmd(&format!("RCPT TO:{ok}"));
+        assert!(reply.starts_with("250"), "{ok}: {reply}");
+    }
+    c.cmd("QUIT");
+    assert!(server.stop().success());
 }
 
 /// A real DNS server for tests: dnsmasq on 127.0.0.1 and a free port, authoritative
@@ -930,4 +1426,6 @@ on_both!(
     kill_9_loses_nothing,
     mx_via_dnsmasq,
     smarthost_starttls_auth,
+    bounce_after_550,
+    rcpt_time_domain_check,
 );

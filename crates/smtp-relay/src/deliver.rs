@@ -38,20 +38,43 @@ pub enum TlsPolicy {
 /// How long an idle connection is kept for the next message to the same route.
 const IDLE: Duration = Duration::from_secs(5);
 
-/// What every attempt shares: DNS, connectors, the idle connections.
-pub(crate) struct Outbound {
-    pub(crate) dns: Dns,
+/// How a message may travel, from its envelope and header (RFC 8689).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Mode {
+    /// As `--relay-tls` says.
+    Policy,
+    /// `REQUIRETLS`: STARTTLS (or implicit TLS) with a verified certificate, to a next
+    /// hop that offers REQUIRETLS (the client checks that and passes the parameter on),
+    /// else it fails with `5.7.30`.
+    RequireTls,
+    /// `TLS-Required: No` (RFC 8689 §5): TLS when offered, unverified, even when the
+    /// policy requires it.
+    TlsOptional,
+}
+
+/// The connectors of one [`Mode`].
+struct Connectors {
     /// For hosts found by MX and static routes.
     direct: Connector,
     /// For the smarthost (with its credentials).
     smarthost: Connector,
+}
+
+/// What every attempt shares: DNS, connectors, the idle connections.
+pub(crate) struct Outbound {
+    pub(crate) dns: Dns,
+    policy: Connectors,
+    require_tls: Option<Connectors>,
+    tls_optional: Connectors,
     local_names: Vec<String>,
+    own: Vec<SocketAddr>,
     connect_timeout: Duration,
     idle: Mutex<Idle>,
 }
 
-/// Connections kept after a message, per route: the connection, `host[ip]:port`, since.
-type Idle = HashMap<Route, Vec<(Connection, String, Instant)>>;
+/// Connections kept after a message, per route and mode: the connection,
+/// `host[ip]:port`, since.
+type Idle = HashMap<(Route, Mode), Vec<(Connection, String, Instant)>>;
 
 /// The result of one attempt.
 pub(crate) struct Attempt {
@@ -59,6 +82,20 @@ pub(crate) struct Attempt {
     pub(crate) relay: Option<String>,
     /// One per recipient of the group, in order.
     pub(crate) verdicts: Vec<Verdict>,
+    /// The server that took the message offered DSN (RFC 3461 §5.2: the parameters
+    /// went with it, and it reports from now on).
+    pub(crate) dsn: bool,
+}
+
+impl Attempt {
+    /// Every recipient gets `verdict`; no server answered.
+    pub(crate) fn all(verdict: Verdict, n: usize) -> Attempt {
+        Attempt {
+            relay: None,
+            verdicts: vec![verdict; n],
+            dsn: false,
+        }
+    }
 }
 
 /// What the relay's configuration says about outbound connections.
@@ -68,6 +105,8 @@ pub(crate) struct OutboundConfig<'a> {
     pub(crate) verification: Verification,
     pub(crate) credentials: Option<ClientCredentials>,
     pub(crate) local_names: Vec<String>,
+    /// This server's listening addresses: a next hop there is a loop.
+    pub(crate) own: Vec<SocketAddr>,
     pub(crate) connect_timeout: Duration,
     pub(crate) timeouts: ClientTimeouts,
     pub(crate) dns: Dns,
@@ -75,10 +114,10 @@ pub(crate) struct OutboundConfig<'a> {
 
 impl Outbound {
     pub(crate) fn new(c: OutboundConfig<'_>) -> Result<Outbound, String> {
-        let build = |credentials: Option<ClientCredentials>| {
+        let build = |tls: TlsPolicy, credentials: Option<ClientCredentials>| {
             let mut config =
                 ClientConfig::new(c.helo).map_err(|e| format!("--outbound-helo: {e}"))?;
-            config.starttls = match c.tls {
+            config.starttls = match tls {
                 TlsPolicy::Required => StartTls::Required,
                 TlsPolicy::Opportunistic => StartTls::Opportunistic,
                 TlsPolicy::Never | TlsPolicy::Implicit => StartTls::Never,
@@ -89,25 +128,53 @@ impl Outbound {
             config.timeouts = c.timeouts;
             // A kept connection is checked with RSET before its next message.
             config.reset_between = true;
-            let verification = match c.tls {
+            let verification = match tls {
                 TlsPolicy::Opportunistic => Verification::Insecure,
                 _ => c.verification.clone(),
             };
             Connector::builder(config)
                 .verification(verification)
-                .implicit_tls(c.tls == TlsPolicy::Implicit)
+                .implicit_tls(tls == TlsPolicy::Implicit)
                 .connect_timeout(c.connect_timeout)
                 .build()
                 .map_err(|e| e.to_string())
         };
+        let connectors = |tls: TlsPolicy| -> Result<Connectors, String> {
+            Ok(Connectors {
+                direct: build(tls, None)?,
+                smarthost: build(tls, c.credentials.clone())?,
+            })
+        };
+        // REQUIRETLS: verified TLS whatever the policy, implicit where the policy is.
+        let require_tls = match c.tls {
+            TlsPolicy::Never => None,
+            TlsPolicy::Implicit => Some(connectors(TlsPolicy::Implicit)?),
+            TlsPolicy::Required | TlsPolicy::Opportunistic => {
+                Some(connectors(TlsPolicy::Required)?)
+            }
+        };
+        let tls_optional = match c.tls {
+            TlsPolicy::Required => TlsPolicy::Opportunistic,
+            other => other,
+        };
         Ok(Outbound {
-            direct: build(None)?,
-            smarthost: build(c.credentials.clone())?,
+            policy: connectors(c.tls)?,
+            require_tls,
+            tls_optional: connectors(tls_optional)?,
             dns: c.dns,
             local_names: c.local_names,
+            own: c.own,
             connect_timeout: c.connect_timeout,
             idle: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether `addr` is one of this server's listening addresses (one listening on
+    /// `0.0.0.0` or `::` listens on every address of the machine).
+    fn is_own(&self, addr: SocketAddr) -> bool {
+        self.own
+            .iter()
+            .any(|own| own.port() == addr.port() && same_host(own.ip(), addr.ip()))
     }
 
     /// Delivers `envelope` (one group) by `route`; `smarthost` says the route is the
@@ -116,11 +183,28 @@ impl Outbound {
         &self,
         route: &Route,
         smarthost: bool,
+        mode: Mode,
         envelope: &Envelope,
         body: &[u8],
     ) -> Attempt {
         let n = envelope.recipients.len();
-        if let Some((mut conn, relay)) = self.take_idle(route) {
+        let connectors = match mode {
+            Mode::Policy => &self.policy,
+            Mode::TlsOptional => &self.tls_optional,
+            Mode::RequireTls => match &self.require_tls {
+                Some(c) => c,
+                None => {
+                    return Attempt::all(
+                        Verdict::failed(
+                            "5.7.30 REQUIRETLS message and --relay-tls never: not sent",
+                        ),
+                        n,
+                    );
+                }
+            },
+        };
+        let key = (route.clone(), mode);
+        if let Some((mut conn, relay)) = self.take_idle(&key) {
             let mut reader = body;
             match conn.send(envelope.clone(), &mut reader).await {
                 // Closed by the server while it was kept (no reply at all, or a 421
@@ -129,11 +213,13 @@ impl Outbound {
                     debug!(%relay, "kept connection was closed by the server");
                 }
                 Ok(outcome) => {
-                    self.keep(route, conn, relay.clone());
+                    let dsn = offers_dsn(&conn);
+                    self.keep(&key, conn, relay.clone());
                     let verdicts = verdicts(&outcome);
                     return Attempt {
                         relay: Some(relay),
                         verdicts,
+                        dsn,
                     };
                 }
                 // A kept connection that the server closed meanwhile: a fresh one.
@@ -142,20 +228,15 @@ impl Outbound {
         }
         let hosts = match self.hosts(route).await {
             Ok(hosts) => hosts,
-            Err(f) => {
-                return Attempt {
-                    relay: None,
-                    verdicts: vec![failure(&f); n],
-                };
-            }
+            Err(f) => return Attempt::all(failure(&f), n),
         };
         let connector = if smarthost {
-            &self.smarthost
+            &connectors.smarthost
         } else {
-            &self.direct
+            &connectors.direct
         };
         let mut last: Option<(Option<String>, Verdict)> = None;
-        for (name, port, implicit) in hosts {
+        'hosts: for (name, port, implicit) in hosts {
             let addrs = match self.addresses(&name, implicit).await {
                 Ok(addrs) => addrs,
                 Err(f) => {
@@ -166,6 +247,16 @@ impl Outbound {
             for ip in addrs {
                 let addr = SocketAddr::new(ip, port);
                 let relay = format!("{name}[{ip}]:{port}");
+                if self.is_own(addr) {
+                    // RFC 5321 §5.1: never to ourselves; what is after us in the list is
+                    // less preferred than us, so the search ends here (Postfix: "mail
+                    // for ... loops back to myself").
+                    last = last.or_else(|| {
+                        let text = format!("5.4.6 mail for {route} loops back to myself ({relay})");
+                        Some((None, Verdict::failed(text)))
+                    });
+                    break 'hosts;
+                }
                 let tcp = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
                     .await
                 {
@@ -192,6 +283,12 @@ impl Outbound {
                                 reply: Some(reply.into()),
                                 error: None,
                             }),
+                            // RFC 8689 §4.2.1: no TLS, no REQUIRETLS message.
+                            None if mode == Mode::RequireTls && is_tls_failure(&e) => {
+                                Verdict::failed(format!(
+                                    "5.7.30 REQUIRETLS: {relay} has no usable TLS: {e}"
+                                ))
+                            }
                             None => Verdict::deferred(format!("{relay}: {e}")),
                         };
                         last = Some((Some(relay), verdict));
@@ -201,15 +298,18 @@ impl Outbound {
                 let mut reader = body;
                 return match conn.send(envelope.clone(), &mut reader).await {
                     Ok(outcome) => {
-                        self.keep(route, conn, relay.clone());
+                        let dsn = offers_dsn(&conn);
+                        self.keep(&key, conn, relay.clone());
                         Attempt {
                             relay: Some(relay),
                             verdicts: verdicts(&outcome),
+                            dsn,
                         }
                     }
                     Err(e) => Attempt {
                         verdicts: vec![Verdict::deferred(format!("{relay}: {e}")); n],
                         relay: Some(relay),
+                        dsn: false,
                     },
                 };
             }
@@ -218,6 +318,7 @@ impl Outbound {
         Attempt {
             relay,
             verdicts: vec![verdict; n],
+            dsn: false,
         }
     }
 
@@ -249,9 +350,9 @@ impl Outbound {
         }
     }
 
-    fn take_idle(&self, route: &Route) -> Option<(Connection, String)> {
+    fn take_idle(&self, key: &(Route, Mode)) -> Option<(Connection, String)> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(route)?;
+        let list = idle.get_mut(key)?;
         while let Some((conn, relay, since)) = list.pop() {
             if since.elapsed() < IDLE && !conn.is_closed() {
                 return Some((conn, relay));
@@ -262,12 +363,12 @@ impl Outbound {
         None
     }
 
-    fn keep(&self, route: &Route, conn: Connection, relay: String) {
+    fn keep(&self, key: &(Route, Mode), conn: Connection, relay: String) {
         if conn.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.entry(route.clone())
+        idle.entry(key.clone())
             .or_default()
             .push((conn, relay, Instant::now()));
     }
@@ -299,6 +400,38 @@ fn greeting_reply(e: &smtp_proto::client::ClientError) -> Option<&smtp_proto::Re
         smtp_proto::client::ClientError::Greeting(reply) => Some(reply),
         _ => None,
     }
+}
+
+/// Whether the server offered DSN on this connection (RFC 3461: the client then passed
+/// `NOTIFY`, `ORCPT`, `RET` and `ENVID` on).
+fn offers_dsn(conn: &Connection) -> bool {
+    conn.capabilities().is_some_and(|c| c.dsn)
+}
+
+/// A connection that failed for want of TLS: STARTTLS not offered or refused, or the
+/// handshake (the certificate) failed.
+fn is_tls_failure(e: &smtp_tokio::Error) -> bool {
+    use smtp_proto::client::ClientError;
+    matches!(e, smtp_tokio::Error::Tls(_))
+        || matches!(
+            e.session(),
+            Some(
+                ClientError::TlsUnavailable
+                    | ClientError::TlsRefused(_)
+                    | ClientError::TlsInjection
+            )
+        )
+}
+
+/// Whether `own` (a listening address) is `ip`: the same address, or a wildcard
+/// listener and an address of this machine (one a socket can be bound to).
+fn same_host(own: IpAddr, ip: IpAddr) -> bool {
+    let (own, ip) = (own.to_canonical(), ip.to_canonical());
+    if own == ip {
+        return true;
+    }
+    own.is_unspecified()
+        && (ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())
 }
 
 fn failure(f: &RouteFailure) -> Verdict {

@@ -61,6 +61,9 @@ pub struct RecipientStatus {
     pub remote_mta: Option<String>,
     /// What it said: an SMTP reply (`Diagnostic-Code: smtp; ...`).
     pub diagnostic: Option<String>,
+    /// What went wrong when no server said anything (DNS, TLS, a loop, the queue
+    /// lifetime): `Diagnostic-Code: X-Smtp-Relay; ...` when there is no reply.
+    pub detail: Option<String>,
     /// When the last attempt was made.
     pub last_attempt: Option<SystemTime>,
     /// For a delay: until when it will be retried.
@@ -149,12 +152,12 @@ impl Report<'_> {
         );
         for r in &self.recipients {
             let _ = write!(m, "<{}>: ", r.recipient);
-            match (&r.remote_mta, &r.diagnostic) {
+            match (&r.remote_mta, r.diagnostic.as_ref().or(r.detail.as_ref())) {
                 (Some(mta), Some(d)) => {
-                    let _ = write!(m, "host {mta} said: {d}\r\n");
+                    let _ = write!(m, "host {mta} said: {}\r\n", one_line(d));
                 }
                 (None, Some(d)) => {
-                    let _ = write!(m, "{d}\r\n");
+                    let _ = write!(m, "{}\r\n", one_line(d));
                 }
                 _ => {
                     let _ = write!(m, "{}\r\n", r.action.as_str());
@@ -204,8 +207,14 @@ impl Report<'_> {
             if let Some(mta) = &r.remote_mta {
                 let _ = write!(m, "Remote-MTA: dns; {}\r\n", one_line(mta));
             }
-            if let Some(d) = &r.diagnostic {
-                let _ = write!(m, "Diagnostic-Code: smtp; {}\r\n", one_line(d));
+            match (&r.diagnostic, &r.detail) {
+                (Some(d), _) => {
+                    let _ = write!(m, "Diagnostic-Code: smtp; {}\r\n", one_line(d));
+                }
+                (None, Some(d)) => {
+                    let _ = write!(m, "Diagnostic-Code: X-Smtp-Relay; {}\r\n", one_line(d));
+                }
+                (None, None) => {}
             }
             if let Some(t) = r.last_attempt {
                 let _ = write!(m, "Last-Attempt-Date: {}\r\n", rfc5322(t));

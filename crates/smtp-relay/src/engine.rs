@@ -8,6 +8,15 @@
 //! result is recorded in the store before the next decision about that message, one
 //! log line per attempt and group says what happened, and a message leaves the queue
 //! when every recipient is delivered or has failed.
+//!
+//! After each attempt [`crate::notify::plan`] says which reports the sender gets
+//! (failed, delayed, relayed); they are composed ([`crate::dsn`]) and stored through
+//! [`LocalDelivery`] for a local sender or queued here from `<>` ([`submit_report`]),
+//! beside the loop and before the attempt's result is recorded, so a crash in between
+//! sends one twice rather than never. A message goes as its envelope and header ask:
+//! REQUIRETLS only over verified TLS, `TLS-Required: No` over whatever the next hop
+//! offers; one with more than [`HOP_LIMIT`] `Received:` lines, or whose next hop is one
+//! of this server's listening addresses, fails with `5.4.6`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -27,12 +36,17 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::deliver::{Attempt, Outbound, OutboundConfig, TlsPolicy, rand_u64};
+use crate::deliver::{Attempt, Mode, Outbound, OutboundConfig, TlsPolicy, rand_u64};
 use crate::dns::Dns;
+use crate::dsn::Composed;
+use crate::headers::{HOP_LIMIT, HeaderScan};
+use crate::notify::{self, Notice, Occasion, Settings};
 use crate::outcome::{self, Verdict};
 use crate::route::{Route, Routes};
 use crate::schedule::RetrySchedule;
-use crate::spool::{Entry, Status, Store, from_unix_secs};
+use crate::spool::{
+    self, Entry, Envelope, Recipient, SpoolWriter as _, Status, Store, from_unix_secs,
+};
 
 /// How a relay delivers.
 #[derive(Clone, Debug)]
@@ -61,6 +75,58 @@ pub struct RelayConfig {
     pub connect_timeout: Duration,
     /// How long each reply may take (RFC 5321 §4.5.3.2 defaults).
     pub timeouts: ClientTimeouts,
+    /// This server's name in reports (`Reporting-MTA`, `MAILER-DAEMON@`).
+    pub hostname: String,
+    /// Warn the sender once a message has waited this long (`--delay-warning`; `None`,
+    /// the default, never: Postfix's `delay_warning_time = 0`).
+    pub delay_warning: Option<Duration>,
+    /// Where reports to local senders go; without it every report is queued.
+    pub local: Option<Arc<dyn LocalDelivery>>,
+    /// This server's listening addresses: a next hop there is a loop (`5.4.6`).
+    pub listen: Vec<SocketAddr>,
+}
+
+/// The mailboxes of the server the relay runs beside: a report to a sender there is
+/// stored, not relayed.
+pub trait LocalDelivery: std::fmt::Debug + Send + Sync + 'static {
+    /// Whether mail for `address` (`user@domain`) is stored here.
+    fn is_local(&self, address: &str) -> bool;
+    /// Stores `message` (from `<>`) for `address`, durably. Blocking.
+    fn store(&self, address: &str, message: &[u8]) -> io::Result<()>;
+}
+
+/// Sends a composed report to the original sender `to`: stored here when `local` says
+/// the address is local, else queued in `store` from the null reverse-path (and with
+/// `REQUIRETLS` when the original had it, RFC 8689 §5). `Some(id)` when queued: tell the
+/// relay. Blocking.
+pub fn submit_report<S: Store>(
+    store: &S,
+    local: Option<&dyn LocalDelivery>,
+    to: &str,
+    composed: &Composed,
+    requiretls: bool,
+) -> io::Result<Option<String>> {
+    if let Some(local) = local.filter(|l| l.is_local(to)) {
+        local.store(to, &composed.message)?;
+        return Ok(None);
+    }
+    let now = SystemTime::now();
+    let envelope = Envelope {
+        id: spool::new_id(now, rand_u64()),
+        from: String::new(),
+        body: composed.eight_bit.then(|| "8BITMIME".to_owned()),
+        smtputf8: composed.smtputf8,
+        ret: None,
+        envid: None,
+        requiretls,
+        recipients: vec![Recipient::new(to)],
+        arrived: spool::unix_secs(now),
+        size: composed.message.len() as u64,
+    };
+    let mut w = store.create(&envelope)?;
+    io::Write::write_all(&mut w, &composed.message)?;
+    w.commit()?;
+    Ok(Some(envelope.id))
 }
 
 impl RelayConfig {
@@ -68,6 +134,7 @@ impl RelayConfig {
     pub fn new(helo: impl Into<String>) -> RelayConfig {
         let helo = helo.into();
         RelayConfig {
+            hostname: helo.clone(),
             routes: Routes::new(25),
             schedule: RetrySchedule::default(),
             local_names: vec![helo.clone()],
@@ -80,6 +147,9 @@ impl RelayConfig {
             destination_concurrency: 5,
             connect_timeout: Duration::from_secs(30),
             timeouts: ClientTimeouts::default(),
+            delay_warning: None,
+            local: None,
+            listen: Vec::new(),
         }
     }
 }
@@ -121,6 +191,8 @@ pub struct Relay<S: Store> {
     config: Arc<RelayConfig>,
     outbound: Arc<Outbound>,
     rx: mpsc::UnboundedReceiver<Command>,
+    /// To announce the reports it queues itself.
+    own: RelayHandle,
 }
 
 /// A message the manager knows, and which of its recipients are being delivered.
@@ -151,6 +223,7 @@ impl<S: Store> Relay<S> {
             verification: config.verification.clone(),
             credentials: config.credentials.clone(),
             local_names: config.local_names.clone(),
+            own: config.listen.clone(),
             connect_timeout: config.connect_timeout,
             timeouts: config.timeouts,
             dns,
@@ -163,6 +236,7 @@ impl<S: Store> Relay<S> {
             config: Arc::new(config),
             outbound: Arc::new(outbound),
             rx,
+            own: handle.clone(),
         };
         Ok((relay, handle))
     }
@@ -310,11 +384,7 @@ impl<S: Store> Relay<S> {
                     Ok(e) => e,
                     Err(why) => {
                         // What the server accepted cannot be sent: fail these recipients.
-                        let verdicts = vec![Verdict::failed(why); recipients.len()];
-                        let attempt = Attempt {
-                            relay: None,
-                            verdicts,
-                        };
+                        let attempt = Attempt::all(Verdict::failed(why), recipients.len());
                         let done = Done {
                             id: id.clone(),
                             recipients,
@@ -329,23 +399,44 @@ impl<S: Store> Relay<S> {
                 let store = Arc::clone(&self.store);
                 let outbound = Arc::clone(&self.outbound);
                 let id = id.clone();
+                let requiretls = tracked.entry.envelope.requiretls;
                 tasks.spawn(async move {
                     let started = Instant::now();
                     let body = {
                         let id = id.clone();
                         blocking(&store, move |s| s.body(&id)?.into_bytes()).await
                     };
+                    let n = recipients.len();
                     let attempt = match body {
-                        Ok(body) => outbound.attempt(&route, smarthost, &envelope, &body).await,
-                        Err(e) => Attempt {
-                            relay: None,
-                            verdicts: vec![
-                                Verdict::deferred(format!(
-                                    "4.3.0 cannot read the queued message: {e}"
-                                ));
-                                recipients.len()
-                            ],
-                        },
+                        Ok(body) => {
+                            let header = HeaderScan::of(&body);
+                            let mode = if requiretls {
+                                Mode::RequireTls
+                            } else if header.tls_required_no() {
+                                Mode::TlsOptional
+                            } else {
+                                Mode::Policy
+                            };
+                            // The queued copy has our own Received: line besides those
+                            // counted when it arrived: a loop is one more than the limit.
+                            if header.received() > HOP_LIMIT {
+                                // Accepted before the count was made (or by another
+                                // server): a loop all the same.
+                                let why = format!(
+                                    "5.4.6 Too many hops ({} Received: lines)",
+                                    header.received()
+                                );
+                                Attempt::all(Verdict::failed(why), n)
+                            } else {
+                                outbound
+                                    .attempt(&route, smarthost, mode, &envelope, &body)
+                                    .await
+                            }
+                        }
+                        Err(e) => Attempt::all(
+                            Verdict::deferred(format!("4.3.0 cannot read the queued message: {e}")),
+                            n,
+                        ),
                     };
                     drop((global, local));
                     Done {
@@ -416,13 +507,38 @@ impl<S: Store> Relay<S> {
                 "{said}"
             );
             if state.status == Status::Failed {
-                // Bounces are not built yet: the failure is logged and the recipient
-                // leaves the queue.
                 warn!(queue_id = %done.id, to = %to, "undeliverable: {said}");
             }
         }
+        let occasion = Occasion {
+            attempted: &done.recipients,
+            relay: done.attempt.relay.as_deref(),
+            dsn: done.attempt.dsn,
+            now,
+        };
+        let settings = Settings {
+            delay_warning: self.config.delay_warning,
+            lifetime: self.config.schedule.lifetime,
+        };
+        let notices = notify::plan(&mut tracked.entry, &occasion, &settings);
+        let reports = (!notices.is_empty()).then(|| {
+            let entry = tracked.entry.clone();
+            let hostname = self.config.hostname.clone();
+            let local = self.config.local.clone();
+            let announce = self.own.clone();
+            let id = done.id.clone();
+            move |s: &S| {
+                match send_reports(s, local.as_deref(), &hostname, &id, &entry, &notices) {
+                    Ok(queued) => queued.iter().for_each(|r| announce.queued(r)),
+                    Err(e) => error!(queue_id = %id, error = %e, "cannot send a report"),
+                }
+                Ok(())
+            }
+        });
         // The disk is written beside the loop (each write ends in an fsync), in order
-        // for one message: a later state never lands before an earlier one.
+        // for one message: a later state never lands before an earlier one. The
+        // reports go first (they read the message, which the last write removes), so
+        // a crash in between sends one twice rather than never.
         let previous = tracked.persisting.take();
         let store = Arc::clone(&self.store);
         let id = done.id.clone();
@@ -431,6 +547,9 @@ impl<S: Store> Relay<S> {
         let write = tokio::spawn(async move {
             if let Some(previous) = previous {
                 let _ = previous.await;
+            }
+            if let Some(reports) = reports {
+                let _ = blocking(&store, reports).await;
             }
             let name = id.clone();
             let result = match states {
@@ -449,6 +568,35 @@ impl<S: Store> Relay<S> {
             tracked.persisting = Some(write);
         }
     }
+}
+
+/// Composes and sends the reports about `entry` (queue id `id`); the ids of those
+/// queued. Blocking: reads the queued message, writes the reports.
+fn send_reports<S: Store>(
+    store: &S,
+    local: Option<&dyn LocalDelivery>,
+    hostname: &str,
+    id: &str,
+    entry: &Entry,
+    notices: &[Notice],
+) -> io::Result<Vec<String>> {
+    let original = store.body(id)?.into_bytes()?;
+    let mut queued = Vec::new();
+    for notice in notices {
+        let report = notify::report(entry, notice, hostname, &original);
+        let token = spool::new_id(SystemTime::now(), rand_u64());
+        let composed = report.compose(SystemTime::now(), &token);
+        let kind = format!("{:?}", notice.kind).to_lowercase();
+        let to = &entry.envelope.from;
+        match submit_report(store, local, to, &composed, entry.envelope.requiretls)? {
+            Some(report) => {
+                info!(queue_id = %id, %report, %to, %kind, "report queued");
+                queued.push(report);
+            }
+            None => info!(queue_id = %id, %to, %kind, "report stored"),
+        }
+    }
+    Ok(queued)
 }
 
 /// The limits a dispatch ran into.

@@ -2,7 +2,8 @@
 //! MX), retries with backoff.
 //!
 //! The parts that decide — the retry schedule ([`schedule`]), routes ([`route`]), MX
-//! ordering ([`mx`]) — take time, answers and randomness as arguments and are tested
+//! ordering ([`mx`]), reply classification ([`outcome`]), when to notify the sender
+//! ([`notify`]), the reports themselves ([`dsn`]) and the header scan ([`headers`]) — take time, answers and randomness as arguments and are tested
 //! without sockets, disks or sleeps. The queue sits behind a small [`Store`] interface
 //! with the filesystem ([`FsStore`]) as the embedded default.
 #![forbid(unsafe_code)]
@@ -13,7 +14,9 @@ mod deliver;
 pub mod dns;
 pub mod dsn;
 pub mod engine;
+pub mod headers;
 pub mod mx;
+pub mod notify;
 pub mod outcome;
 pub mod route;
 pub mod schedule;

@@ -151,6 +151,34 @@ pub fn hosts(
         .collect())
 }
 
+/// A recipient's domain checked at RCPT time (an opt-in of the server, like Postfix's
+/// `reject_unknown_recipient_domain`): `Ok` when mail can be routed there (MX records, or
+/// none and the name exists), else the reply code to refuse the recipient with and why:
+/// `556 5.1.10` for a null MX (RFC 7505 §4.2), `550 5.1.2` for a domain that does not
+/// exist, `450 4.4.3` when the lookup failed (try again later).
+///
+/// ```
+/// use smtp_relay::mx::{rcpt_check, MxAnswer, MxRecord};
+///
+/// let null = MxAnswer::Records(vec![MxRecord { preference: 0, exchange: ".".into() }]);
+/// let refusal = rcpt_check("example.com", &null).unwrap_err();
+/// assert_eq!((refusal.0, refusal.1.enhanced), (556, (5, 1, 10)));
+/// assert!(rcpt_check("example.com", &MxAnswer::NoRecords).is_ok());
+/// ```
+pub fn rcpt_check(domain: &str, answer: &MxAnswer) -> Result<(), (u16, RouteFailure)> {
+    match hosts(domain, answer, &[], &mut || 0) {
+        Ok(_) => Ok(()),
+        Err(f) => {
+            let code = match (f.permanent, f.enhanced) {
+                (true, (5, 1, 10)) => 556,
+                (true, _) => 550,
+                (false, _) => 450,
+            };
+            Err((code, f))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

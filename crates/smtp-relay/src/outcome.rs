@@ -182,11 +182,12 @@ pub fn apply(
         ),
         Verdict::Failed(why) => (Status::Failed, why),
         Verdict::Deferred(why) if schedule.expired(arrived, now) => {
+            // 4.4.7 (RFC 3463): the delivery time expired; the last reason after it.
             let error = why
                 .error
                 .clone()
-                .map_or("queue lifetime expired".to_owned(), |e| {
-                    format!("{e} (queue lifetime expired)")
+                .map_or("4.4.7 queue lifetime expired".to_owned(), |e| {
+                    format!("4.4.7 queue lifetime expired; last error: {e}")
                 });
             (
                 Status::Failed,

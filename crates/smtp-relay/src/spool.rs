@@ -94,6 +94,9 @@ pub struct RecipientState {
     pub last_reply: Option<ReplyRecord>,
     /// The last failure that was not a reply (DNS, connection, TLS, time-out).
     pub last_error: Option<String>,
+    /// The message's delay warning was sent (set on every recipient of the message).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delay_warned: bool,
 }
 
 /// A recipient's status.
@@ -435,6 +438,19 @@ fn invalid(e: serde_json::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// A new queue id for a message the relay makes itself (a report): seconds,
+/// microseconds and a random number, in hex, with an `R` between them so that it never
+/// equals an id `smtp serve` gives.
+pub fn new_id(now: SystemTime, random: u64) -> String {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!(
+        "{:X}{:05X}R{:08X}",
+        since.as_secs(),
+        since.subsec_micros(),
+        random & 0xFFFF_FFFF
+    )
+}
+
 /// Seconds since the Unix epoch (0 before it).
 pub fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -503,6 +519,7 @@ mod tests {
                 text: "later".into(),
             }),
             last_error: None,
+            delay_warned: true,
         };
         let delivered = RecipientState {
             status: Status::Delivered,

@@ -18,6 +18,7 @@ fn status(recipient: &str, action: Action, code: (u8, u16, u16)) -> RecipientSta
         status: code,
         remote_mta: Some("mx.example.net".into()),
         diagnostic: Some(format!("550 {}.{}.{} No such user", code.0, code.1, code.2)),
+        detail: None,
         last_attempt: Some(UNIX_EPOCH + Duration::from_secs(1_751_360_800)),
         will_retry_until: None,
     }
@@ -167,4 +168,67 @@ fn eight_bit_originals_and_boundaries() {
     // The boundary found in the original is not used.
     assert!(text.contains("boundary=\"tok/relay.example.org=\""));
     assert!(text.contains("Content-Transfer-Encoding: 8bit\r\n"));
+}
+
+/// RFC 6533 through Python's parser: a UTF-8 report (message/global-delivery-status,
+/// utf-8 address type) reads as multipart/report, and a failure without an SMTP reply
+/// (a null MX) carries its status and its reason.
+#[test]
+fn internationalized_and_null_mx_reports_read_back() {
+    let mut r = report(
+        vec![RecipientStatus {
+            remote_mta: None,
+            diagnostic: None,
+            detail: Some("5.1.10 Domain dést.example does not accept mail (null MX)".into()),
+            ..status("bøb@dést.example", Action::Failed, (5, 1, 10))
+        }],
+        Return::Headers,
+    );
+    r.smtputf8 = true;
+    r.sender = "alïce@example.org";
+    let composed = r.compose(UNIX_EPOCH + Duration::from_secs(1_751_361_000), "u8");
+    let script = r#"
+import sys, email, email.policy
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)
+print("type", m.get_content_type(), m.get_param("report-type"))
+print("to", m["To"])
+parts = list(m.iter_parts())
+print("parts", [p.get_content_type() for p in parts])
+raw = parts[1].get_payload(decode=True) or parts[1].as_bytes()
+text = parts[1].as_string() if not isinstance(raw, bytes) else raw.decode("utf-8", "replace")
+for line in text.splitlines():
+    if line.split(":")[0] in ("Final-Recipient", "Status", "Diagnostic-Code", "Action"):
+        print(line)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&composed.message)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "type multipart/report delivery-status",
+        "to alïce@example.org",
+        "parts ['text/plain', 'message/global-delivery-status', 'message/global-headers']",
+        "Final-Recipient: utf-8; bøb@dést.example",
+        "Action: failed",
+        "Status: 5.1.10",
+        "Diagnostic-Code: X-Smtp-Relay; 5.1.10 Domain dést.example does not accept mail (null MX)",
+    ] {
+        assert!(seen.lines().any(|l| l.trim() == want), "{want}\n{seen}");
+    }
 }

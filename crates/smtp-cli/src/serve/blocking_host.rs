@@ -19,7 +19,7 @@ use smtp_proto::{ForwardPath, MailParams, RcptParams, Reply, ReversePath};
 use tracing::info;
 
 use super::session::{Session, Shared};
-use super::{Setup, announce, bind_error, build_error, listen, signal_error};
+use super::{Setup, announce, build_error, signal_error};
 
 /// Runs the server until SIGINT or SIGTERM; returns the exit status.
 pub(super) fn run(setup: Setup) -> u8 {
@@ -29,12 +29,8 @@ pub(super) fn run(setup: Setup) -> u8 {
     if let Some(tls) = setup.tls {
         builder = builder.tls(tls);
     }
-    for (addr, implicit) in &setup.listeners {
-        let listener = match listen(addr) {
-            Ok(l) => l,
-            Err(e) => return bind_error(addr, &e),
-        };
-        builder = if *implicit {
+    for (listener, implicit) in setup.listeners {
+        builder = if implicit {
             builder.implicit_tls_listener(listener)
         } else {
             builder.listener(listener)

@@ -20,7 +20,7 @@ use std::time::Duration;
 use clap::Args;
 use smtp_proto::server::{Anvil, AnvilLimits, ServerConfig};
 
-use crate::delivery::Store;
+use crate::delivery::{LocalMailboxes, Store};
 use crate::maildir::Maildir;
 use crate::passwords::PasswordFile;
 use crate::policy::Policy;
@@ -123,8 +123,8 @@ struct Setup {
     config: ServerConfig,
     shared: Arc<Shared>,
     tls: Option<Arc<rustls::ServerConfig>>,
-    /// Addresses to bind, and whether each is implicit TLS.
-    listeners: Vec<(String, bool)>,
+    /// The bound listeners, and whether each is implicit TLS.
+    listeners: Vec<(std::net::TcpListener, bool)>,
     max_connections: usize,
     shutdown_timeout: Duration,
     /// The relay, when relaying is configured.
@@ -243,26 +243,44 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
             }
         }
     };
-    let (relay, queue) = match relay::RelayService::start(&args.relay, &hostname, runtime)? {
-        Some((service, queue)) => (Some(service), Some(queue)),
-        None => (None, None),
-    };
+    // RFC 8689: REQUIRETLS is offered inside TLS (the core offers it only there); the
+    // relay sends such a message only over verified TLS to a next hop that offers it.
+    config.extensions.requiretls = tls.is_some();
     let plain = if args.listen.is_empty() && args.implicit_tls.is_empty() {
         vec!["127.0.0.1:2525".to_owned()]
     } else {
         args.listen.clone()
     };
-    let listeners = plain
-        .into_iter()
+    // Bound before the relay starts: it must know them to refuse to send to itself.
+    let mut listeners = Vec::new();
+    for (addr, implicit) in plain
+        .iter()
         .map(|a| (a, false))
-        .chain(args.implicit_tls.iter().map(|a| (a.clone(), true)))
+        .chain(args.implicit_tls.iter().map(|a| (a, true)))
+    {
+        match listen(addr) {
+            Ok(l) => listeners.push((l, implicit)),
+            Err(e) => return Err(bind_error(addr, &e)),
+        }
+    }
+    let own: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|(l, _)| l.local_addr().ok())
         .collect();
+    let maildir = maildir.map(Arc::new);
+    let mailboxes = Arc::new(LocalMailboxes::new(maildir.clone(), &args.local_domains));
+    let (relay, queue, domain_check) =
+        match relay::RelayService::start(&args.relay, &hostname, runtime, &mailboxes, own)? {
+            Some((service, queue, check)) => (Some(service), Some(queue), check),
+            None => (None, None, None),
+        };
     Ok(Setup {
         hostname: hostname.clone(),
         config,
         shared: Arc::new(Shared {
             policy: Policy::new(users, &args.local_domains, args.relay.relaying()),
-            store: Store::new(maildir, queue, &hostname),
+            store: Store::new(maildir, queue, &hostname, mailboxes),
+            domain_check,
             anvil: std::sync::Mutex::new(Anvil::new(
                 &hostname,
                 AnvilLimits {

@@ -28,9 +28,10 @@ use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::delivery::Queue;
-use crate::policy::{Network, Relaying, normalize};
+use crate::delivery::{LocalMailboxes, Queue};
+use crate::policy::{Network, Relaying, Verdict, normalize};
 use crate::{EX_CONFIG, EX_SOFTWARE, EX_USAGE};
+use smtp_relay::dns::Dns;
 
 /// The relay options of `smtp serve`.
 #[derive(Debug, Args)]
@@ -81,9 +82,14 @@ pub(crate) struct RelayArgs {
     /// The longest wait between retries, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 4000)]
     retry_max: u64,
-    /// Seconds after which an undelivered recipient fails for good (five days).
+    /// Seconds after which an undelivered recipient fails for good (five days), and its
+    /// sender gets a bounce.
     #[arg(long, value_name = "SECS", default_value_t = 432_000)]
     queue_lifetime: u64,
+    /// Seconds after which the sender of a message still undelivered gets one delay
+    /// warning (0: never, like Postfix's delay_warning_time).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    delay_warning: u64,
     /// Deliveries at once, in all.
     #[arg(long, value_name = "N", default_value_t = 20)]
     outbound_concurrency: usize,
@@ -93,7 +99,43 @@ pub(crate) struct RelayArgs {
     /// The name in the relay's EHLO. Default: --hostname.
     #[arg(long, value_name = "NAME")]
     outbound_helo: Option<String>,
+    /// Look up a relayed recipient's domain at RCPT: a null MX gets 556 5.1.10 (RFC
+    /// 7505), a domain that does not exist 550 5.1.2, a failed lookup 450 4.4.3.
+    #[arg(long)]
+    check_recipient_domain: bool,
 }
+
+/// `--check-recipient-domain`: the MX lookup of a relayed recipient's domain during
+/// RCPT, on the relay's runtime and resolver.
+#[derive(Clone)]
+pub(crate) struct DomainCheck {
+    dns: Dns,
+    runtime: tokio::runtime::Handle,
+}
+
+impl DomainCheck {
+    /// The refusal for a recipient at `domain`, if it is refused.
+    pub(crate) async fn check(&self, domain: &str) -> Option<Verdict> {
+        // An address literal names its host: nothing to look up.
+        if domain.starts_with('[') {
+            return None;
+        }
+        let answer = self.dns.mx(domain).await;
+        let (code, why) = smtp_relay::mx::rcpt_check(domain, &answer).err()?;
+        let text = format!("Recipient address rejected: {}", why.text);
+        Some(Verdict::reject(code, why.enhanced, text).unwrap_or(CHECK_FAILED))
+    }
+
+    /// [`DomainCheck::check`] from a thread outside the runtime (`--io blocking`).
+    pub(crate) fn check_blocking(&self, domain: &str) -> Option<Verdict> {
+        self.runtime.block_on(self.check(domain))
+    }
+}
+
+/// When the refusal's text could not be a reply (never expected).
+const CHECK_FAILED: Verdict = Verdict::Reject(smtp_proto::server::Refusal::constant(
+    smtp_proto::Reply::fixed(450, Some((4, 4, 3)), "Recipient address rejected"),
+));
 
 /// `--relay-tls`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -151,6 +193,8 @@ impl RelayArgs {
             return Err(format!("--outbound-helo {helo}: {e}"));
         }
         let mut c = RelayConfig::new(helo);
+        c.hostname = hostname.to_owned();
+        c.delay_warning = (self.delay_warning > 0).then(|| Duration::from_secs(self.delay_warning));
         c.routes = routes;
         c.local_names = vec![normalize(hostname)];
         if self.retry_min == 0 || self.retry_max < self.retry_min {
@@ -232,18 +276,25 @@ impl RelayService {
     /// relay and the control socket on `runtime` (the server's), or on a runtime of its
     /// own. `Ok(None)`: no relay option was given. `Err` is the exit status (the reason
     /// is printed).
+    ///
+    /// Reports to senders at a local domain go to `mailboxes`; `listen` are the server's
+    /// listening addresses, which the relay never sends to.
     pub(crate) fn start(
         args: &RelayArgs,
         hostname: &str,
         runtime: Option<tokio::runtime::Handle>,
-    ) -> Result<Option<(RelayService, Queue)>, u8> {
+        mailboxes: &Arc<LocalMailboxes>,
+        listen: Vec<SocketAddr>,
+    ) -> Result<Option<(RelayService, Queue, Option<DomainCheck>)>, u8> {
         if !args.enabled() {
             return Ok(None);
         }
-        let config = args.config(hostname).map_err(|e| {
+        let mut config = args.config(hostname).map_err(|e| {
             eprintln!("smtp serve: {e}");
             EX_USAGE
         })?;
+        config.local = Some(Arc::clone(mailboxes) as Arc<dyn smtp_relay::engine::LocalDelivery>);
+        config.listen = listen;
         let dir = &args.queue_dir;
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             eprintln!("smtp serve: --queue-dir {}: {what}{e}", dir.display());
@@ -274,6 +325,18 @@ impl RelayService {
             ),
         };
         let rt = runtime.handle().clone();
+        let check = match args.check_recipient_domain {
+            false => None,
+            true => {
+                let _entered = rt.enter();
+                let dns = Dns::new(&config.dns_servers, Duration::from_secs(10))
+                    .map_err(|e| failed("DNS: ", &e))?;
+                Some(DomainCheck {
+                    dns,
+                    runtime: rt.clone(),
+                })
+            }
+        };
         let (relay, handle) = {
             let _entered = rt.enter();
             Relay::new(Arc::new(store.clone()), config).map_err(|e| failed("relay: ", &e))?
@@ -307,6 +370,7 @@ impl RelayService {
                 _lock: lock,
             },
             Queue { store, handle },
+            check,
         )))
     }
 

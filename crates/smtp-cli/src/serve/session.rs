@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use smtp_proto::sasl::Credentials;
-use smtp_proto::server::{self, Anvil};
+use smtp_proto::server::{self, Anvil, Refusal};
 use smtp_proto::{ForwardPath, MailParams, RcptParams, Reply, ReversePath};
+use smtp_relay::headers::HeaderScan;
 use smtp_relay::spool::{Envelope, Recipient};
 
+use super::relay::DomainCheck;
 use crate::delivery::{Message, NewMessage, Relayed, Store};
 use crate::policy::{Destination, Policy, Verdict};
 
@@ -18,6 +20,8 @@ use crate::policy::{Destination, Policy, Verdict};
 pub(crate) struct Shared {
     pub(crate) policy: Policy,
     pub(crate) store: Store,
+    /// `--check-recipient-domain`.
+    pub(crate) domain_check: Option<DomainCheck>,
     /// Connections and AUTH failures per client.
     pub(crate) anvil: Mutex<Anvil>,
 }
@@ -39,7 +43,19 @@ pub(crate) struct Session {
     /// The recipients accepted in this transaction, as the relay queue keeps them.
     rcpts: Vec<(ForwardPath<'static>, Recipient)>,
     message: Option<Message>,
+    /// The message's header section as it streams: `Received:` lines counted.
+    scan: HeaderScan,
+    /// LMTP: the message was refused for too many hops.
+    looped: bool,
 }
+
+/// A message that has been through too many hops (RFC 5321 §6.3; Postfix's
+/// `hopcount_limit`).
+const TOO_MANY_HOPS: Verdict = Verdict::Reject(Refusal::constant(Reply::fixed(
+    554,
+    Some((5, 4, 6)),
+    "Too many hops",
+)));
 
 impl Session {
     /// A new connection from `client`, or the reply refusing it (too many connections
@@ -52,6 +68,8 @@ impl Session {
             mail: None,
             rcpts: Vec::new(),
             message: None,
+            scan: HeaderScan::new(),
+            looped: false,
         })
     }
 
@@ -76,17 +94,51 @@ impl Session {
         Verdict::Accept
     }
 
-    /// RCPT: relay control; an accepted recipient's DSN parameters are kept.
+    /// RCPT, first half: relay control. `Ok(Some((check, domain)))`: the recipient is
+    /// relayed and its domain is to be looked up first (`--check-recipient-domain`),
+    /// then [`Session::rcpt_accept`]; `Ok(None)`: accept it now.
+    pub(crate) fn rcpt_policy(
+        &self,
+        session: &server::Session,
+        to: &ForwardPath<'static>,
+    ) -> Result<Option<(DomainCheck, String)>, Verdict> {
+        let verdict = self.shared.policy.rcpt(session, self.client, to);
+        if !verdict.is_accept() {
+            return Err(verdict);
+        }
+        let relayed = self.shared.policy.destination(to) == Destination::Relay;
+        Ok(match (&self.shared.domain_check, to.mailbox()) {
+            (Some(check), Some(m)) if relayed => Some((check.clone(), m.host().to_string())),
+            _ => None,
+        })
+    }
+
+    /// RCPT, for the blocking host: relay control, the domain check, and the recipient
+    /// kept.
     pub(crate) fn rcpt(
         &mut self,
         session: &server::Session,
         to: &ForwardPath<'static>,
         params: &RcptParams<'_>,
     ) -> Verdict {
-        let verdict = self.shared.policy.rcpt(session, self.client, to);
-        if verdict.is_accept()
-            && let Some(m) = to.mailbox()
-        {
+        match self.rcpt_policy(session, to) {
+            Err(refused) => refused,
+            Ok(Some((check, domain))) => match check.check_blocking(&domain) {
+                Some(refused) => refused,
+                None => self.rcpt_accept(to, params),
+            },
+            Ok(None) => self.rcpt_accept(to, params),
+        }
+    }
+
+    /// RCPT, second half: the recipient is accepted; its DSN parameters are kept.
+    pub(crate) fn rcpt_accept(
+        &mut self,
+        to: &ForwardPath<'static>,
+        params: &RcptParams<'_>,
+    ) -> Verdict {
+        let verdict = Verdict::Accept;
+        if let Some(m) = to.mailbox() {
             let notify = params.notify.map(|n| {
                 let words = [
                     (n.success, "SUCCESS"),
@@ -168,6 +220,8 @@ impl Session {
 
     /// The second half: opens storage; blocking when [`NewMessage::open_blocks`].
     pub(crate) fn open(&mut self, new: NewMessage) {
+        self.scan = HeaderScan::new();
+        self.looped = false;
         self.message = Some(self.shared.store.open(new));
     }
 
@@ -176,6 +230,7 @@ impl Session {
     }
 
     pub(crate) fn chunk(&mut self, chunk: &[u8]) {
+        self.scan.feed(chunk);
         if let Some(m) = &mut self.message {
             m.write(chunk);
         }
@@ -188,21 +243,65 @@ impl Session {
 
     /// SMTP end of data: stores the message and says what to reply.
     pub(crate) fn end(&mut self) -> Verdict {
+        if self.scan.too_many_hops() {
+            self.refuse_loop();
+            return TOO_MANY_HOPS;
+        }
         match self.message.take() {
-            Some(mut m) => m.finish(),
+            Some(mut m) => {
+                let verdict = m.finish();
+                self.report_delivered(&m);
+                verdict
+            }
             None => Message::missing(),
+        }
+    }
+
+    /// A message with too many `Received:` lines: its files go (nothing was committed).
+    fn refuse_loop(&mut self) {
+        let id = self.message.as_ref().map(|m| m.id().to_owned());
+        tracing::info!(
+            id = id.as_deref().unwrap_or(""),
+            received = self.scan.received(),
+            "refused: too many hops"
+        );
+        self.message = None;
+        self.looped = true;
+    }
+
+    /// The success reports the stored copies call for (`NOTIFY=SUCCESS`).
+    fn report_delivered(&self, m: &Message) {
+        let Some(mail) = &self.mail else { return };
+        let delivered: Vec<Recipient> = m
+            .stored()
+            .filter_map(|to| self.rcpts.iter().find(|(p, _)| p == to))
+            .map(|(_, r)| r.clone())
+            .collect();
+        if !delivered.is_empty() {
+            self.shared
+                .store
+                .report_delivered(m.id(), mail, &delivered, self.scan.header());
         }
     }
 
     /// LMTP end of data: stores the message, each file on its own.
     pub(crate) fn lmtp_end(&mut self) {
-        if let Some(m) = &mut self.message {
+        if self.scan.too_many_hops() {
+            self.refuse_loop();
+            return;
+        }
+        if let Some(mut m) = self.message.take() {
             m.finish_lmtp();
+            self.report_delivered(&m);
+            self.message = Some(m);
         }
     }
 
     /// LMTP: the reply for recipient `to`.
     pub(crate) fn lmtp_delivery(&self, to: &ForwardPath<'_>) -> Verdict {
+        if self.looped {
+            return TOO_MANY_HOPS;
+        }
         self.message
             .as_ref()
             .map_or_else(Message::missing, |m| m.lmtp_verdict(to))

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use super::session::{Session, Shared};
-use super::{EX_SOFTWARE, Setup, announce, bind_error, build_error, listen, signal_error};
+use super::{EX_SOFTWARE, Setup, announce, bind_error, build_error, signal_error};
 
 /// The runtime the server (and the relay, when there is one) runs on; `Err` is the exit
 /// status.
@@ -44,16 +44,18 @@ async fn serve(setup: Setup) -> u8 {
     if let Some(tls) = setup.tls {
         builder = builder.tls(tls);
     }
-    for (addr, implicit) in &setup.listeners {
-        let bound = listen(addr).and_then(|l| {
-            l.set_nonblocking(true)?;
-            TcpListener::from_std(l)
-        });
+    for (listener, implicit) in setup.listeners {
+        let addr = listener
+            .local_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+        let bound = listener
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(listener));
         let listener = match bound {
             Ok(l) => l,
-            Err(e) => return bind_error(addr, &e),
+            Err(e) => return bind_error(&addr, &e),
         };
-        builder = if *implicit {
+        builder = if implicit {
             builder.implicit_tls_listener(listener)
         } else {
             builder.listener(listener)
@@ -155,7 +157,18 @@ impl SessionHandler for TokioSession {
         to: &ForwardPath<'static>,
         params: &RcptParams<'static>,
     ) -> Decision {
-        self.session().rcpt(ctx.session, to, params)
+        match self.session().rcpt_policy(ctx.session, to) {
+            Err(refused) => refused,
+            Ok(check) => {
+                // The lookup awaits on the runtime; the session waits for it alone.
+                if let Some((check, domain)) = check
+                    && let Some(refused) = check.check(&domain).await
+                {
+                    return refused;
+                }
+                self.session().rcpt_accept(to, params)
+            }
+        }
     }
 
     async fn message_start(&mut self, ctx: &Context<'_>) {
