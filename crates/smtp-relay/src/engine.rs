@@ -463,6 +463,7 @@ impl<S: Store> Relay<S> {
         };
         let now = SystemTime::now();
         let arrived = from_unix_secs(tracked.entry.envelope.arrived);
+        let mut lines: Vec<Line> = Vec::new();
         for (&i, verdict) in done.recipients.iter().zip(done.attempt.verdicts) {
             tracked.in_flight.remove(&i);
             let state = &mut tracked.entry.states[i];
@@ -474,7 +475,7 @@ impl<S: Store> Relay<S> {
                 &self.config.schedule,
                 rand_u64(),
             );
-            let to = &tracked.entry.envelope.recipients[i].address;
+            let to = tracked.entry.envelope.recipients[i].address.clone();
             let said = match (&state.last_reply, &state.last_error) {
                 (Some(r), _) => format!(
                     "{} {}{}",
@@ -492,22 +493,42 @@ impl<S: Store> Relay<S> {
                 Status::Failed => "failed",
                 _ => "deferred",
             };
-            let delay = now
-                .duration_since(arrived)
-                .unwrap_or_default()
-                .as_secs_f64();
+            // One line per attempt and group: recipients with the same outcome together.
+            match lines
+                .iter_mut()
+                .find(|l| l.status == status && l.said == said)
+            {
+                Some(line) => {
+                    line.to.push(to);
+                    line.attempt = line.attempt.max(state.attempts);
+                }
+                None => lines.push(Line {
+                    to: vec![to],
+                    status,
+                    said,
+                    attempt: state.attempts,
+                }),
+            }
+        }
+        let delay = now
+            .duration_since(arrived)
+            .unwrap_or_default()
+            .as_secs_f64();
+        for line in lines {
+            let to = line.to.join(",");
             info!(
                 queue_id = %done.id,
                 to = %to,
                 relay = done.attempt.relay.as_deref().unwrap_or("none"),
                 delay = format!("{delay:.1}"),
-                attempt = state.attempts,
+                attempt = line.attempt,
                 elapsed = format!("{:.2}", done.started.elapsed().as_secs_f64()),
-                status,
-                "{said}"
+                status = line.status,
+                "{}",
+                line.said
             );
-            if state.status == Status::Failed {
-                warn!(queue_id = %done.id, to = %to, "undeliverable: {said}");
+            if line.status == "failed" {
+                warn!(queue_id = %done.id, to = %to, "undeliverable: {}", line.said);
             }
         }
         let occasion = Occasion {
@@ -597,6 +618,14 @@ fn send_reports<S: Store>(
         }
     }
     Ok(queued)
+}
+
+/// One log line of an attempt: the recipients that came out the same way.
+struct Line {
+    to: Vec<String>,
+    status: &'static str,
+    said: String,
+    attempt: u32,
 }
 
 /// The limits a dispatch ran into.
