@@ -761,6 +761,89 @@ fn kill_9_while_accepting_and_delivering(io: &str) {
     assert!(server.stop().success());
 }
 
+/// `--relay-tls required` never sends without a verified TLS session: a next hop without
+/// STARTTLS (smtp-sink) and one whose certificate does not verify (a second `smtp serve`,
+/// self-signed) both leave the recipient deferred, and neither receives the message.
+fn required_tls_never_sends_in_clear(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("sink/dump");
+    std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
+    let sink_port = free_port();
+    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let hop_dir = dir.path().join("hop");
+    std::fs::create_dir_all(&hop_dir).unwrap();
+    let mut hop = Command::new(SMTP)
+        .args([
+            "serve",
+            "--io",
+            io,
+            "--listen",
+            "127.0.0.1:0",
+            "--hostname",
+            "hop.test",
+        ])
+        .args(["--local-domain", "tls.test", "--log-level", "warn"])
+        .arg("--maildir")
+        .arg(hop_dir.join("maildir"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(hop.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _hop = HopGuard(hop);
+    let hop_addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .expect(&first)
+        .to_owned();
+    let server = Serve::start(
+        io,
+        dir.path(),
+        &[
+            "--relay-network",
+            "127.0.0.1/32",
+            "--relay-tls",
+            "required",
+            "--transport",
+            &format!("plain.test=127.0.0.1:{sink_port}"),
+            "--transport",
+            &format!("tls.test={hop_addr}"),
+        ],
+    );
+    swaks(server.port(), "bob@plain.test", "never in clear");
+    swaks(server.port(), "carol@tls.test", "never unverified");
+    until("both deferred", 20, || {
+        let q = list(dir.path());
+        q.len() == 2 && q.iter().all(|m| m["recipients"][0]["status"] == "deferred")
+    });
+    let q = list(dir.path());
+    let errors: Vec<String> = q
+        .iter()
+        .map(|m| {
+            let r = &m["recipients"][0];
+            format!("{} {}", r["last_reply"], r["last_error"])
+        })
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("STARTTLS") || e.contains("TLS")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("certificate") || e.contains("UnknownIssuer")),
+        "{errors:?}"
+    );
+    assert!(!dumped(&dump).contains("never in clear"));
+    assert!(maildir_files(&hop_dir).is_empty());
+    assert!(server.stop().success());
+}
+
 /// MX through dnsmasq (--dns-server) on --mx-port: the first MX has no server, the
 /// second takes the message.
 fn mx_via_dnsmasq(io: &str) {
@@ -1519,6 +1602,7 @@ on_both!(
     deferred_then_flushed,
     kill_9_loses_nothing,
     kill_9_while_accepting_and_delivering,
+    required_tls_never_sends_in_clear,
     mx_via_dnsmasq,
     smarthost_starttls_auth,
     bounce_after_550,
