@@ -12,10 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rustls::pki_types::ServerName;
-use smtp_proto::client::host::{self, Connect, Driver, Setup, Step, Until, Verification};
-use smtp_proto::client::{ClientConfig, ClientError, Envelope, MessageOutcome};
-use smtp_proto::sasl::Mechanism;
-use smtp_proto::{Capabilities, Reply};
+use smtp_proto::client::host::{BodyRead, Driver, Setup, Step, Until};
+use smtp_proto::client::{Envelope, MessageOutcome};
 
 use crate::stream::{READ_CHUNK, ReadResult, Stream};
 
@@ -24,75 +22,9 @@ pub use smtp_proto::client::host::{DEFAULT_BODY_CHUNK, Error, Transcript};
 /// A client-side connection, plain or upgraded.
 type ClientStream = Stream<rustls::ClientConnection>;
 
-/// Configures a [`Connector`]: [`smtp_proto::client::host::Builder`], the same on both
-/// adapters.
-pub type ConnectorBuilder = host::Builder<Connector>;
-
-/// Opens client connections with one checked configuration; cheap to clone, so that
-/// several threads can open connections of their own.
-#[derive(Clone, Debug)]
-pub struct Connector {
-    setup: Setup<Connector>,
-}
-
-impl Connect for Connector {
-    type Tls = Arc<rustls::ClientConfig>;
-
-    fn tls_config(verification: &Verification) -> Result<Self::Tls, Error> {
-        crate::tls::client_config(verification).map_err(Error::tls_config)
-    }
-
-    fn start(setup: Setup<Self>) -> Self {
-        Connector { setup }
-    }
-}
+smtp_proto::connector!(smtp_blocking, crate::tls::client_config);
 
 impl Connector {
-    /// Starts configuring connections for `config` (EHLO name, STARTTLS policy,
-    /// credentials, mechanism, timeouts): TLS verification, implicit TLS, server name,
-    /// connect and write timeouts, body chunk size and a transcript hook, then
-    /// [`build`](host::Builder::build). Certificates are checked against the webpki
-    /// roots unless the builder says otherwise.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use smtp_proto::client::{ClientConfig, StartTls};
-    /// use smtp_proto::sasl::ClientCredentials;
-    /// use smtp_blocking::{Connector, Error, Verification};
-    ///
-    /// let config = ClientConfig::new("client.example.org").unwrap();
-    /// let connector = Connector::builder(config.clone())
-    ///     .starttls(StartTls::Required)
-    ///     .verification(Verification::WebPki)
-    ///     .credentials(ClientCredentials::password("alice", "secret"))
-    ///     .connect_timeout(Duration::from_secs(30))
-    ///     .transcript(|line| eprintln!("{line}"))
-    ///     .build()
-    ///     .unwrap();
-    /// assert!(connector.setup().tls.is_some());
-    ///
-    /// // A CA file that cannot be read is refused when building, with its cause.
-    /// let err = Connector::builder(config)
-    ///     .verification(Verification::CaFile("/nonexistent/ca.pem".into()))
-    ///     .build()
-    ///     .unwrap_err();
-    /// assert!(matches!(err, Error::TlsConfig(_)));
-    /// assert!(err.to_string().contains("/nonexistent/ca.pem"));
-    /// ```
-    pub fn builder(config: ClientConfig) -> ConnectorBuilder {
-        host::Builder::new(config)
-    }
-
-    /// The checked configuration.
-    pub fn setup(&self) -> &Setup<Connector> {
-        &self.setup
-    }
-
-    /// The session configuration.
-    pub fn config(&self) -> &ClientConfig {
-        &self.setup.config
-    }
-
     /// Connects to `server` (`HOST:PORT`, `[IPv6]:PORT`; port 25 when missing), trying
     /// each resolved address in turn, and runs the session until it is ready for a
     /// message: greeting, EHLO, STARTTLS as the policy says, AUTH when credentials are
@@ -101,10 +33,7 @@ impl Connector {
         let target = self.setup.target(server);
         let addrs: Vec<SocketAddr> = (target.host, target.port)
             .to_socket_addrs()
-            .map_err(|error| Error::Resolve {
-                server: server.to_owned(),
-                error: Arc::new(error),
-            })?
+            .map_err(|e| Error::resolve(server, e))?
             .collect();
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
         for addr in addrs {
@@ -113,46 +42,36 @@ impl Connector {
                 Err(e) => last = e,
             }
         }
-        Err(Error::Connect {
-            server: server.to_owned(),
-            error: Arc::new(last),
-        })
+        Err(Error::connect(server, last))
     }
 
     /// Runs the session on a TCP connection the caller opened; `server_name` is for
     /// TLS.
     pub fn start(&self, tcp: TcpStream, server_name: &str) -> Result<Connection, Error> {
-        // Commands are small and already batched per pipelined group (RFC 2920).
-        tcp.set_nodelay(true).map_err(|e| Error::Io(Arc::new(e)))?;
-        let server_name = ServerName::try_from(server_name.to_owned())
-            .map_err(|_| Error::ServerName(server_name.to_owned()))?;
-        let mut conn = Connection {
-            driver: self.setup.driver(Instant::now()),
-            stream: Stream::Plain(tcp),
-            tls: self.setup.tls.clone(),
-            server_name,
-            body_chunk: self.setup.body_chunk,
-            write_timeout: self.setup.write_timeout,
-        };
-        if self.setup.implicit_tls {
-            // Implicit TLS (RFC 8314): the handshake comes out of the greeting's time.
-            let deadline = conn.driver.implicit_tls_deadline();
+        let mut conn = Connection::plain(&self.setup, tcp, server_name)?;
+        // Implicit TLS (RFC 8314): the handshake comes out of the greeting's time.
+        let implicit = self.setup.implicit_tls;
+        let handshake = implicit.then(|| conn.driver.implicit_tls_deadline());
+        if let Some(deadline) = handshake {
             conn.handshake(deadline)
                 .map_err(|e| Error::Tls(Arc::new(e)))?;
         }
         conn.drive(None, Until::Ready);
-        conn.driver.ready()?;
-        Ok(conn)
+        conn.driver.ready().map(|()| conn)
     }
 }
 
 /// One SMTP session on one connection; send any number of messages, then
 /// [`Connection::quit`].
 pub struct Connection {
+    /// The machine, and what the loop keeps beside it.
     driver: Driver,
+    /// The socket, plain or upgraded.
     stream: ClientStream,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    /// For STARTTLS: the name to verify, then the configuration.
     server_name: ServerName<'static>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Octets read from the body's source at a time.
     body_chunk: usize,
     write_timeout: Option<std::time::Duration>,
 }
@@ -166,25 +85,23 @@ impl fmt::Debug for Connection {
     }
 }
 
+smtp_proto::connection_getters!();
+
 impl Connection {
-    /// The server's greeting.
-    pub fn greeting(&self) -> Option<&Reply> {
-        self.driver.greeting()
-    }
-
-    /// The server's capabilities (after TLS, the ones it gave then).
-    pub fn capabilities(&self) -> Option<&Capabilities> {
-        self.driver.client().capabilities()
-    }
-
-    /// Whether TLS is active (STARTTLS or implicit).
-    pub fn is_tls(&self) -> bool {
-        self.driver.client().is_tls()
-    }
-
-    /// The mechanism AUTH succeeded with.
-    pub fn authenticated(&self) -> Option<&Mechanism> {
-        self.driver.client().authenticated()
+    /// A connection on plain TCP, before the greeting; commands are small and already
+    /// batched per pipelined group (RFC 2920), so no Nagle delay.
+    fn plain(setup: &Setup<Connector>, tcp: TcpStream, name: &str) -> Result<Self, Error> {
+        tcp.set_nodelay(true).map_err(|e| Error::Io(Arc::new(e)))?;
+        let server_name =
+            ServerName::try_from(name.to_owned()).map_err(|_| Error::ServerName(name.into()))?;
+        Ok(Connection {
+            driver: setup.driver(Instant::now()),
+            stream: Stream::Plain(tcp),
+            tls: setup.tls.clone(),
+            server_name,
+            body_chunk: setup.body_chunk,
+            write_timeout: setup.write_timeout,
+        })
     }
 
     /// The negotiated TLS version and cipher suite, for logs.
@@ -199,18 +116,6 @@ impl Connection {
     /// The server's address.
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.stream.tcp().and_then(|t| t.peer_addr().ok())
-    }
-
-    /// Whether the session has ended (QUIT, or a failure).
-    pub fn is_closed(&self) -> bool {
-        self.driver.is_closed()
-    }
-
-    /// Why the session failed, once it has (a message's outcome may come first, then
-    /// the failure: an unsolicited reply, a timeout). The connection's own error, with
-    /// an I/O or TLS cause, is what the next call returns.
-    pub fn error(&self) -> Option<&ClientError> {
-        self.driver.client().error()
     }
 
     /// Sends one message, its body read from `body` in pieces (never whole in memory),
@@ -315,32 +220,18 @@ impl Connection {
         self.stream.upgrade(conn, deadline)
     }
 
-    /// Streams the body: one piece read, handed to the machine, and written, at a time.
+    /// Streams the body: one piece read, handed to the machine, and written, at a time,
+    /// so memory stays bounded.
     fn send_body(&mut self, reader: &mut dyn Read) {
         let mut buf = vec![0u8; self.body_chunk];
         loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // No final dot may follow a partial body: the machine abandons the
-                    // message and closes, so the server discards it (RFC 5321 §4.1.1.4).
-                    self.driver.abort_body(e);
-                    return;
-                }
-            };
-            if !self.driver.send_body(&buf[..n]) {
-                // The machine refused the body (a line over 998 octets) or the session
-                // failed meanwhile; the outcome says why.
-                return;
-            }
-            // Write this piece before reading the next, so memory stays bounded.
-            if !self.flush_body() {
-                return;
+            let read = reader.read(&mut buf).map(|n| &buf[..n]);
+            match self.driver.handle_body_read(read) {
+                BodyRead::Again => {}
+                BodyRead::Sent if self.flush_body() => {}
+                BodyRead::Sent | BodyRead::Done => return,
             }
         }
-        self.driver.end_body();
     }
 
     /// Writes what the last piece of body produced; `false` when the session ended

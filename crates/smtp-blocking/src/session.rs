@@ -53,19 +53,7 @@ impl SessionLoop {
                         None => {}
                     }
                 }
-                Output::StartTls => {
-                    let timeout = server.config().timeouts.tls_handshake;
-                    let deadline = server
-                        .deadline()
-                        .unwrap_or_else(|| Instant::now() + timeout);
-                    match crate::tls::accept(&mut stream, self.tls.as_ref(), deadline) {
-                        Ok(()) => server.handle_tls_established(Instant::now()),
-                        Err(error) => {
-                            info!(%error, "STARTTLS handshake failed");
-                            server.handle_broken(Instant::now());
-                        }
-                    }
-                }
+                Output::StartTls => self.starttls(&mut stream, &mut server),
                 Output::Close if server.is_broken() => break,
                 Output::Close => {
                     // Wait a little for the client to close after our last reply.
@@ -93,6 +81,20 @@ impl SessionLoop {
             }
         }
         info!("disconnected");
+    }
+
+    /// STARTTLS, bounded by the machine's deadline for the handshake (or its own
+    /// timeout when the machine set none).
+    fn starttls(&self, stream: &mut ServerStream, server: &mut Driver) {
+        let timeout = server.config().timeouts.tls_handshake;
+        let deadline = server
+            .deadline()
+            .unwrap_or_else(|| Instant::now() + timeout);
+        if let Err(error) = crate::tls::accept(stream, self.tls.as_ref(), deadline) {
+            info!(%error, "STARTTLS handshake failed");
+            return server.handle_broken(Instant::now());
+        }
+        server.handle_tls_established(Instant::now());
     }
 
     /// Reads what the machine waits for, until its deadline.

@@ -17,10 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use smtp_proto::client::host::{self, Connect, Driver, Setup, Step, Until, Verification};
-use smtp_proto::client::{ClientConfig, ClientError, Envelope, MessageOutcome};
-use smtp_proto::sasl::Mechanism;
-use smtp_proto::{Capabilities, Reply};
+use smtp_proto::client::host::{BodyRead, Driver, Step, Until};
+use smtp_proto::client::{Envelope, MessageOutcome};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -35,75 +33,9 @@ const READ_CHUNK: usize = 8 * 1024;
 
 type Stream = crate::stream::Stream<TlsStream<TcpStream>>;
 
-/// Configures a [`Connector`]: [`smtp_proto::client::host::Builder`], the same on both
-/// adapters.
-pub type ConnectorBuilder = host::Builder<Connector>;
-
-/// Opens client connections with one checked configuration; cheap to clone, so that
-/// several tasks can open connections of their own.
-#[derive(Clone, Debug)]
-pub struct Connector {
-    setup: Setup<Connector>,
-}
-
-impl Connect for Connector {
-    type Tls = Arc<rustls::ClientConfig>;
-
-    fn tls_config(verification: &Verification) -> Result<Self::Tls, Error> {
-        crate::tls::client_config(verification).map_err(Error::tls_config)
-    }
-
-    fn start(setup: Setup<Self>) -> Self {
-        Connector { setup }
-    }
-}
+smtp_proto::connector!(smtp_tokio, crate::tls::client_config);
 
 impl Connector {
-    /// Starts configuring connections for `config` (EHLO name, STARTTLS policy,
-    /// credentials, mechanism, timeouts): TLS verification, implicit TLS, server name,
-    /// connect and write timeouts, body chunk size and a transcript hook, then
-    /// [`build`](host::Builder::build). Certificates are checked against the webpki
-    /// roots unless the builder says otherwise.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use smtp_proto::client::{ClientConfig, StartTls};
-    /// use smtp_proto::sasl::ClientCredentials;
-    /// use smtp_tokio::{Connector, Error, Verification};
-    ///
-    /// let config = ClientConfig::new("client.example.org").unwrap();
-    /// let connector = Connector::builder(config.clone())
-    ///     .starttls(StartTls::Required)
-    ///     .verification(Verification::WebPki)
-    ///     .credentials(ClientCredentials::password("alice", "secret"))
-    ///     .connect_timeout(Duration::from_secs(30))
-    ///     .transcript(|line| eprintln!("{line}"))
-    ///     .build()
-    ///     .unwrap();
-    /// assert!(connector.setup().tls.is_some());
-    ///
-    /// // A CA file that cannot be read is refused when building, with its cause.
-    /// let err = Connector::builder(config)
-    ///     .verification(Verification::CaFile("/nonexistent/ca.pem".into()))
-    ///     .build()
-    ///     .unwrap_err();
-    /// assert!(matches!(err, Error::TlsConfig(_)));
-    /// assert!(err.to_string().contains("/nonexistent/ca.pem"));
-    /// ```
-    pub fn builder(config: ClientConfig) -> ConnectorBuilder {
-        host::Builder::new(config)
-    }
-
-    /// The checked configuration.
-    pub fn setup(&self) -> &Setup<Connector> {
-        &self.setup
-    }
-
-    /// The session configuration.
-    pub fn config(&self) -> &ClientConfig {
-        &self.setup.config
-    }
-
     /// Connects to `server` (`HOST:PORT`, `[IPv6]:PORT`; port 25 when missing), trying
     /// each resolved address in turn within the connect timeout, and runs the session
     /// until it is ready for a message: greeting, EHLO, STARTTLS as the policy says,
@@ -112,10 +44,7 @@ impl Connector {
         let target = self.setup.target(server);
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host, target.port))
             .await
-            .map_err(|error| Error::Resolve {
-                server: server.to_owned(),
-                error: Arc::new(error),
-            })?
+            .map_err(|e| Error::resolve(server, e))?
             .collect();
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
         for addr in addrs {
@@ -125,10 +54,7 @@ impl Connector {
                 Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "timed out"),
             }
         }
-        Err(Error::Connect {
-            server: server.to_owned(),
-            error: Arc::new(last),
-        })
+        Err(Error::connect(server, last))
     }
 
     /// Runs the session on a TCP connection the caller opened; `server_name` is for
@@ -180,27 +106,9 @@ impl fmt::Debug for Connection {
 /// The body of the message being sent, if the machine asks for it.
 type Body<'a> = Option<&'a mut (dyn AsyncRead + Unpin + Send)>;
 
+smtp_proto::connection_getters!();
+
 impl Connection {
-    /// The server's greeting.
-    pub fn greeting(&self) -> Option<&Reply> {
-        self.driver.greeting()
-    }
-
-    /// The server's capabilities (after TLS, the ones it gave then).
-    pub fn capabilities(&self) -> Option<&Capabilities> {
-        self.driver.client().capabilities()
-    }
-
-    /// Whether TLS is active (STARTTLS or implicit).
-    pub fn is_tls(&self) -> bool {
-        self.driver.client().is_tls()
-    }
-
-    /// The mechanism AUTH succeeded with.
-    pub fn authenticated(&self) -> Option<&Mechanism> {
-        self.driver.client().authenticated()
-    }
-
     /// The negotiated TLS version and cipher suite, for logs.
     pub fn tls_info(&self) -> Option<(rustls::ProtocolVersion, rustls::CipherSuite)> {
         let crate::stream::Stream::Tls(tls) = &self.stream else {
@@ -211,18 +119,6 @@ impl Connection {
             conn.protocol_version()?,
             conn.negotiated_cipher_suite()?.suite(),
         ))
-    }
-
-    /// Whether the session has ended (QUIT, or a failure).
-    pub fn is_closed(&self) -> bool {
-        self.driver.is_closed()
-    }
-
-    /// Why the session failed, once it has (a message's outcome may come first, then
-    /// the failure: an unsolicited reply, a timeout). The connection's own error, with
-    /// an I/O or TLS cause, is what the next call returns.
-    pub fn error(&self) -> Option<&ClientError> {
-        self.driver.client().error()
     }
 
     /// Sends one message and returns its outcome. The body is read from `body` in
@@ -294,32 +190,22 @@ impl Connection {
         }
     }
 
-    /// Streams the body: one chunk read, handed to the machine, and written, at a time.
+    /// Streams the body: a chunk read, handed to the machine and written before the
+    /// next is read (bounded memory).
     async fn send_body(&mut self, reader: &mut (dyn AsyncRead + Unpin + Send)) {
         let mut chunk = vec![0u8; self.body_chunk];
         loop {
-            let n = match reader.read(&mut chunk).await {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // No final dot may follow a partial body: the machine abandons the
-                    // message and closes, so the server discards it (RFC 5321 §4.1.1.4).
-                    self.driver.abort_body(e);
-                    return;
+            let read = reader.read(&mut chunk).await;
+            match self.driver.handle_body_read(read.map(|n| &chunk[..n])) {
+                BodyRead::Sent => {
+                    if !self.flush_body().await {
+                        return;
+                    }
                 }
-            };
-            if !self.driver.send_body(&chunk[..n]) {
-                // The machine refused the body (a line over 998 octets) or the session
-                // failed meanwhile; the outcome says why.
-                return;
-            }
-            // Write what the chunk produced before reading more: bounded memory.
-            if !self.flush_body().await {
-                return;
+                BodyRead::Again => continue,
+                BodyRead::Done => return,
             }
         }
-        self.driver.end_body();
     }
 
     /// Writes what the last chunk of body produced; `false` when the session ended

@@ -103,6 +103,25 @@ impl Error {
         Error::TlsConfig(Arc::new(error))
     }
 
+    /// [`Error::Resolve`]: `server`'s name did not resolve.
+    pub fn resolve(server: &str, error: io::Error) -> Error {
+        let server = server.to_owned();
+        Error::Resolve {
+            server,
+            error: Arc::new(error),
+        }
+    }
+
+    /// [`Error::Connect`]: no address of `server` took the connection (`error` is the
+    /// last address's).
+    pub fn connect(server: &str, error: io::Error) -> Error {
+        let server = server.to_owned();
+        Error::Connect {
+            server,
+            error: Arc::new(error),
+        }
+    }
+
     /// The session's failure, if that is what this is: its reply, whether it is
     /// permanent ([`ClientError::is_permanent`]).
     pub fn session(&self) -> Option<&ClientError> {
@@ -597,6 +616,28 @@ impl Driver {
         }
     }
 
+    /// One read from the body's source: a piece goes to the machine ([`send_body`](Self::send_body)),
+    /// the end of the source ends the message ([`end_body`](Self::end_body)), a failure
+    /// abandons it ([`abort_body`](Self::abort_body): no final dot may follow a partial
+    /// body, so the server discards it, RFC 5321 §4.1.1.4), an interrupted read is tried
+    /// again. What the adapter does next.
+    pub fn handle_body_read(&mut self, read: io::Result<&[u8]>) -> BodyRead {
+        match read {
+            Ok([]) => {
+                self.end_body();
+                BodyRead::Done
+            }
+            // Refused (a line over 998 octets) or the session failed: the outcome says why.
+            Ok(piece) if !self.send_body(piece) => BodyRead::Done,
+            Ok(_) => BodyRead::Sent,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => BodyRead::Again,
+            Err(e) => {
+                self.abort_body(e);
+                BodyRead::Done
+            }
+        }
+    }
+
     /// Ends the session with QUIT; `false` when it has already closed.
     pub fn quit(&mut self) -> bool {
         if self.closed {
@@ -723,6 +764,140 @@ impl Driver {
             _ => {}
         }
     }
+}
+
+/// What an adapter does after [`Driver::handle_body_read`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyRead {
+    /// A piece went to the machine: write what it produced, then read the next.
+    Sent,
+    /// The read was interrupted: read again.
+    Again,
+    /// The body has ended (or was abandoned, or refused): stop reading.
+    Done,
+}
+
+/// Defines an adapter's `Connector` (and `ConnectorBuilder`) around [`Setup`]: the struct,
+/// its [`Connect`] implementation with the adapter's rustls configuration, and the
+/// `builder`, `setup` and `config` methods with their documentation, written once for
+/// both adapters (`$krate` names the adapter in the example).
+#[macro_export]
+macro_rules! connector {
+    ($krate:ident, $tls_config:path) => {
+        /// Configures a [`Connector`]: [`smtp_proto::client::host::Builder`], the same on
+        /// both adapters.
+        pub type ConnectorBuilder = $crate::client::host::Builder<Connector>;
+
+        /// Opens client connections with one checked configuration; cheap to clone, so
+        /// that several tasks or threads can open connections of their own.
+        #[derive(Clone, Debug)]
+        pub struct Connector {
+            setup: $crate::client::host::Setup<Connector>,
+        }
+
+        impl $crate::client::host::Connect for Connector {
+            type Tls = ::std::sync::Arc<rustls::ClientConfig>;
+
+            fn tls_config(
+                verification: &$crate::client::host::Verification,
+            ) -> Result<Self::Tls, $crate::client::host::Error> {
+                $tls_config(verification).map_err($crate::client::host::Error::tls_config)
+            }
+
+            fn start(setup: $crate::client::host::Setup<Self>) -> Self {
+                Connector { setup }
+            }
+        }
+
+        impl Connector {
+            /// Starts configuring connections for `config` (EHLO name, STARTTLS policy,
+            /// credentials, mechanism, timeouts): TLS verification, implicit TLS, server
+            /// name, connect and write timeouts, body chunk size and a transcript hook,
+            /// then [`build`]($crate::client::host::Builder::build). Certificates are
+            /// checked against the webpki roots unless the builder says otherwise.
+            ///
+            /// ```
+            /// use std::time::Duration;
+            /// use smtp_proto::client::{ClientConfig, StartTls};
+            /// use smtp_proto::sasl::ClientCredentials;
+            #[doc = concat!("use ", stringify!($krate), "::{Connector, Error, Verification};")]
+            ///
+            /// let config = ClientConfig::new("client.example.org").unwrap();
+            /// let connector = Connector::builder(config.clone())
+            ///     .starttls(StartTls::Required)
+            ///     .verification(Verification::WebPki)
+            ///     .credentials(ClientCredentials::password("alice", "secret"))
+            ///     .connect_timeout(Duration::from_secs(30))
+            ///     .transcript(|line| eprintln!("{line}"))
+            ///     .build()
+            ///     .unwrap();
+            /// assert!(connector.setup().tls.is_some());
+            ///
+            /// // A CA file that cannot be read is refused when building, with its cause.
+            /// let err = Connector::builder(config)
+            ///     .verification(Verification::CaFile("/nonexistent/ca.pem".into()))
+            ///     .build()
+            ///     .unwrap_err();
+            /// assert!(matches!(err, Error::TlsConfig(_)));
+            /// assert!(err.to_string().contains("/nonexistent/ca.pem"));
+            /// ```
+            pub fn builder(config: $crate::client::ClientConfig) -> ConnectorBuilder {
+                $crate::client::host::Builder::new(config)
+            }
+
+            /// The checked configuration.
+            pub fn setup(&self) -> &$crate::client::host::Setup<Connector> {
+                &self.setup
+            }
+
+            /// The session configuration.
+            pub fn config(&self) -> &$crate::client::ClientConfig {
+                &self.setup.config
+            }
+        }
+    };
+}
+
+/// The read-only side of an adapter's `Connection` (which holds a [`Driver`] in a field
+/// named `driver`): greeting, capabilities, TLS, AUTH and failure, written once for both
+/// adapters.
+#[macro_export]
+macro_rules! connection_getters {
+    () => {
+        impl Connection {
+            /// The server's greeting.
+            pub fn greeting(&self) -> Option<&$crate::Reply> {
+                self.driver.greeting()
+            }
+
+            /// The server's capabilities (after TLS, the ones it gave then).
+            pub fn capabilities(&self) -> Option<&$crate::Capabilities> {
+                self.driver.client().capabilities()
+            }
+
+            /// Whether TLS is active (STARTTLS or implicit).
+            pub fn is_tls(&self) -> bool {
+                self.driver.client().is_tls()
+            }
+
+            /// The mechanism AUTH succeeded with.
+            pub fn authenticated(&self) -> Option<&$crate::sasl::Mechanism> {
+                self.driver.client().authenticated()
+            }
+
+            /// Whether the session has ended (QUIT, or a failure).
+            pub fn is_closed(&self) -> bool {
+                self.driver.is_closed()
+            }
+
+            /// Why the session failed, once it has (a message's outcome may come first,
+            /// then the failure: an unsolicited reply, a timeout). The connection's own
+            /// error, with an I/O or TLS cause, is what the next call returns.
+            pub fn error(&self) -> Option<&$crate::client::ClientError> {
+                self.driver.client().error()
+            }
+        }
+    };
 }
 
 #[cfg(test)]
