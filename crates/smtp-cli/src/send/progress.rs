@@ -123,11 +123,16 @@ impl Ticker {
         Ticker { stop, thread }
     }
 
-    /// Stops the thread and replaces the progress line with `summary`.
+    /// Stops the thread and replaces the progress line with `summary`, or with nothing
+    /// when it is empty (an error message follows).
     pub(super) fn finish(self, summary: &str) {
         let _ = self.stop.send(());
         let _ = self.thread.join();
-        eprintln!("\r{summary}\x1b[K");
+        if summary.is_empty() {
+            eprint!("\r\x1b[K");
+        } else {
+            eprintln!("\r{summary}\x1b[K");
+        }
     }
 }
 
