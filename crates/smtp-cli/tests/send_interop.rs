@@ -539,6 +539,85 @@ fn same_output_exit_code_and_transcript_on_both_adapters() {
     }
 }
 
+/// Load mode with `--json`: one object with the counts, the rate and the latency
+/// percentiles; stderr is not a terminal here, so it carries no progress line.
+fn load_mode_json_latency(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, _) = smtp_sink(dir.path(), &[]);
+    let server = format!("127.0.0.1:{port}");
+    let out = smtp_send(
+        io,
+        &[
+            "--server",
+            &server,
+            "--count",
+            "300",
+            "--concurrency",
+            "3",
+            "--starttls",
+            "never",
+            "--json",
+        ],
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        out.stderr.is_empty(),
+        "no progress line without a terminal: {stderr:?}"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["sent"], 300, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert!(v["elapsed_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["msg_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    let p = |k: &str| {
+        v["latency_ms"][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k}: {v}"))
+    };
+    let (p50, p90, p99) = (p("p50"), p("p90"), p("p99"));
+    assert!(0.0 < p50 && p50 <= p90 && p90 <= p99, "{v}");
+    assert!(p99 < 10_000.0, "{v}");
+}
+
+/// On a terminal (`script` gives it one), stderr shows the progress line rewritten with
+/// `\r` and ends with the summary and its latency percentiles; stdout is unchanged.
+fn load_mode_progress_on_a_terminal(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_peer, port, _) = smtp_sink(dir.path(), &[]);
+    let stdout = dir.path().join("stdout");
+    let command = format!(
+        "{SMTP} send --io {io} --server 127.0.0.1:{port} --count 200 --concurrency 2 \
+         --starttls never > {}",
+        stdout.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{terminal}");
+    let last = terminal
+        .split(['\r', '\n'])
+        .rfind(|l| !l.is_empty() && *l != "\x1b[K")
+        .unwrap();
+    assert!(
+        last.starts_with("sent 200, failed 0, ") && last.contains("; latency p50 "),
+        "{terminal:?}"
+    );
+    assert!(
+        last.contains(" ms, p90 ") && last.contains(" ms, p99 "),
+        "{terminal:?}"
+    );
+    let stdout = std::fs::read_to_string(stdout).unwrap();
+    assert!(stdout.starts_with("sent 200 messages in "), "{stdout}");
+    assert!(stdout.ends_with("\n0 failed\n"), "{stdout}");
+}
+
 /// One `#[test]` per scenario and adapter.
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
@@ -561,4 +640,6 @@ on_both!(
     smtp_sink_auth_and_starttls_required,
     usage_errors_exit_64,
     load_mode_against_smtp_sink,
+    load_mode_json_latency,
+    load_mode_progress_on_a_terminal,
 );

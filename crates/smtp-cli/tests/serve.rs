@@ -1164,6 +1164,7 @@ fn usage_and_config_errors_are_the_same_on_both_adapters() {
         &["serve", "--no-such-flag"][..],
         &["serve", "--no-tls", "--require-tls"][..],
         &["serve", "--discard", "--maildir-per-recipient"][..],
+        &["serve", "--log-format", "xml"][..],
     ] {
         assert_eq!(run(args).status.code(), Some(64), "{args:?}");
     }
@@ -1197,6 +1198,74 @@ fn usage_and_config_errors_are_the_same_on_both_adapters() {
         assert!(out.stdout.is_empty());
     }
     assert_eq!(run(&["--help"]).status.code(), Some(0));
+}
+
+/// `--log-format json`: every stderr line is one JSON object with the level, the message
+/// and the session span's fields; no password, right or wrong, appears in the log.
+fn json_logs(io: &str) {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let server = Serve::start(
+        io,
+        &[
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            "--auth-file",
+            "{auth}",
+            "--allow-insecure-auth",
+            "--no-tls",
+        ],
+    );
+    let mut c = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    let wrong = format!("AUTH PLAIN {}", b64("\0tim\0Wr0ngHorse"));
+    let right = format!("AUTH PLAIN {}", b64("\0tim\0tanstaaf"));
+    let replies = converse(
+        &mut c,
+        &[
+            "EHLO client.example",
+            &wrong,
+            &right,
+            "MAIL FROM:<alice@example.org>",
+            "RCPT TO:<bob@example.org>",
+            "DATA",
+            "QUIT",
+        ],
+        MESSAGE,
+    );
+    assert!(replies[2].starts_with("535 "), "{replies:?}");
+    assert!(replies[3].starts_with("235 "), "{replies:?}");
+    assert!(replies[7].starts_with("250 "), "{replies:?}");
+    drop(c);
+    assert_eq!(server.stored().len(), 1);
+    // Stopped but kept: the log is in the server's temporary directory.
+    let mut server = server;
+    assert!(terminate(server.child.as_mut().unwrap()).success());
+    server.child = None;
+    let log = server.stderr();
+    assert!(!log.is_empty());
+    let mut in_session = 0;
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["timestamp"].is_string(), "{line}");
+        assert!(v["level"].is_string(), "{line}");
+        assert!(v["fields"]["message"].is_string(), "{line}");
+        if v["span"]["name"] == "session" {
+            assert!(
+                v["span"]["id"].is_string() || v["span"]["id"].is_u64(),
+                "{line}"
+            );
+            let peer = v["span"]["peer"].as_str().expect(line);
+            assert!(peer.starts_with("127.0.0.1:"), "{line}");
+            in_session += 1;
+        }
+    }
+    assert!(in_session > 0, "some lines in the session span:\n{log}");
+    for secret in ["tanstaaf", "Wr0ngHorse", &right[11..], &wrong[11..]] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
 }
 
 /// A stored file with its queue id and date (which vary per message) replaced.
@@ -1289,4 +1358,5 @@ on_both!(
     maildir_per_recipient_one_copy_each,
     maildir_per_recipient_hostile_local_parts_stay_inside,
     maildir_per_recipient_lmtp_replies_per_copy,
+    json_logs,
 );

@@ -6,7 +6,7 @@ use std::time::Instant;
 use smtp_blocking::{Connection, Connector};
 use smtp_proto::client::{DeliveryStatus, Envelope};
 
-use super::{Body, Failure, LoadJob, Plan, Sent, Tally, connector, failure};
+use super::{Body, ConnectionTally, Failure, LoadJob, Plan, Sent, Tally, connector, failure};
 
 /// Sends one message, then QUIT.
 pub(super) fn send(plan: &Plan, envelope: Envelope, body: Body) -> Result<Sent, Failure> {
@@ -31,7 +31,7 @@ pub(super) fn send(plan: &Plan, envelope: Envelope, body: Body) -> Result<Sent, 
 pub(super) fn load(plan: &Plan, job: &LoadJob) -> Result<Tally, Failure> {
     let connector: Connector = connector(plan).map_err(failure)?;
     let start = Instant::now();
-    let (sent, failed) = std::thread::scope(|scope| {
+    let tally = std::thread::scope(|scope| {
         let threads: Vec<_> = job
             .shares
             .iter()
@@ -42,38 +42,50 @@ pub(super) fn load(plan: &Plan, job: &LoadJob) -> Result<Tally, Failure> {
                     .spawn_scoped(scope, move || load_connection(connector, addr, job, share))
             })
             .collect();
-        threads.into_iter().fold((0, 0), |(sent, failed), t| {
-            let (s, f) = t.ok().and_then(|t| t.join().ok()).unwrap_or((0, 0));
-            (sent + s, failed + f)
-        })
+        threads
+            .into_iter()
+            .fold(ConnectionTally::default(), |tally, t| {
+                tally.merge(t.ok().and_then(|t| t.join().ok()).unwrap_or_default())
+            })
     });
     Ok(Tally {
-        sent,
-        failed,
+        sent: tally.sent,
+        failed: tally.failed,
         elapsed: start.elapsed(),
+        latencies_us: tally.latencies_us,
     })
 }
 
 /// One load connection: `share` messages, reconnecting after a failed session.
-fn load_connection(connector: &Connector, addr: &str, job: &LoadJob, share: u64) -> (u64, u64) {
-    let (mut sent, mut failed) = (0u64, 0u64);
+fn load_connection(
+    connector: &Connector,
+    addr: &str,
+    job: &LoadJob,
+    share: u64,
+) -> ConnectionTally {
+    let mut tally = ConnectionTally::default();
+    let counters = &*job.counters;
     let mut conn: Option<Connection> = None;
-    while sent + failed < share {
+    while tally.sent + tally.failed < share {
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match connector.connect(addr) {
                 Ok(c) => conn.insert(c),
                 Err(_) => {
-                    failed += 1;
+                    tally.record(false, None, counters);
                     continue;
                 }
             },
         };
+        let started = Instant::now();
         match c.send(job.envelope.clone(), job.message.as_slice()) {
-            Ok(o) if o.status == DeliveryStatus::Sent => sent += 1,
-            Ok(_) => failed += 1,
+            Ok(o) => tally.record(
+                o.status == DeliveryStatus::Sent,
+                Some(started.elapsed()),
+                counters,
+            ),
             Err(_) => {
-                failed += 1;
+                tally.record(false, None, counters);
                 conn = None;
             }
         }
@@ -81,5 +93,5 @@ fn load_connection(connector: &Connector, addr: &str, job: &LoadJob, share: u64)
     if let Some(c) = conn {
         let _ = c.quit();
     }
-    (sent, failed)
+    tally
 }

@@ -11,6 +11,7 @@
 //! the load mode's connections ([`Tally`]).
 
 mod blocking_client;
+mod progress;
 mod tokio_client;
 
 use std::fmt;
@@ -92,7 +93,8 @@ pub(crate) struct SendArgs {
     /// mode).
     #[arg(long, value_enum, default_value_t = Io::Tokio)]
     io: Io,
-    /// Print one JSON object with the result on stdout.
+    /// Print one JSON object with the result on stdout (in load mode: sent, failed,
+    /// elapsed_s, msg_per_s and latency_ms {p50, p90, p99}).
     #[arg(long)]
     json: bool,
     /// Print the protocol transcript on stderr (AUTH redacted).
@@ -620,6 +622,8 @@ pub(super) struct LoadJob {
     message: Arc<Vec<u8>>,
     /// Messages per connection, one entry per connection.
     shares: Vec<u64>,
+    /// What the connections have done so far, for the progress line.
+    counters: Arc<progress::Counters>,
 }
 
 /// How the load went.
@@ -627,10 +631,47 @@ pub(super) struct Tally {
     sent: u64,
     failed: u64,
     elapsed: Duration,
+    /// Per message with a final reply: microseconds from MAIL to that reply.
+    latencies_us: Vec<u32>,
+}
+
+/// What one load connection did.
+#[derive(Default)]
+pub(super) struct ConnectionTally {
+    sent: u64,
+    failed: u64,
+    latencies_us: Vec<u32>,
+}
+
+impl ConnectionTally {
+    /// Counts a message, here and in the shared counters; `latency` when it got a final
+    /// reply.
+    fn record(&mut self, sent: bool, latency: Option<Duration>, counters: &progress::Counters) {
+        if sent {
+            self.sent += 1;
+            counters.sent();
+        } else {
+            self.failed += 1;
+            counters.failed();
+        }
+        if let Some(d) = latency {
+            self.latencies_us.push(progress::micros(d));
+        }
+    }
+
+    /// Adds `other` to this one.
+    fn merge(mut self, other: ConnectionTally) -> ConnectionTally {
+        self.sent += other.sent;
+        self.failed += other.failed;
+        self.latencies_us.extend(other.latencies_us);
+        self
+    }
 }
 
 /// Load mode: `count` generated messages over `--concurrency` connections. Prints
-/// `sent N messages in S s (R msg/s)` and the failure count.
+/// `sent N messages in S s (R msg/s)` and the failure count, or with `--json` one object.
+/// On a terminal, stderr shows a progress line while it runs and a summary with the
+/// latency percentiles at the end.
 fn load(plan: &Plan, args: &SendArgs, count: u64) -> u8 {
     let mut envelope = match envelope_or_default(args) {
         Ok(e) => e,
@@ -650,7 +691,10 @@ fn load(plan: &Plan, args: &SendArgs, count: u64) -> u8 {
         envelope,
         message,
         shares,
+        counters: Arc::default(),
     };
+    let ticker = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        .then(|| progress::Ticker::start(Arc::clone(&job.counters), std::time::Instant::now()));
     let tally = match args.io {
         Io::Tokio => tokio_client::load(plan, &job),
         Io::Blocking => blocking_client::load(plan, &job),
@@ -659,20 +703,37 @@ fn load(plan: &Plan, args: &SendArgs, count: u64) -> u8 {
         sent,
         mut failed,
         elapsed,
+        mut latencies_us,
     } = match tally {
         Ok(t) => t,
         Err(e) => {
+            if let Some(ticker) = ticker {
+                ticker.finish("");
+            }
             eprintln!("smtp send: {e}");
             return EX_TEMPFAIL;
         }
     };
     failed += count - sent - failed;
+    let latency = progress::Percentiles::of(&mut latencies_us);
+    if let Some(ticker) = ticker {
+        ticker.finish(&progress::summary_line(sent, failed, elapsed, latency));
+    }
     let secs = elapsed.as_secs_f64();
-    println!(
-        "sent {sent} messages in {secs:.2} s ({:.1} msg/s)",
-        sent as f64 / secs.max(1e-9)
-    );
-    println!("{failed} failed");
+    let rate = sent as f64 / secs.max(1e-9);
+    if args.json {
+        let out = serde_json::json!({
+            "sent": sent,
+            "failed": failed,
+            "elapsed_s": secs,
+            "msg_per_s": rate,
+            "latency_ms": latency.as_ref().map(progress::Percentiles::json),
+        });
+        println!("{out}");
+    } else {
+        println!("sent {sent} messages in {secs:.2} s ({rate:.1} msg/s)");
+        println!("{failed} failed");
+    }
     if failed == 0 { 0 } else { EX_TEMPFAIL }
 }
 

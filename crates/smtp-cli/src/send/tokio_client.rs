@@ -8,7 +8,8 @@ use smtp_proto::client::{DeliveryStatus, Envelope};
 use smtp_tokio::{Connection, Connector};
 use tokio::io::AsyncRead;
 
-use super::{Body, Failure, LoadJob, Plan, Sent, Tally, connector, failure};
+use super::progress::Counters;
+use super::{Body, ConnectionTally, Failure, LoadJob, Plan, Sent, Tally, connector, failure};
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
@@ -48,28 +49,28 @@ pub(super) fn load(plan: &Plan, job: &LoadJob) -> Result<Tally, Failure> {
         .shares
         .iter()
         .map(|&share| {
-            let (connector, addr, envelope, message) = (
+            let (connector, addr, envelope, message, counters) = (
                 connector.clone(),
                 plan.addr.clone(),
                 job.envelope.clone(),
                 Arc::clone(&job.message),
+                Arc::clone(&job.counters),
             );
             tokio::spawn(async move {
-                load_connection(&connector, &addr, envelope, &message, share).await
+                load_connection(&connector, &addr, envelope, &message, share, &counters).await
             })
         })
         .collect();
     runtime.block_on(async {
-        let (mut sent, mut failed) = (0, 0);
+        let mut tally = ConnectionTally::default();
         for t in tasks {
-            let (s, f) = t.await.unwrap_or((0, 0));
-            sent += s;
-            failed += f;
+            tally = tally.merge(t.await.unwrap_or_default());
         }
         Ok(Tally {
-            sent,
-            failed,
+            sent: tally.sent,
+            failed: tally.failed,
             elapsed: start.elapsed(),
+            latencies_us: tally.latencies_us,
         })
     })
 }
@@ -81,26 +82,31 @@ async fn load_connection(
     env: Envelope,
     message: &[u8],
     share: u64,
-) -> (u64, u64) {
-    let (mut sent, mut failed) = (0u64, 0u64);
+    counters: &Counters,
+) -> ConnectionTally {
+    let mut tally = ConnectionTally::default();
     let mut conn: Option<Connection> = None;
-    while sent + failed < share {
+    while tally.sent + tally.failed < share {
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match connector.connect(addr).await {
                 Ok(c) => conn.insert(c),
                 Err(_) => {
-                    failed += 1;
+                    tally.record(false, None, counters);
                     continue;
                 }
             },
         };
         let mut body: &[u8] = message;
+        let started = Instant::now();
         match c.send(env.clone(), &mut body).await {
-            Ok(o) if o.status == DeliveryStatus::Sent => sent += 1,
-            Ok(_) => failed += 1,
+            Ok(o) => tally.record(
+                o.status == DeliveryStatus::Sent,
+                Some(started.elapsed()),
+                counters,
+            ),
             Err(_) => {
-                failed += 1;
+                tally.record(false, None, counters);
                 conn = None;
             }
         }
@@ -108,5 +114,5 @@ async fn load_connection(
     if let Some(c) = conn {
         let _ = c.quit().await;
     }
-    (sent, failed)
+    tally
 }

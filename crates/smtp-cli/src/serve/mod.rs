@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use smtp_proto::server::{Anvil, AnvilLimits, ServerConfig};
 
 use crate::delivery::{LocalMailboxes, Store};
@@ -112,6 +112,9 @@ pub(crate) struct ServeArgs {
     /// Log filter for stderr: error, warn, info, debug, trace, or tracing directives.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
+    /// Log lines on stderr: text, or JSON (one object per line, with the same fields).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(flatten)]
     relay: relay::RelayArgs,
 }
@@ -133,7 +136,7 @@ struct Setup {
 
 /// Runs `smtp serve`; returns the exit status.
 pub(crate) fn main(args: ServeArgs) -> u8 {
-    init_logging(&args.log_level);
+    init_logging(&args.log_level, args.log_format);
     // With --io tokio the relay runs on the server's runtime, so it exists first.
     let runtime = match args.io {
         Io::Tokio => match tokio_host::runtime() {
@@ -158,16 +161,34 @@ pub(crate) fn main(args: ServeArgs) -> u8 {
     code
 }
 
-fn init_logging(level: &str) {
+/// The form of the log lines on stderr (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One line per event: time, level, the session span (`session{id=.. peer=..}`), the
+    /// message and its fields.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (`message` and the event's
+    /// fields), `span` (the innermost, with its `name` and fields) and `spans` (all of
+    /// them, outermost first).
+    Json,
+}
+
+fn init_logging(level: &str, format: LogFormat) {
     use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 /// The system host name if it is a valid domain, else `localhost`.
