@@ -16,7 +16,7 @@ use smtp_proto::server::{Refusal, Session};
 use smtp_proto::{EnhancedCode, ForwardPath, Reply};
 use smtp_relay::spool::{Envelope, FsWriter, unix_secs};
 use smtp_relay::{FsStore, RelayHandle, SpoolWriter as _, Store as _};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use smtp_relay::date::rfc5322 as rfc5322_date;
 
@@ -441,7 +441,8 @@ impl Message {
 
     fn store_all(&mut self) -> bool {
         if self.copies.is_empty() && self.queued.is_none() {
-            info!(id = %self.id, "message discarded");
+            // At debug: the session's summary line says it at info (queue id included).
+            debug!(id = %self.id, "message discarded");
             return true;
         }
         let id = &self.id;
