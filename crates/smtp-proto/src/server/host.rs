@@ -335,8 +335,8 @@ pub struct Note {
     pub text: String,
 }
 
-/// How much a [`Note`] matters, as log levels say it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How much a [`Note`] matters, as log levels say it; ordered from `Debug` to `Warn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// A detail of the session (debug).
     Debug,
@@ -376,17 +376,40 @@ impl std::fmt::Display for Note {
 /// the queue id) and every refusal; each accepted command at [`Level::Debug`]. A server
 /// logging at info thus writes about three lines a session, whatever the client sends.
 pub fn settle(server: &mut Session, event: &Event, decision: Option<Decision>) -> Option<Note> {
+    settle_at(server, event, decision, Level::Debug)
+}
+
+/// [`settle`] for a log that prints nothing below `quietest`: a note below it is not even
+/// built (what the adapters pass is the lowest level their log prints, so that a server
+/// logging at info does not format a line for every command only to drop it). The
+/// decision is given to the machine all the same.
+pub fn settle_at(
+    server: &mut Session,
+    event: &Event,
+    decision: Option<Decision>,
+    quietest: Level,
+) -> Option<Note> {
     let Some(decision) = decision else {
-        return note(event);
+        return note(event).filter(|n| n.level >= quietest);
     };
-    // Read before the decision, which ends the transaction.
-    let summary = matches!(event, Event::MessageEnd).then(|| message_summary(server));
     let level = match (&decision, event) {
         (Decision::Reject(_), _) | (_, Event::MessageEnd | Event::LmtpDelivery { .. }) => {
             Level::Info
         }
         _ => Level::Debug,
     };
+    if level < quietest {
+        // Only a refused decision (a warning) is still worth a line.
+        return match server.decide(decision) {
+            Err(error) => Some(Note::new(
+                Level::Warn,
+                format!("handler decision refused by the session: {error}"),
+            )),
+            Ok(()) => None,
+        };
+    }
+    // Read before the decision, which ends the transaction.
+    let summary = matches!(event, Event::MessageEnd).then(|| message_summary(server));
     let what = match event {
         Event::Hello { verb, host } => format!("{verb} {host}"),
         Event::Mail { from, .. } => format!("MAIL FROM:{from}"),
