@@ -104,7 +104,7 @@ for s in "${SECTIONS[@]}"; do
       ;;
     logging)
       log "logging"
-      args=()
+      args=(--runs 3 --messages 20000)
       ((QUICK)) && args=(--runs 1 --messages 2000)
       {
         echo "### Logging"
@@ -123,9 +123,9 @@ for s in "${SECTIONS[@]}"; do
       ;;
     tls)
       log "tls"
-      args=()
+      args=(--runs 3 --messages 20000 --idle 2000)
       ((QUICK)) && args=(--runs 1 --messages 2000 --idle 500)
-      { stamp; echo; benches/load/tls.sh "${args[@]}"; } >"$out"
+      { stamp; echo; echo "\`benches/load/tls.sh ${args[*]}\`."; echo; benches/load/tls.sh "${args[@]}"; } >"$out"
       # The heading comes first.
       { sed -n '/^### TLS/,$p' "$out" | sed -n '1,2p'; sed -n '1,2p' "$out"; sed -n '/^### TLS/,$p' "$out" | sed '1,2d'; } >"$WORK/tls2.md"
       put tls "$WORK/tls2.md"

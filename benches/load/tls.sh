@@ -36,7 +36,11 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-ulimit -n "$(($(ulimit -Hn) < IDLE + 1024 ? $(ulimit -Hn) : IDLE + 1024))"
+# smtp serve lowers --max-connections to what its open-file limit allows (a few
+# descriptors a session); the client needs one a session.
+HARD="$(ulimit -Hn)"
+[[ "$HARD" == unlimited ]] && HARD=1048576
+ulimit -n "$((HARD < IDLE * 4 + 1024 ? HARD : IDLE * 4 + 1024))"
 
 # Starts `smtp serve ARGS... --listen 127.0.0.1:0`; sets PID and PORT.
 serve() {
