@@ -1,11 +1,12 @@
 """Holds N idle SMTP sessions open against a server and reports its memory per session.
 
-    python3 idle.py PORT PID N [TIMEOUT]
+    python3 idle.py [--starttls] PORT PID N [TIMEOUT]
 
 Reads the server's VmRSS (from /proc/PID/status), then opens N connections to
 127.0.0.1:PORT (at most 200 handshakes in flight), reads each greeting and answers EHLO,
 waits for the server to settle, reads VmRSS again with every session open and idle, and
-closes them all. Prints one line:
+closes them all. With --starttls each session also runs STARTTLS (any certificate
+accepted) and EHLO again before it idles (RFC 3207 §4.2). Prints one line:
 
     idle N=<opened> before_kib=<a> after_kib=<b> per_conn_kib=<(b-a)/opened>
 
@@ -13,8 +14,12 @@ Exits 1 if fewer than N sessions could be opened (the line is still printed), 2 
 TIMEOUT seconds (default 120) run out first.
 """
 import asyncio
+import ssl
 import sys
 import time
+
+STARTTLS = "--starttls" in sys.argv
+ARGS = [a for a in sys.argv[1:] if a != "--starttls"]
 
 
 def rss_kib(pid):
@@ -48,6 +53,17 @@ async def open_session(port, gate, held, failures):
             writer.write(b"EHLO idle.example\r\n")
             if await reply(reader) != 250:
                 raise ConnectionError("EHLO refused")
+            if STARTTLS:
+                writer.write(b"STARTTLS\r\n")
+                if await reply(reader) != 220:
+                    raise ConnectionError("STARTTLS refused")
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                await writer.start_tls(context)
+                writer.write(b"EHLO idle.example\r\n")
+                if await reply(reader) != 250:
+                    raise ConnectionError("EHLO after STARTTLS refused")
         except (OSError, ConnectionError, ValueError) as e:
             failures.append(repr(e))
             writer.close()
@@ -68,7 +84,7 @@ async def settle(pid, limit=5.0):
 
 
 async def main():
-    port, pid, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    port, pid, n = int(ARGS[0]), int(ARGS[1]), int(ARGS[2])
     before = await settle(pid)
     gate = asyncio.Semaphore(200)
     held, failures = [], []
@@ -86,7 +102,7 @@ async def main():
 
 
 if __name__ == "__main__":
-    timeout = float(sys.argv[4]) if len(sys.argv) > 4 else 120.0
+    timeout = float(ARGS[3]) if len(ARGS) > 3 else 120.0
     try:
         sys.exit(asyncio.run(asyncio.wait_for(main(), timeout)))
     except asyncio.TimeoutError:

@@ -46,7 +46,7 @@ impl SessionLoop {
                     }
                 }
                 Output::Event(event) => {
-                    match dispatch(&mut server, &self.info, handler, event, entropy) {
+                    match dispatch(&mut server, &self.info, handler, event, entropy, quietest()) {
                         Some(note) if note.level == Level::Debug => debug!("{note}"),
                         Some(note) if note.level == Level::Info => info!("{note}"),
                         Some(note) => warn!("{note}"),
@@ -127,4 +127,16 @@ impl SessionLoop {
 fn entropy() -> (Option<u64>, Duration) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH);
     (getrandom::u64().ok(), now.unwrap_or_default())
+}
+
+/// The lowest level the log prints: notes below it are not even built
+/// ([`settle_at`](smtp_proto::server::host::settle_at)).
+fn quietest() -> Level {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        Level::Debug
+    } else if tracing::enabled!(tracing::Level::INFO) {
+        Level::Info
+    } else {
+        Level::Warn
+    }
 }

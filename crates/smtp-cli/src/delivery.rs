@@ -20,7 +20,7 @@ use smtp_relay::engine::{LocalDelivery, submit_report};
 use smtp_relay::notify::{self, Wants};
 use smtp_relay::spool::{Envelope, FsWriter, Recipient, unix_secs};
 use smtp_relay::{FsStore, RelayHandle, SpoolWriter as _, Store as _};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use smtp_relay::date::rfc5322 as rfc5322_date;
 
@@ -575,7 +575,8 @@ impl Message {
 
     fn store_all(&mut self) -> bool {
         if self.copies.is_empty() && self.queued.is_none() {
-            info!(id = %self.id, "message discarded");
+            // At debug: the session's summary line says it at info (queue id included).
+            debug!(id = %self.id, "message discarded");
             return true;
         }
         let id = &self.id;

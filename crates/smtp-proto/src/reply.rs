@@ -929,14 +929,33 @@ impl LineReader {
 /// RFC 5321 §4.2 says clients act on the code alone, real servers do send Latin-1 in
 /// greetings, and SMTPUTF8 servers send UTF-8 (RFC 6531 §3.7.4.2); refusing a reply for
 /// its human-readable text would break mail for nothing.
+///
+/// The texts that most replies carry are not copied: a client reads `Ok` after nearly every
+/// MAIL, RCPT and message from Postfix and from this crate's server, so those few texts come
+/// from a table, borrowed, with no allocation and no UTF-8 check. Anything else is copied.
 fn reply_text(text: &[u8]) -> Cow<'static, str> {
-    if text.is_empty() {
-        return Cow::Borrowed("");
+    if let Some(text) = known_text(text) {
+        return Cow::Borrowed(text);
     }
     match std::str::from_utf8(text) {
         Ok(text) => Cow::Owned(text.to_owned()),
         Err(_) => Cow::Owned(String::from_utf8_lossy(text).into_owned()),
     }
+}
+
+/// The reply texts kept as `'static` strings (their enhanced codes already removed): what
+/// Postfix and this crate's server say to a transaction that goes well (`server::replies`).
+fn known_text(text: &[u8]) -> Option<&'static str> {
+    Some(match text {
+        b"" => "",
+        b"Ok" => "Ok",
+        b"Bye" => "Bye",
+        b"Ok: queued" => "Ok: queued",
+        b"End data with <CR><LF>.<CR><LF>" => "End data with <CR><LF>.<CR><LF>",
+        b"Ready to start TLS" => "Ready to start TLS",
+        b"Authentication successful" => "Authentication successful",
+        _ => return None,
+    })
 }
 
 /// ```text
@@ -1027,6 +1046,25 @@ fn enhanced_prefix(text: &[u8], class: u8) -> Option<(EnhancedCode, &[u8])> {
     // Cheap test first: most lines of most replies are not enhanced codes.
     if text.first() != Some(&(b'0' + class)) {
         return None;
+    }
+    // The usual shape, one digit each for subject and detail (`2.1.5 Ok`), without the
+    // general parser's three-digit loops.
+    if let [
+        b'2' | b'4' | b'5',
+        b'.',
+        subject @ b'0'..=b'9',
+        b'.',
+        detail @ b'0'..=b'9',
+        b' ',
+        rest @ ..,
+    ] = text
+    {
+        let code = EnhancedCode {
+            class,
+            subject: u16::from(subject - b'0'),
+            detail: u16::from(detail - b'0'),
+        };
+        return Some((code, rest));
     }
     match status_code(text)? {
         (code, []) => Some((code, &[])),

@@ -68,7 +68,7 @@ fn settle_logs_the_decision_and_a_decision_nobody_asked_for_as_a_warning() {
     let note = host::settle(&mut server, &event, Some(Decision::Accept)).unwrap();
     assert_eq!(
         (note.level, note.text.as_str()),
-        (Level::Info, "MAIL FROM:<a@example.org>: accepted")
+        (Level::Debug, "MAIL FROM:<a@example.org>: accepted")
     );
     // No decision is pending any more: the machine refuses the second one.
     let refusal = Decision::reject(550, (5, 7, 1), "No").unwrap();
@@ -79,6 +79,55 @@ fn settle_logs_the_decision_and_a_decision_nobody_asked_for_as_a_warning() {
     assert_eq!(
         host::settle(&mut server, &Event::Body(Default::default()), None),
         None
+    );
+}
+
+/// Postfix-style levels: accepted commands at debug, refusals and one summary line per
+/// message at info, the summary naming the envelope, the size, TLS and the final reply.
+#[test]
+fn settle_logs_one_info_line_a_message_and_every_refusal() {
+    let mut server = cram_server();
+    drive(&mut server, b"EHLO client.example\r\n");
+    let (_, event) = drive(&mut server, b"MAIL FROM:<a@example.org>\r\n");
+    let note = host::settle(&mut server, &event.unwrap(), Some(Decision::Accept)).unwrap();
+    assert_eq!(note.level, Level::Debug);
+    let (_, event) = drive(&mut server, b"RCPT TO:<nobody@example.org>\r\n");
+    let refusal = Decision::reject(550, (5, 1, 1), "User unknown").unwrap();
+    let note = host::settle(&mut server, &event.unwrap(), Some(refusal)).unwrap();
+    assert_eq!(
+        (note.level, note.text.as_str()),
+        (
+            Level::Info,
+            "RCPT TO:<nobody@example.org>: 550 5.1.1 User unknown"
+        )
+    );
+    for to in ["b@example.org", "c@example.org"] {
+        let (_, event) = drive(&mut server, format!("RCPT TO:<{to}>\r\n").as_bytes());
+        let note = host::settle(&mut server, &event.unwrap(), Some(Decision::Accept)).unwrap();
+        assert_eq!(note.level, Level::Debug);
+    }
+    let (out, _) = drive(&mut server, b"DATA\r\n");
+    assert!(
+        out.ends_with("354 End data with <CR><LF>.<CR><LF>\r\n"),
+        "{out}"
+    );
+    let (_, event) = drive(&mut server, b"Subject: x\r\n\r\n..hi\r\n.\r\n");
+    let event = event.unwrap();
+    assert!(matches!(event, Event::MessageEnd));
+    let queued = smtp_proto::Reply::new(
+        250,
+        Some(smtp_proto::EnhancedCode::of(2, 0, 0)),
+        "Ok: queued as 1A2B",
+    );
+    let queued = Decision::accept_with(queued.unwrap()).unwrap();
+    let note = host::settle(&mut server, &event, Some(queued)).unwrap();
+    assert_eq!(
+        (note.level, note.text.as_str()),
+        (
+            Level::Info,
+            "message from=<a@example.org> to=<b@example.org>,<c@example.org> size=19 tls=no: \
+             250 2.0.0 Ok: queued as 1A2B"
+        )
     );
 }
 

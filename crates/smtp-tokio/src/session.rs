@@ -91,7 +91,9 @@ impl SessionLoop {
                 // Boxed: handler futures and the TLS handshake are large and rare, and
                 // an idle session should not carry their space (see the crate docs).
                 Output::Event(event) => {
-                    let dispatch = dispatch(&mut server, &self.info, handler, event, entropy);
+                    let quietest = quietest();
+                    let dispatch =
+                        dispatch(&mut server, &self.info, handler, event, entropy, quietest);
                     match Box::pin(dispatch).await {
                         Some(note) if note.level == Level::Debug => debug!("{note}"),
                         Some(note) if note.level == Level::Info => info!("{note}"),
@@ -211,4 +213,16 @@ pub(crate) fn log_tls(tls: &TlsStream<TcpStream>) {
         cipher = ?conn.negotiated_cipher_suite().map(|s| s.suite()),
         "TLS established"
     );
+}
+
+/// The lowest level the log prints: notes below it are not even built
+/// ([`settle_at`](smtp_proto::server::host::settle_at)).
+fn quietest() -> Level {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        Level::Debug
+    } else if tracing::enabled!(tracing::Level::INFO) {
+        Level::Info
+    } else {
+        Level::Warn
+    }
 }

@@ -27,7 +27,7 @@ impl Session {
                 // Zero-copy: the content is a range of the buffer.
                 let mut taken = self.inbuf.split_to(consumed).freeze();
                 taken.truncate(range.end);
-                self.event(Event::Body(taken.split_off(range.start)));
+                self.body(taken.split_off(range.start));
                 Some(Next::Stay)
             }
             DecodeStep::Data {
@@ -35,7 +35,7 @@ impl Session {
                 consumed,
             } => {
                 self.inbuf.advance(consumed);
-                self.event(Event::Body(Bytes::from_static(data)));
+                self.body(Bytes::from_static(data));
                 Some(Next::Stay)
             }
             DecodeStep::Failed { error, consumed } => {
@@ -68,6 +68,14 @@ impl Session {
         }
     }
 
+    /// Hands a piece of the body to the host, counted for [`Session::body_size`].
+    fn body(&mut self, piece: Bytes) {
+        if let Some(txn) = &mut self.txn {
+            txn.size += piece.len() as u64;
+        }
+        self.event(Event::Body(piece));
+    }
+
     /// The next piece of a BDAT chunk, or its end; `None` when more input is needed.
     pub(super) fn read_bdat(&mut self) -> Option<Next> {
         let Phase::Bdat(chunk) = &mut self.phase else {
@@ -82,7 +90,7 @@ impl Session {
             BdatStep::Data { consumed, .. } => {
                 // The content is the first `consumed` octets of the buffer: zero-copy.
                 let piece = self.inbuf.split_to(consumed).freeze();
-                self.event(Event::Body(piece));
+                self.body(piece);
                 Some(Next::Stay)
             }
             BdatStep::NeedMore { consumed: 0 } => None,

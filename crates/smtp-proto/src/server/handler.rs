@@ -270,13 +270,15 @@ macro_rules! handler_traits {
         /// Hands `event` to the handler method that hears it and the handler's answer,
         /// if the event asks for one, to the machine; a CRAM-MD5 challenge is the
         /// machine's to build, from the OS randomness (if any) and the time since the Unix
-        /// epoch that `entropy` draws. Returns what to log.
+        /// epoch that `entropy` draws. Returns what to log, if it is at least `quietest`
+        /// ([`settle_at`]($crate::server::host::settle_at)).
         pub(crate) $($async)* fn dispatch<H: SessionHandler>(
             session: &mut $crate::server::host::Driver,
             info: &$crate::server::host::ConnectInfo,
             handler: &mut H,
             event: $crate::server::Event,
             entropy: impl FnOnce() -> (Option<u64>, ::core::time::Duration),
+            quietest: $crate::server::host::Level,
         ) -> Option<$crate::server::host::Note> {
             use $crate::server::Event;
             let ctx = &session.context(info);
@@ -350,7 +352,7 @@ macro_rules! handler_traits {
                     None
                 }
             };
-            let note = $crate::server::host::settle(session, &event, decision);
+            let note = $crate::server::host::settle_at(session, &event, decision, quietest);
             // The message has its verdict (LMTP: the last recipient's): its body goes.
             let delivered = match event {
                 Event::MessageEnd => true,

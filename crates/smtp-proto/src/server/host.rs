@@ -335,8 +335,8 @@ pub struct Note {
     pub text: String,
 }
 
-/// How much a [`Note`] matters, as log levels say it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How much a [`Note`] matters, as log levels say it; ordered from `Debug` to `Warn`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// A detail of the session (debug).
     Debug,
@@ -370,10 +370,46 @@ impl std::fmt::Display for Note {
 /// Gives the handler's `decision` on `event`, if it asked for one, to the machine, and
 /// says what to log: the decision, a notable event, or a decision the machine refused
 /// (given when none was pending, or after the session closed).
+///
+/// The levels follow Postfix's: at [`Level::Info`] what an operator reads, which is one
+/// line a message (its envelope, TLS, the AUTH identity and the final reply, which names
+/// the queue id) and every refusal; each accepted command at [`Level::Debug`]. A server
+/// logging at info thus writes about three lines a session, whatever the client sends.
 pub fn settle(server: &mut Session, event: &Event, decision: Option<Decision>) -> Option<Note> {
+    settle_at(server, event, decision, Level::Debug)
+}
+
+/// [`settle`] for a log that prints nothing below `quietest`: a note below it is not even
+/// built (what the adapters pass is the lowest level their log prints, so that a server
+/// logging at info does not format a line for every command only to drop it). The
+/// decision is given to the machine all the same.
+pub fn settle_at(
+    server: &mut Session,
+    event: &Event,
+    decision: Option<Decision>,
+    quietest: Level,
+) -> Option<Note> {
     let Some(decision) = decision else {
-        return note(event);
+        return note(event).filter(|n| n.level >= quietest);
     };
+    let level = match (&decision, event) {
+        (Decision::Reject(_), _) | (_, Event::MessageEnd | Event::LmtpDelivery { .. }) => {
+            Level::Info
+        }
+        _ => Level::Debug,
+    };
+    if level < quietest {
+        // Only a refused decision (a warning) is still worth a line.
+        return match server.decide(decision) {
+            Err(error) => Some(Note::new(
+                Level::Warn,
+                format!("handler decision refused by the session: {error}"),
+            )),
+            Ok(()) => None,
+        };
+    }
+    // Read before the decision, which ends the transaction.
+    let summary = matches!(event, Event::MessageEnd).then(|| message_summary(server));
     let what = match event {
         Event::Hello { verb, host } => format!("{verb} {host}"),
         Event::Mail { from, .. } => format!("MAIL FROM:{from}"),
@@ -400,8 +436,41 @@ pub fn settle(server: &mut Session, event: &Event, decision: Option<Decision>) -
             format!("handler decision refused by the session: {error}: {what}: {answer}"),
         )),
         Ok(()) if what.is_empty() => None,
-        Ok(()) => Some(Note::new(Level::Info, format!("{what}: {answer}"))),
+        Ok(()) => Some(Note::new(
+            level,
+            match summary {
+                Some(summary) => format!("{what} {summary}: {answer}"),
+                None => format!("{what}: {answer}"),
+            },
+        )),
     }
+}
+
+/// The envelope of the message about to be decided, for its summary line:
+/// `from=<a@example.org> to=<b@example.org>,<c@example.org> size=2048 tls=yes user="tim"`
+/// (the user only after AUTH; the size is the body's, dot-stuffing removed). Every
+/// recipient listed was accepted; the final reply that follows is the outcome for all of
+/// them (refused recipients have their own lines). The client is in the adapter's span.
+fn message_summary(server: &Session) -> String {
+    use std::fmt::Write;
+    let mut line = String::with_capacity(96);
+    let _ = match server.reverse_path() {
+        Some(from) => write!(line, "from={from}"),
+        None => write!(line, "from=<>"),
+    };
+    for (i, to) in server.recipients().iter().enumerate() {
+        let _ = write!(line, "{}{to}", if i == 0 { " to=" } else { "," });
+    }
+    let _ = write!(line, " size={}", server.body_size());
+    line.push_str(if server.is_tls() {
+        " tls=yes"
+    } else {
+        " tls=no"
+    });
+    if let Some(user) = server.authenticated() {
+        let _ = write!(line, " user={user:?}");
+    }
+    line
 }
 
 /// What to log about an event that asks for no decision.

@@ -258,6 +258,12 @@ impl Session {
         self.txn.as_ref().map_or(&[], |t| &t.recipients)
     }
 
+    /// Octets of the open transaction's message body received so far, as handed to the
+    /// host in [`Event::Body`] (dot-stuffing removed).
+    pub fn body_size(&self) -> u64 {
+        self.txn.as_ref().map_or(0, |t| t.size)
+    }
+
     /// In LMTP mode after the end of a message: the recipients still waiting for their
     /// reply, the next one first.
     pub fn lmtp_recipients(&self) -> &[ForwardPath<'static>] {

@@ -126,6 +126,8 @@ pub(super) struct Transaction {
     /// Counts out the BDAT chunks of the message, within its size limit.
     pub(super) bdat: BdatDecoder,
     pub(super) chunks: Chunks,
+    /// Octets of the message body handed to the host so far.
+    pub(super) size: u64,
 }
 
 impl Transaction {
@@ -143,6 +145,7 @@ impl Transaction {
             overshoot: 0,
             bdat: BdatDecoder::new(max_size),
             chunks: Chunks::None,
+            size: 0,
         }
     }
 }
