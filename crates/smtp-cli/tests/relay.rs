@@ -7,12 +7,15 @@
 //! The scenarios that involve the adapters run on both: `tokio_io::NAME` with
 //! `--io tokio`, `blocking_io::NAME` with `--io blocking`.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::dnsmasq::Dnsmasq;
 
 const SMTP: &str = env!("CARGO_BIN_EXE_smtp");
 const HOSTNAME: &str = "mx.local.test";
@@ -1522,65 +1525,6 @@ fn rcpt_time_domain_check(io: &str) {
     }
     c.cmd("QUIT");
     assert!(server.stop().success());
-}
-
-/// A real DNS server for tests: dnsmasq on 127.0.0.1 and a free port, authoritative
-/// for the names given (everything else under `.test` is NXDOMAIN), stopped when
-/// dropped (as smtp-relay's tests run it).
-struct Dnsmasq {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Dnsmasq {
-    fn start(records: &[&str]) -> Dnsmasq {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let sbin = Path::new("/usr/sbin/dnsmasq");
-        let bin = if sbin.exists() {
-            sbin.as_os_str()
-        } else {
-            "dnsmasq".as_ref()
-        };
-        let child = Command::new(bin)
-            .args([
-                "--keep-in-foreground",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--no-poll",
-                "--pid-file=",
-                "--user=root",
-                "--bind-interfaces",
-                "--listen-address=127.0.0.1",
-                "--except-interface=nonexistent",
-                "--local=/test/",
-                "--log-facility=-",
-            ])
-            .arg(format!("--port={port}"))
-            .args(records)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dnsmasq (Debian's dnsmasq-base; ./test.sh installs it)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let until = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < until, "dnsmasq did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Dnsmasq { child, addr }
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One `#[test]` per scenario and adapter.
