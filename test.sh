@@ -6,9 +6,8 @@
 # The interop tests fail, not skip, when a peer is missing, so this installs them
 # (quietly, and only what is missing): swaks with Perl's TLS modules, Postfix for its
 # smtp-sink and smtp-source test programs only ("No configuration" keeps it from
-# setting up a mail system), dnsmasq for DNS on loopback, and python3 with aiosmtpd from
-# PyPI. Installing needs root
-# (or sudo).
+# setting up a mail system), dnsmasq for DNS on loopback, and python3 with the PyPI
+# packages below. Installing needs root (or sudo).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -32,13 +31,17 @@ if ((${#need_apt[@]})); then
   "${sudo[@]}" apt-get update -qq >/dev/null
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore aiosmtpd \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages aiosmtpd
+# PyPI peers: aiosmtpd (a server), dkimpy and pyspf with dnspython (DKIM and SPF checked
+# by implementations nobody here wrote), prometheus_client (its text-format parser).
+if ! python3 -c 'import aiosmtpd, dkim, spf, dns.resolver, prometheus_client' 2>/dev/null; then
+  pypi=(aiosmtpd dkimpy pyspf dnspython prometheus-client)
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pypi[@]}" \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${pypi[@]}"
 fi
 echo "swaks: $(swaks --version 2>&1 | sed -n 1p)"
 echo "smtp-sink: $(ls -l /usr/sbin/smtp-sink | awk '{print $NF}')"
 echo "dnsmasq: $(PATH="$PATH:/usr/sbin" dnsmasq --version | sed -n 1p)"
 python3 -c 'import aiosmtpd, sys; print("python", sys.version.split()[0], "aiosmtpd", aiosmtpd.__version__)'
+python3 -m pip list 2>/dev/null | grep -iE '^(dkimpy|pyspf|dnspython|prometheus.client) ' | tr -s ' ' | paste -sd, -
 
 cargo test --workspace "$@"
