@@ -213,7 +213,50 @@ pub(crate) fn zone_line(selector: &str, domain: &str, record: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
+    use crate::dkim::{DkimSpec, Signers};
+
+    /// `smtp dkim keygen` into `out`.
+    fn run(out: &Path, algorithm: KeyAlgorithm, bits: Option<usize>) -> u8 {
+        keygen(KeygenArgs {
+            domain: "example.com".into(),
+            selector: "s1".into(),
+            algorithm,
+            bits,
+            out: out.into(),
+        })
+    }
+
+    #[test]
+    fn keygen_writes_a_key_signers_load() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, algorithm) in [("rsa", KeyAlgorithm::Rsa), ("ed", KeyAlgorithm::Ed25519)] {
+            let out = dir.path().join(name);
+            assert_eq!(run(&out, algorithm, None), 0);
+            let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let spec = DkimSpec {
+                domain: "example.com".into(),
+                selector: "s1".into(),
+                key: out.clone(),
+            };
+            let signers = Signers::load(&[spec]).unwrap();
+            assert!(
+                signers
+                    .sign(b"From: a@example.com\r\n\r\nbody\r\n")
+                    .is_some()
+            );
+            let before = std::fs::read(&out).unwrap();
+            assert_eq!(run(&out, algorithm, None), EX_CANTCREAT);
+            assert_eq!(std::fs::read(&out).unwrap(), before);
+        }
+        let short = dir.path().join("short");
+        assert_eq!(run(&short, KeyAlgorithm::Rsa, Some(1023)), EX_USAGE);
+        assert_eq!(run(&short, KeyAlgorithm::Ed25519, Some(2048)), EX_USAGE);
+        assert!(!short.exists());
+    }
 
     #[test]
     fn txt_strings_at_most_255_octets() {
