@@ -1,7 +1,8 @@
 //! DKIM signing end to end, checked by another implementation: `smtp dkim keygen` makes an
 //! RSA and an Ed25519 key, dnsmasq on loopback publishes their TXT records as printed (the
 //! RSA one in two strings), `smtp send --dkim-sign` sends to an `smtp serve` that stores in a
-//! Maildir, and dkimpy (`tests/python/dkim_verify.py`, keys through dnspython from that
+//! Maildir (a message, one from a domain without a key, and the load mode's generated message
+//! twice), and dkimpy (`tests/python/dkim_verify.py`, keys through dnspython from that
 //! dnsmasq) verifies what was stored. Every process is stopped by the test; everything lives in
 //! a temporary directory. dnsmasq, python3, dkimpy and dnspython are required (`./test.sh`
 //! installs them).
@@ -188,7 +189,13 @@ fn dkimpy_verifies_what_smtp_send_signs() {
             strings.join(",")
         )
     };
-    let dns = Dnsmasq::start(&[&record("rsa", &rsa_txt), &record("ed", &ed_txt)]);
+    // The load mode's generated message is from load@localhost.
+    let load_record = format!("--txt-record=ed._domainkey.localhost,{}", ed_txt.join(","));
+    let dns = Dnsmasq::start(&[
+        &record("rsa", &rsa_txt),
+        &record("ed", &ed_txt),
+        &load_record,
+    ]);
     let serve = Serve::start(dir.path());
     let keys = [
         format!("example.test:rsa:{}", rsa.display()),
@@ -196,18 +203,34 @@ fn dkimpy_verifies_what_smtp_send_signs() {
     ];
     send(dir.path(), serve.port, "signed.eml", SIGNED, &keys);
     send(dir.path(), serve.port, "unsigned.eml", UNSIGNED, &keys);
+    // Load mode: the generated message, signed once, sent twice.
+    let load = Command::new(SMTP)
+        .args(["send", "--server", &format!("127.0.0.1:{}", serve.port)])
+        .args(["--starttls", "never", "--count", "2", "--size", "600"])
+        .args(["--dkim-sign", &format!("localhost:ed:{}", ed.display())])
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "{load:?}");
 
     let mut verdicts = Vec::new();
     for _ in 0..100 {
         verdicts = dkimpy(dir.path(), dns.addr.port());
-        if verdicts.len() == 2 {
+        if verdicts.len() == 4 {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     verdicts.sort_by(|a, b| a.0.cmp(&b.0));
     let subjects: Vec<&str> = verdicts.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(subjects, ["no key", "signed"]);
+    assert_eq!(
+        subjects,
+        [
+            "no key",
+            "signed",
+            "smtp send load test",
+            "smtp send load test"
+        ]
+    );
 
     let unsigned = &verdicts[0].1;
     assert_eq!(unsigned["signatures"], 0, "{unsigned}");
