@@ -91,11 +91,11 @@ struct BlockingSession(Session);
 impl SessionHandler for BlockingSession {
     fn mail(
         &mut self,
-        _: &Context<'_>,
+        ctx: &Context<'_>,
         from: &ReversePath<'static>,
         params: &MailParams<'static>,
     ) -> Decision {
-        self.0.mail(from, params)
+        self.0.mail(ctx.session, from, params)
     }
 
     fn rcpt(

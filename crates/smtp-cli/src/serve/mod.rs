@@ -10,6 +10,7 @@ mod blocking_host;
 pub(crate) mod relay;
 mod session;
 mod tokio_host;
+mod verify;
 
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
@@ -117,6 +118,8 @@ pub(crate) struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     relay: relay::RelayArgs,
+    #[command(flatten)]
+    verify: verify::VerifyArgs,
 }
 
 /// What both adapters run: the session configuration, the shared handler state, TLS,
@@ -290,6 +293,13 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
         .collect();
     let maildir = maildir.map(Arc::new);
     let mailboxes = Arc::new(LocalMailboxes::new(maildir.clone(), &args.local_domains));
+    let (verifier, signers) = args
+        .verify
+        .load(&hostname, args.relay.dns_servers(), runtime.clone())
+        .map_err(|e| {
+            eprintln!("smtp serve: {e}");
+            EX_CONFIG
+        })?;
     let (relay, queue, domain_check) =
         match relay::RelayService::start(&args.relay, &hostname, runtime, &mailboxes, own)? {
             Some((service, queue, check)) => (Some(service), Some(queue), check),
@@ -302,6 +312,8 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
             policy: Policy::new(users, &args.local_domains, args.relay.relaying()),
             store: Store::new(maildir, queue, &hostname, mailboxes),
             domain_check,
+            verifier,
+            signers,
             anvil: std::sync::Mutex::new(Anvil::new(
                 &hostname,
                 AnvilLimits {

@@ -141,14 +141,29 @@ impl TokioSession {
     }
 }
 
+impl TokioSession {
+    /// End of data, `--verify`: DKIM and DMARC await on the runtime.
+    async fn verify(&mut self) {
+        if let Some(job) = self.session().verify_job() {
+            let (message, checked) = job.run().await;
+            self.session().verified(message, checked);
+        }
+    }
+}
+
 impl SessionHandler for TokioSession {
     async fn mail(
         &mut self,
-        _: &Context<'_>,
+        ctx: &Context<'_>,
         from: &ReversePath<'static>,
         params: &MailParams<'static>,
     ) -> Decision {
-        self.session().mail(from, params)
+        // SPF (--verify) awaits on the runtime, like the RCPT domain check.
+        let spf = match self.session().spf_query(ctx.session, from) {
+            Some((verifier, query)) => Some(verifier.spf(query).await),
+            None => None,
+        };
+        self.session().mail_checked(ctx.session, from, params, spf)
     }
 
     async fn rcpt(
@@ -182,6 +197,7 @@ impl SessionHandler for TokioSession {
     }
 
     async fn message_end(&mut self, _: &Context<'_>) -> Decision {
+        self.verify().await;
         let blocks = self.session().end_blocks();
         self.with(blocks, Session::end).await
     }
@@ -192,6 +208,7 @@ impl SessionHandler for TokioSession {
     }
 
     async fn lmtp_message_end(&mut self, _: &Context<'_>, _: usize) {
+        self.verify().await;
         let blocks = self.session().end_blocks();
         self.with(blocks, Session::lmtp_end).await;
     }
