@@ -105,14 +105,35 @@ struct Client {
 
 impl Client {
     fn connect(port: u16, helo: &str) -> Client {
+        Client::greet(port, &format!("EHLO {helo}"))
+    }
+
+    fn greet(port: u16, greeting: &str) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let mut c = Client {
             read: BufReader::new(stream.try_clone().unwrap()),
             write: stream,
         };
         assert!(c.reply().starts_with("220 "));
-        assert!(c.command(&format!("EHLO {helo}")).starts_with("250"));
+        assert!(c.command(greeting).starts_with("250"));
         c
+    }
+
+    /// A transaction to several recipients: the replies after the end of data (one per
+    /// recipient with LMTP).
+    fn send_to(&mut self, from: &str, to: &[&str], message: &[u8], replies: usize) -> Vec<String> {
+        assert!(
+            self.command(&format!("MAIL FROM:<{from}>"))
+                .starts_with("250")
+        );
+        for rcpt in to {
+            let reply = self.command(&format!("RCPT TO:<{rcpt}>"));
+            assert!(reply.starts_with("250"), "{rcpt}: {reply}");
+        }
+        assert!(self.command("DATA").starts_with("354"));
+        self.write.write_all(message).unwrap();
+        self.write.write_all(b".\r\n").unwrap();
+        (0..replies).map(|_| self.reply()).collect()
     }
 
     /// A reply's lines, CRLF-terminated.
@@ -544,6 +565,151 @@ fn auth_clients_signed_not_checked(io: &str) {
     );
 }
 
+/// Every file under `dir` (recursively) whose parent directory is named `parent`.
+fn files_in(dir: &Path, parent: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_in(&path, parent));
+        } else if path.parent().unwrap().file_name().unwrap() == parent {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Our verdict's parts in a stored or queued file, which must hold exactly one, and no
+/// forged one.
+fn our_verdict(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(!text.contains("dkim=pass; forged"), "{text}");
+    let ours: Vec<Vec<String>> = results(&text)
+        .into_iter()
+        .filter(|r| r[0] == HOSTNAME)
+        .collect();
+    assert_eq!(ours.len(), 1, "{}: {text}", file.display());
+    ours.into_iter().next().unwrap()
+}
+
+const FORGED: &[u8] = b"Authentication-Results: mx.example.test; dkim=pass; forged\r\n\
+    From: a@pass.test\r\n\
+    Subject: copies\r\n\
+    \r\n\
+    Hello\r\n";
+
+fn every_copy_gets_the_header(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = spf_dns();
+    let queue = dir.path().join("queue");
+    let queue_arg = queue.display().to_string();
+    // The next hop never answers: the relayed copy stays in the queue.
+    let serve = Serve::start(
+        io,
+        dir.path(),
+        "maildir",
+        &dns,
+        &[
+            "--maildir-per-recipient",
+            "--local-domain",
+            "example.test",
+            "--relay-network",
+            "127.0.0.0/8",
+            "--relay-host",
+            "127.0.0.1:9",
+            "--queue-dir",
+            &queue_arg,
+        ],
+    );
+    let mut c = Client::connect(serve.port, "helo.test");
+    let replies = c.send_to(
+        "a@pass.test",
+        &["bob@example.test", "carol@example.test", "dave@far.test"],
+        FORGED,
+        1,
+    );
+    assert!(replies[0].starts_with("250 2.0.0 "), "{replies:?}");
+    drop(serve);
+    let mut files = files_in(&dir.path().join("maildir"), "new");
+    assert_eq!(files.len(), 2, "{files:?}");
+    files.extend(files_in(&queue, "msg"));
+    assert_eq!(files.len(), 3, "{files:?}");
+    for file in &files {
+        let ours = our_verdict(file);
+        assert!(
+            ours[1].starts_with("spf=pass (") && ours[1].ends_with(" smtp.mailfrom=a@pass.test"),
+            "{ours:?}"
+        );
+    }
+}
+
+fn lmtp(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = spf_dns();
+    let serve = Serve::start(io, dir.path(), "maildir", &dns, &["--lmtp"]);
+    let mut c = Client::greet(serve.port, "LHLO helo.test");
+    let replies = c.send_to(
+        "a@pass.test",
+        &["bob@example.test", "carol@example.test"],
+        FORGED,
+        2,
+    );
+    for reply in &replies {
+        assert!(reply.starts_with("250 2.0.0 "), "{replies:?}");
+    }
+    let files = files_in(&serve.maildir, "new");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let ours = our_verdict(&files[0]);
+    assert!(ours[1].starts_with("spf=pass ("), "{ours:?}");
+    // dmarc: no record for pass.test.
+    assert_eq!(
+        ours.last().unwrap(),
+        "dmarc=none header.from=pass.test policy.dmarc=none"
+    );
+}
+
+/// A DNS server that never answers: every lookup times out (`temperror`), which never
+/// refuses for good.
+fn dns_time_out_never_refuses(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns = silent.local_addr().unwrap().to_string();
+    let maildir = dir.path().join("maildir");
+    let mut child = Command::new(SMTP)
+        .args(["serve", "--listen", "127.0.0.1:0", "--hostname", HOSTNAME])
+        .args([
+            "--no-tls",
+            "--io",
+            io,
+            "--verify",
+            "--spf-reject",
+            "--dmarc-reject",
+        ])
+        .args(["--dns-server", &dns, "--maildir"])
+        .arg(&maildir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim_end().rsplit(':').next().unwrap().parse().unwrap();
+    let mut c = Client::connect(port, "helo.test");
+    let reply = c.send("a@fail.test", FORGED);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(reply.starts_with("250 2.0.0 "), "{reply}");
+    let files = files_in(&maildir, "new");
+    let ours = our_verdict(&files[0]);
+    assert!(ours[1].starts_with("spf=temperror ("), "{ours:?}");
+    assert!(
+        ours.last().unwrap().starts_with("dmarc=temperror"),
+        "{ours:?}"
+    );
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod tokio_io {
@@ -559,4 +725,7 @@ on_both!(
     spf_as_pyspf,
     dkim_dmarc_and_forged_results,
     auth_clients_signed_not_checked,
+    every_copy_gets_the_header,
+    lmtp,
+    dns_time_out_never_refuses,
 );
