@@ -710,6 +710,32 @@ fn dns_time_out_never_refuses(io: &str) {
     );
 }
 
+/// The policies need --verify (EX_USAGE without it); a key file that cannot be read is
+/// EX_CONFIG, said before anything listens.
+#[test]
+fn options() {
+    for flag in ["--spf-reject", "--dmarc-reject"] {
+        let out = Command::new(SMTP)
+            .args(["serve", "--listen", "127.0.0.1:0", "--discard", flag])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{flag}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--verify"), "{stderr}");
+    }
+    let out = Command::new(SMTP)
+        .args(["serve", "--listen", "127.0.0.1:0", "--discard", "--verify"])
+        .args(["--dkim-sign", "example.test:s1:/nonexistent/s1.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "smtp serve: DKIM key file /nonexistent/s1.pem: No such file or directory (os error 2)\n"
+    );
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod tokio_io {

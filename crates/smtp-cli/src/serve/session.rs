@@ -400,6 +400,7 @@ impl Session {
             "refused: too many hops"
         );
         self.message = None;
+        self.held = None;
         self.looped = true;
     }
 
