@@ -9,9 +9,9 @@ pub(crate) mod keygen;
 use std::path::{Path, PathBuf};
 
 use mail_auth::AuthenticatedMessage;
-use mail_auth::crypto::{Algorithm, DkimKey, Ed25519Key, RsaKey, Sha256, SigningKey};
+use mail_auth::common::crypto::{Algorithm, DkimKey, Ed25519Key, RsaKey, Sha256, SigningKey};
+use mail_auth::common::headers::{HeaderWriter, Writable};
 use mail_auth::dkim::DkimSigner;
-use mail_auth::headers::{HeaderWriter, Writable};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -179,11 +179,11 @@ impl Signers {
     /// of [`SIGNED_HEADERS`] that the message has; no `l=`, no `x=`.
     pub(crate) fn sign(&self, message: &[u8]) -> Option<String> {
         let parsed = AuthenticatedMessage::parse(message)?;
-        let [from] = parsed.from_addresses() else {
+        let [from] = parsed.from.as_slice() else {
             return None;
         };
         let from_fields = parsed
-            .headers()
+            .headers
             .iter()
             .filter(|(name, _)| name.eq_ignore_ascii_case(b"From"))
             .count();
@@ -196,7 +196,7 @@ impl Signers {
             .copied()
             .filter(|wanted| {
                 parsed
-                    .headers()
+                    .headers
                     .iter()
                     .any(|(name, _)| name.eq_ignore_ascii_case(wanted.as_bytes()))
             })
@@ -281,12 +281,10 @@ mod tests {
     use std::sync::Mutex;
     use std::time::{Duration, Instant};
 
-    use mail_auth::dkim::DomainKey;
-    use mail_auth::dns::TxtRecordParser;
+    use mail_auth::common::parse::TxtRecordParser;
+    use mail_auth::common::verify::DomainKey;
     use mail_auth::hickory_resolver::config::{ResolverConfig, ResolverOpts};
-    use mail_auth::{
-        DkimResult, DnsCache, MessageAuthenticator, NoCache, Parameters, ResolverCache, TxtRecord,
-    };
+    use mail_auth::{DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt};
 
     use super::keygen::{KeyAlgorithm, generate};
     use super::*;
@@ -332,11 +330,11 @@ mod tests {
     }
 
     /// TXT records for mail-auth's verifier, from memory: mail-auth's own test cache is private
-    /// (`cfg(test)`), so this is its documented `DnsCache` example, TXT only.
-    struct TxtCache(Mutex<HashMap<Box<str>, TxtRecord>>);
+    /// (`cfg(test)`), so this implements its public `ResolverCache` for TXT records.
+    struct TxtCache(Mutex<HashMap<Box<str>, Txt>>);
 
-    impl ResolverCache<Box<str>, TxtRecord> for TxtCache {
-        fn get<Q>(&self, name: &Q) -> Option<TxtRecord>
+    impl ResolverCache<Box<str>, Txt> for TxtCache {
+        fn get<Q>(&self, name: &Q) -> Option<Txt>
         where
             Box<str>: Borrow<Q>,
             Q: Hash + Eq + ?Sized,
@@ -344,7 +342,7 @@ mod tests {
             self.0.lock().unwrap().get(name).cloned()
         }
 
-        fn remove<Q>(&self, name: &Q) -> Option<TxtRecord>
+        fn remove<Q>(&self, name: &Q) -> Option<Txt>
         where
             Box<str>: Borrow<Q>,
             Q: Hash + Eq + ?Sized,
@@ -352,32 +350,8 @@ mod tests {
             self.0.lock().unwrap().remove(name)
         }
 
-        fn insert(&self, key: Box<str>, value: TxtRecord, _valid_until: Instant) {
+        fn insert(&self, key: Box<str>, value: Txt, _valid_until: Instant) {
             self.0.lock().unwrap().insert(key, value);
-        }
-    }
-
-    impl DnsCache for TxtCache {
-        type Txt = TxtCache;
-        type Mx = NoCache;
-        type Ipv4 = NoCache;
-        type Ipv6 = NoCache;
-        type Ptr = NoCache;
-
-        fn txt(&self) -> Option<&Self::Txt> {
-            Some(self)
-        }
-        fn mx(&self) -> Option<&Self::Mx> {
-            None
-        }
-        fn ipv4(&self) -> Option<&Self::Ipv4> {
-            None
-        }
-        fn ipv6(&self) -> Option<&Self::Ipv6> {
-            None
-        }
-        fn ptr(&self) -> Option<&Self::Ptr> {
-            None
         }
     }
 
@@ -389,7 +363,7 @@ mod tests {
             let key = DomainKey::parse(record.as_bytes()).expect("key record");
             cache.insert(
                 (*name).into(),
-                TxtRecord::from(key),
+                Txt::from(key),
                 Instant::now() + Duration::from_secs(3600),
             );
         }
@@ -405,7 +379,7 @@ mod tests {
             .unwrap();
             let parsed = AuthenticatedMessage::parse(message).unwrap();
             authenticator
-                .verify_dkim(Parameters::new(&parsed).with_cache(&cache))
+                .verify_dkim(Parameters::new(&parsed).with_txt_cache(&cache))
                 .await
                 .iter()
                 .map(|output| output.result().clone())

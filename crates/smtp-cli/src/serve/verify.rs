@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use mail_auth::common::headers::HeaderWriter as _;
 use mail_auth::dkim::{DkimError, Signature};
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::headers::HeaderWriter as _;
 use mail_auth::hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
 };
@@ -165,17 +165,18 @@ impl Verifier {
         let q = &query;
         // Both at once: a DNS server that does not answer costs one time-out, not two.
         let (mail_from, helo) = tokio::join!(
-            self.authenticator.verify_spf(SpfParameters::mail_from(
-                q.client,
-                &q.helo,
-                host,
-                &q.mail_from,
-            )),
+            self.authenticator
+                .verify_spf(SpfParameters::verify_mail_from(
+                    q.client,
+                    &q.helo,
+                    host,
+                    &q.mail_from,
+                )),
             async {
                 match q.helo_is_domain {
                     true => Some(
                         self.authenticator
-                            .verify_spf(SpfParameters::helo(q.client, &q.helo, host))
+                            .verify_spf(SpfParameters::verify_ehlo(q.client, &q.helo, host))
                             .await,
                     ),
                     false => None,
@@ -218,7 +219,7 @@ impl Verifier {
             // but SPF.
             let mut results = AuthenticationResults::new(&self.hostname);
             if let Some(spf) = spf {
-                results = spf.report(results, &self.hostname);
+                results = spf.report(results);
             }
             return Checked {
                 header: results.to_header(),
@@ -228,7 +229,7 @@ impl Verifier {
         let dkim = self.authenticator.verify_dkim(&parsed).await;
         let mut results = AuthenticationResults::new(&self.hostname);
         if let Some(spf) = spf {
-            results = spf.report(results, &self.hostname);
+            results = spf.report(results);
         }
         // RFC 8601 §2.7.1's `header.d` for each signature: mail-auth names `header.i`
         // instead when the signature has `i=` (dkimpy always writes one), so its entries
@@ -253,7 +254,7 @@ impl Verifier {
                 }
             })
             .collect();
-        results = results.with_dkim_results(&reported, parsed.first_from_address());
+        results = results.with_dkim_results(&reported, parsed.from());
         let Some(spf) = spf else {
             return Checked {
                 header: results.to_header(),
@@ -302,8 +303,8 @@ impl Verifier {
 /// verification), where mail-auth says `neutral`. DMARC counts only `pass` either way.
 fn reported_result<'x>(output: &DkimOutput<'x>) -> DkimOutput<'x> {
     match output.result() {
-        DkimResult::Neutral(e @ mail_auth::Error::Dkim(DkimError::BodyHashMismatch)) => {
-            DkimOutput::from(DkimResult::Fail(e.clone()))
+        DkimResult::Neutral(e @ mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch)) => {
+            DkimOutput::fail(e.clone())
         }
         _ => output.clone(),
     }
@@ -362,20 +363,12 @@ impl Spf {
     }
 
     /// `results` with the `spf` entries: `smtp.mailfrom`, then `smtp.helo`.
-    fn report<'x>(
-        &self,
-        results: AuthenticationResults<'x>,
-        hostname: &str,
-    ) -> AuthenticationResults<'x> {
+    fn report<'x>(&self, results: AuthenticationResults<'x>) -> AuthenticationResults<'x> {
         let q = &self.query;
-        let results = results.with_spf_result(
-            &self.mail_from,
-            &SpfParameters::mail_from(q.client, &q.helo, hostname, &q.mail_from),
-        );
+        let results =
+            results.with_spf_mailfrom_result(&self.mail_from, q.client, &q.mail_from, &q.helo);
         match &self.helo {
-            Some(helo) => {
-                results.with_spf_result(helo, &SpfParameters::helo(q.client, &q.helo, hostname))
-            }
+            Some(helo) => results.with_spf_ehlo_result(helo, q.client, &q.helo),
             None => results,
         }
     }
