@@ -7,6 +7,7 @@
 //! [`blocking_host`] bind it to `--io tokio` and `--io blocking`.
 
 mod blocking_host;
+pub(crate) mod config;
 pub(crate) mod relay;
 mod session;
 mod tokio_host;
@@ -117,6 +118,8 @@ pub(crate) struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     relay: relay::RelayArgs,
+    #[command(flatten)]
+    config: config::ConfigArgs,
 }
 
 /// What both adapters run: the session configuration, the shared handler state, TLS,
