@@ -240,6 +240,37 @@ fn check_config_redacts_secrets_and_checks_files() {
     );
 }
 
+#[test]
+fn check_config_checks_the_relay_options_and_the_tls_files() {
+    let (dir, path) = file("relay-host = \"smarthost.example:587\"\nretry-min = 0\n");
+    let out = smtp(&["serve", "--config", &path, "--check-config"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(
+        text(&out.stderr),
+        "smtp serve: --retry-min must be at least 1 and --retry-max at least it\n"
+    );
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    let out = smtp(&[
+        "serve",
+        "--check-config",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "smtp serve: TLS: {}: no certificate or key found\n",
+            cert.display()
+        )
+    );
+    assert_eq!(text(&out.stdout), "");
+}
+
 /// A server started with `--config` and `extra`; returns it and its listener's port.
 fn serve(config: &str, extra: &[&str]) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_smtp"))

@@ -256,7 +256,7 @@ fn check_config(mut cmd: Command, args: &[OsString]) -> u8 {
 }
 
 /// What `smtp serve` would refuse at start without binding or creating anything: the
-/// host name, the auth file, the TLS certificate and key.
+/// host name, the relay options, the auth file, the TLS certificate and key.
 fn check_files(args: &ServeArgs) -> Result<(), (String, u8)> {
     let hostname = args
         .hostname
@@ -264,6 +264,9 @@ fn check_files(args: &ServeArgs) -> Result<(), (String, u8)> {
         .unwrap_or_else(super::default_hostname);
     if let Err(e) = smtp_proto::server::ServerConfig::new(&hostname) {
         return Err((format!("--hostname {hostname}: {e}"), EX_USAGE));
+    }
+    if args.relay.enabled() {
+        args.relay.config(&hostname).map_err(|e| (e, EX_USAGE))?;
     }
     if let Some(path) = &args.auth_file {
         PasswordFile::load(path)
