@@ -7,7 +7,9 @@
 //! [`blocking_host`] bind it to `--io tokio` and `--io blocking`.
 
 mod blocking_host;
+pub(crate) mod config;
 pub(crate) mod relay;
+mod reload;
 mod session;
 mod tokio_host;
 
@@ -117,6 +119,8 @@ pub(crate) struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     relay: relay::RelayArgs,
+    #[command(flatten)]
+    config: config::ConfigArgs,
 }
 
 /// What both adapters run: the session configuration, the shared handler state, TLS,
@@ -132,6 +136,8 @@ struct Setup {
     shutdown_timeout: Duration,
     /// The relay, when relaying is configured.
     relay: Option<relay::RelayService>,
+    /// The `--tls-cert` and `--tls-key`, which SIGHUP reloads.
+    cert_store: Option<Arc<reload::CertStore>>,
 }
 
 /// Runs `smtp serve`; returns the exit status.
@@ -150,6 +156,15 @@ pub(crate) fn main(args: ServeArgs) -> u8 {
         Err(code) => return code,
     };
     let relay = setup.relay.take();
+    // Before the hosts print their listening lines: SIGHUP must not kill the server.
+    let reload = reload::Reload::new(
+        args.auth_file.clone(),
+        &setup.shared,
+        setup.cert_store.take(),
+    );
+    if let Err(e) = reload::on_sighup(reload) {
+        return signal_error(&e);
+    }
     let code = match &runtime {
         Some(rt) => tokio_host::run(rt, setup),
         None => blocking_host::run(setup),
@@ -253,11 +268,15 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
             }
         }
     };
+    let mut cert_store = None;
     let tls = if args.no_tls {
         None
     } else {
         match tls_config(&hostname, args.tls_cert.as_ref().zip(args.tls_key.as_ref())) {
-            Ok(t) => Some(t),
+            Ok((config, store)) => {
+                cert_store = store;
+                Some(config)
+            }
             Err(e) => {
                 eprintln!("smtp serve: TLS: {e}");
                 return Err(EX_CONFIG);
@@ -319,6 +338,7 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
         )?,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         relay,
+        cert_store,
     })
 }
 
@@ -456,20 +476,26 @@ fn announce(hostname: &str, listeners: impl IntoIterator<Item = (SocketAddr, boo
     tracing::info!(%hostname, "serving");
 }
 
-/// The TLS configuration: the given certificate and key, or a self-signed certificate
-/// for `hostname`, from the adapters' shared `tls` module.
+/// The TLS configuration: the given certificate and key (with the store SIGHUP reloads
+/// them into), or a self-signed certificate for `hostname`, from the adapters' shared
+/// `tls` module.
 fn tls_config(
     hostname: &str,
     files: Option<(&PathBuf, &PathBuf)>,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<(Arc<rustls::ServerConfig>, Option<Arc<reload::CertStore>>), String> {
     use smtp_tokio::tls;
     match files {
-        Some((cert, key)) => tls::server_config_from_pem(cert, key),
+        Some((cert, key)) => {
+            let store = Arc::new(reload::CertStore::load(cert.clone(), key.clone())?);
+            Ok((store.server_config()?, Some(store)))
+        }
         None => {
             let name = hostname.trim_start_matches('[').trim_end_matches(']');
             let name = name.strip_prefix("IPv6:").unwrap_or(name);
-            tls::self_signed(&[name]).and_then(|(chain, key)| tls::server_config(chain, key))
+            tls::self_signed(&[name])
+                .and_then(|(chain, key)| tls::server_config(chain, key))
+                .map(|config| (config, None))
+                .map_err(|e| e.to_string())
         }
     }
-    .map_err(|e| e.to_string())
 }

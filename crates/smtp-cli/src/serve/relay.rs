@@ -178,7 +178,7 @@ impl RelayArgs {
     }
 
     /// The relay engine's configuration; `Err` says what is wrong with the options.
-    fn config(&self, hostname: &str) -> Result<RelayConfig, String> {
+    pub(super) fn config(&self, hostname: &str) -> Result<RelayConfig, String> {
         let mut routes = Routes::new(self.mx_port);
         for t in &self.transports {
             routes
