@@ -188,8 +188,30 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// The `--log-format` in force, for [`say`].
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// Says on stderr why the server cannot start or what it changed at start: a plain
+/// `smtp serve: ...` line, or under `--log-format json` a log object of that level, so
+/// that a JSON log pipeline sees nothing but JSON.
+pub(crate) fn say(level: tracing::Level, message: impl std::fmt::Display) {
+    if LOG_FORMAT.get() != Some(&LogFormat::Json) {
+        eprintln!("smtp serve: {message}");
+    } else if level == tracing::Level::ERROR {
+        tracing::error!("{message}");
+    } else {
+        tracing::warn!("{message}");
+    }
+}
+
+/// [`say`] at the error level.
+pub(crate) fn say_error(message: impl std::fmt::Display) {
+    say(tracing::Level::ERROR, message);
+}
+
 fn init_logging(level: &str, format: LogFormat) {
     use std::io::IsTerminal as _;
+    let _ = LOG_FORMAT.set(format);
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -222,7 +244,7 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
     let mut config = match ServerConfig::new(&hostname) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("smtp serve: --hostname {hostname}: {e}");
+            say_error(format_args!("--hostname {hostname}: {e}"));
             return Err(EX_USAGE);
         }
     };
@@ -251,7 +273,7 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
                 users
             }
             Err(e) => {
-                eprintln!("smtp serve: --auth-file {}: {e}", path.display());
+                say_error(format_args!("--auth-file {}: {e}", path.display()));
                 return Err(EX_CONFIG);
             }
         },
@@ -263,7 +285,7 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
         match Maildir::open(&args.maildir, &hostname, args.maildir_per_recipient) {
             Ok(m) => Some(m),
             Err(e) => {
-                eprintln!("smtp serve: --maildir {}: {e}", args.maildir.display());
+                say_error(format_args!("--maildir {}: {e}", args.maildir.display()));
                 return Err(EX_CONFIG);
             }
         }
@@ -278,7 +300,7 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
                 Some(config)
             }
             Err(e) => {
-                eprintln!("smtp serve: TLS: {e}");
+                say_error(format_args!("TLS: {e}"));
                 return Err(EX_CONFIG);
             }
         }
@@ -366,23 +388,29 @@ fn fit_max_connections(requested: usize, fds_per_session: u64) -> Result<usize, 
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(e) => {
-            eprintln!("smtp serve: cannot read the open-file limit: {e}");
+            say(
+                tracing::Level::WARN,
+                format_args!("cannot read the open-file limit: {e}"),
+            );
             return Ok(requested);
         }
     };
     let capacity = limit.saturating_sub(FDS_RESERVED) / fds_per_session;
     if capacity == 0 {
-        eprintln!(
-            "smtp serve: the open-file limit ({limit}) is too low to serve any connection \
+        say_error(format_args!(
+            "the open-file limit ({limit}) is too low to serve any connection \
              (ulimit -n)"
-        );
+        ));
         return Err(EX_CONFIG);
     }
     let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
     if requested > capacity {
-        eprintln!(
-            "smtp serve: --max-connections {requested} lowered to {capacity}: the open-file \
+        say(
+            tracing::Level::WARN,
+            format_args!(
+                "--max-connections {requested} lowered to {capacity}: the open-file \
              limit is {limit} (ulimit -n)"
+            ),
         );
         return Ok(capacity);
     }
@@ -447,19 +475,19 @@ fn warn_weak_passwords(users: &PasswordFile) {
 
 /// Binds a listener, or says why not (the exit status is EX_CONFIG).
 fn bind_error(addr: &str, e: &io::Error) -> u8 {
-    eprintln!("smtp serve: cannot listen on {addr}: {e}");
+    say_error(format_args!("cannot listen on {addr}: {e}"));
     EX_CONFIG
 }
 
 /// The server could not be built from its listeners.
 fn build_error(e: &dyn std::fmt::Display) -> u8 {
-    eprintln!("smtp serve: {e}");
+    say_error(format_args!("{e}"));
     EX_USAGE
 }
 
 /// Signal handlers could not be installed.
 fn signal_error(e: &io::Error) -> u8 {
-    eprintln!("smtp serve: cannot install signal handlers: {e}");
+    say_error(format_args!("cannot install signal handlers: {e}"));
     EX_SOFTWARE
 }
 

@@ -27,7 +27,7 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("smtp serve: cannot start the runtime: {e}");
+            super::say_error(format_args!("cannot start the runtime: {e}"));
             EX_SOFTWARE
         })
 }
