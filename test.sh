@@ -32,9 +32,10 @@ if ((${#need_apt[@]})); then
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 # PyPI peers: aiosmtpd (a server), dkimpy and pyspf with dnspython (DKIM and SPF checked
-# by implementations nobody here wrote), prometheus_client (its text-format parser).
-if ! python3 -c 'import aiosmtpd, dkim, spf, dns.resolver, prometheus_client' 2>/dev/null; then
-  pypi=(aiosmtpd dkimpy pyspf dnspython prometheus-client)
+# by implementations nobody here wrote; pynacl for dkimpy's Ed25519, RFC 8463),
+# prometheus_client (its text-format parser).
+if ! python3 -c 'import aiosmtpd, dkim, nacl, spf, dns.resolver, prometheus_client' 2>/dev/null; then
+  pypi=(aiosmtpd dkimpy pynacl pyspf dnspython prometheus-client)
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pypi[@]}" \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${pypi[@]}"
 fi
@@ -42,6 +43,6 @@ echo "swaks: $(swaks --version 2>&1 | sed -n 1p)"
 echo "smtp-sink: $(ls -l /usr/sbin/smtp-sink | awk '{print $NF}')"
 echo "dnsmasq: $(PATH="$PATH:/usr/sbin" dnsmasq --version | sed -n 1p)"
 python3 -c 'import aiosmtpd, sys; print("python", sys.version.split()[0], "aiosmtpd", aiosmtpd.__version__)'
-python3 -m pip list 2>/dev/null | grep -iE '^(dkimpy|pyspf|dnspython|prometheus.client) ' | tr -s ' ' | paste -sd, -
+python3 -m pip list 2>/dev/null | grep -iE '^(dkimpy|pynacl|pyspf|dnspython|prometheus.client) ' | tr -s ' ' | paste -sd, -
 
 cargo test --workspace "$@"

@@ -7,6 +7,7 @@
 //! differs between `--io tokio` and `--io blocking`.
 
 mod delivery;
+mod dkim;
 mod maildir;
 mod passwords;
 mod policy;
@@ -24,6 +25,8 @@ pub(crate) const EX_USAGE: u8 = 64;
 pub(crate) const EX_UNAVAILABLE: u8 = 69;
 /// EX_SOFTWARE: the server failed at run time.
 pub(crate) const EX_SOFTWARE: u8 = 70;
+/// EX_CANTCREAT: an output file could not be created (`smtp dkim keygen`: it exists).
+pub(crate) const EX_CANTCREAT: u8 = 73;
 /// EX_TEMPFAIL: try again later.
 pub(crate) const EX_TEMPFAIL: u8 = 75;
 /// EX_CONFIG: a file given on the command line could not be used.
@@ -54,6 +57,8 @@ enum Command {
     Send(Box<send::SendArgs>),
     /// The relay queue of `smtp serve`: list, flush, delete, show.
     Queue(queue::QueueArgs),
+    /// DKIM keys: `smtp dkim keygen`.
+    Dkim(dkim::keygen::DkimArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,5 +79,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::main(*args),
         Command::Send(args) => send::main(*args),
         Command::Queue(args) => queue::main(args),
+        Command::Dkim(args) => dkim::keygen::main(args),
     })
 }

@@ -2,7 +2,8 @@
 //!
 //! Exit status (sysexits.h): 0 every recipient accepted; 75 (EX_TEMPFAIL) any temporary
 //! failure, a lost connection or a TLS failure; 69 (EX_UNAVAILABLE) a permanent failure of
-//! the message or of any recipient; 64 (EX_USAGE) bad arguments.
+//! the message or of any recipient; 64 (EX_USAGE) bad arguments; 78 (EX_CONFIG) a
+//! `--dkim-sign` key file cannot be used.
 //!
 //! Everything but the connections is here, shared by both `--io` values: the options,
 //! the session and TLS configurations ([`Plan`]), the envelope and body, the output (human
@@ -30,7 +31,7 @@ use smtp_proto::data::BodyScanner;
 use smtp_proto::sasl::{ClientCredentials, Mechanism};
 use smtp_proto::{BodyType, ForwardPath, Mailbox, Reply, ReversePath};
 
-use crate::{EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE, Io};
+use crate::{EX_CONFIG, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE, Io};
 
 /// STARTTLS policy on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -109,6 +110,10 @@ pub(crate) struct SendArgs {
     /// Load mode: size of each generated message in octets.
     #[arg(long, value_name = "BYTES", default_value_t = 4096)]
     size: usize,
+    /// DKIM-sign the message with this key when its From: domain is DOMAIN (repeatable; the
+    /// key in PEM, as `smtp dkim keygen` writes it).
+    #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE", value_parser = crate::dkim::parse_dkim_sign)]
+    dkim_sign: Vec<crate::dkim::DkimSpec>,
 }
 
 /// Everything a connection needs, built once from the arguments.
@@ -159,8 +164,15 @@ pub(crate) fn main(args: SendArgs) -> u8 {
             return EX_USAGE;
         }
     };
+    let signers = match crate::dkim::Signers::load(&args.dkim_sign) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("smtp send: {e}");
+            return EX_CONFIG;
+        }
+    };
     if let Some(count) = args.count {
-        return load(&plan, &args, count);
+        return load(&plan, &args, count, &signers);
     }
     let mut env = match envelope(&args) {
         Ok(e) => e,
@@ -179,6 +191,10 @@ pub(crate) fn main(args: SendArgs) -> u8 {
         Err(BodyError::Stdin(e)) => {
             return report_failure(&Failure::Body(e.to_string()), &recipients, args.json);
         }
+    };
+    let body = match sign_body(&signers, body, &mut env) {
+        Ok(b) => b,
+        Err(e) => return report_failure(&Failure::Body(e.to_string()), &recipients, args.json),
     };
     let result = match args.io {
         Io::Tokio => tokio_client::send(&plan, env, body),
@@ -447,6 +463,29 @@ fn open_body(args: &SendArgs, env: &mut Envelope) -> Result<Body, BodyError> {
     std::fs::File::open(path).map(Body::File).map_err(failed)
 }
 
+/// The message with its DKIM signatures in front, read whole (signing needs all of it); the
+/// envelope's SIZE follows. BODY= does not change: the fields are ASCII.
+fn sign_body(
+    signers: &crate::dkim::Signers,
+    body: Body,
+    env: &mut Envelope,
+) -> std::io::Result<Body> {
+    if signers.is_empty() {
+        return Ok(body);
+    }
+    let message = match body {
+        Body::Memory(m) => m,
+        Body::File(mut f) => {
+            let mut m = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut m)?;
+            m
+        }
+    };
+    let message = signers.signed(message);
+    env.size = Some(message.len() as u64);
+    Ok(Body::Memory(message))
+}
+
 /// A message the server answered.
 pub(super) struct Sent {
     pub(super) outcome: MessageOutcome,
@@ -672,7 +711,7 @@ impl ConnectionTally {
 /// `sent N messages in S s (R msg/s)` and the failure count, or with `--json` one object.
 /// On a terminal, stderr shows a progress line while it runs and a summary with the
 /// latency percentiles at the end.
-fn load(plan: &Plan, args: &SendArgs, count: u64) -> u8 {
+fn load(plan: &Plan, args: &SendArgs, count: u64, signers: &crate::dkim::Signers) -> u8 {
     let mut envelope = match envelope_or_default(args) {
         Ok(e) => e,
         Err(e) => {
@@ -680,7 +719,8 @@ fn load(plan: &Plan, args: &SendArgs, count: u64) -> u8 {
             return EX_USAGE;
         }
     };
-    let message = Arc::new(generated_message(args.size));
+    // Every connection sends the same message: signed once.
+    let message = Arc::new(signers.signed(generated_message(args.size)));
     envelope.size = Some(message.len() as u64);
     let concurrency = args.concurrency.clamp(1, count.max(1));
     // Spread `count` over the connections exactly.
