@@ -8,6 +8,7 @@
 
 mod delivery;
 mod maildir;
+mod metrics;
 mod passwords;
 mod policy;
 mod queue;
