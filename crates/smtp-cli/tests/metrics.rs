@@ -26,6 +26,8 @@ const MESSAGE_SIZE: f64 = 28.0;
 struct Serve {
     child: Child,
     smtp: SocketAddr,
+    /// The implicit-TLS listener, when `--implicit-tls` was given.
+    implicit_tls: Option<SocketAddr>,
     metrics: SocketAddr,
 }
 
@@ -64,17 +66,21 @@ impl Serve {
                     )
                 })
         };
-        // The SMTP listener's line first, then the metrics one.
-        let smtp = line();
-        let metrics = line();
-        let smtp = smtp.strip_prefix("listening on ").expect(&smtp);
-        let metrics = (metrics.strip_prefix("listening on "))
-            .and_then(|l| l.strip_suffix(" (metrics)"))
-            .expect(&metrics);
+        // The SMTP listeners' lines first, then the metrics one.
+        let mut smtp = Vec::new();
+        let metrics = loop {
+            let l = line();
+            let addr = l.strip_prefix("listening on ").expect(&l);
+            match addr.strip_suffix(" (metrics)") {
+                Some(metrics) => break metrics.parse().unwrap(),
+                None => smtp.push(addr.trim_end_matches(" (implicit tls)").parse().unwrap()),
+            }
+        };
         Serve {
             child,
-            smtp: smtp.parse().unwrap(),
-            metrics: metrics.parse().unwrap(),
+            smtp: smtp[0],
+            implicit_tls: smtp.get(1).copied(),
+            metrics,
         }
     }
 
@@ -392,6 +398,64 @@ fn every_metric_counted(io: &str) {
     assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
 }
 
+/// `--max-connections-per-ip 1`: a second connection from 127.0.0.1 gets `421 4.7.0`;
+/// a session on an implicit-TLS listener counts as a TLS session.
+fn per_ip_limit_and_implicit_tls(io: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Serve::start(
+        io,
+        dir.path(),
+        &[
+            "--implicit-tls",
+            "127.0.0.1:0",
+            "--max-connections-per-ip",
+            "1",
+        ],
+    );
+    let implicit = server.implicit_tls.unwrap().port().to_string();
+    python(&["implicit", &implicit]);
+    until(&server, "the TLS session to end", |s| {
+        value(s, "smtp_connections_open", &[]) == Some(0.0)
+    });
+    let mut first = TcpStream::connect(server.smtp).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(read_line(&mut first).starts_with("220 "));
+    let mut second = TcpStream::connect(server.smtp).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let refused = read_line(&mut second);
+    assert!(refused.starts_with("421 4.7.0 "), "{refused}");
+    let s = server.scrape();
+    let v = |name: &str, labels: &[(&str, &str)]| value(&s, name, labels);
+    assert_eq!(v("smtp_connections_total", &[]), Some(3.0));
+    assert_eq!(v("smtp_connections_open", &[]), Some(1.0));
+    assert_eq!(
+        v("smtp_connections_refused_total", &[("limit", "per-ip")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        v(
+            "smtp_connections_refused_total",
+            &[("limit", "max-connections")]
+        ),
+        None
+    );
+    assert_eq!(
+        v("smtp_tls_sessions_total", &[("version", "TLSv1.3")]),
+        Some(1.0)
+    );
+    // Nothing relays: the queue gauges stay at zero, no attempt is counted.
+    assert_eq!(v("smtp_queue_messages", &[]), Some(0.0));
+    assert_eq!(v("smtp_delivery_delay_seconds_count", &[]), Some(0.0));
+    // HEAD: the headers of GET, no body.
+    let head = http(server.metrics, "HEAD /metrics HTTP/1.0\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.0 200 "), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "{head}");
+}
+
 /// Without `--metrics-listen` nothing listens and no `(metrics)` line is printed; a
 /// metrics address that cannot be bound is a configuration error.
 fn no_listener_unless_asked(io: &str) {
@@ -446,4 +510,8 @@ macro_rules! on_both_adapters {
     };
 }
 
-on_both_adapters!(every_metric_counted, no_listener_unless_asked);
+on_both_adapters!(
+    every_metric_counted,
+    per_ip_limit_and_implicit_tls,
+    no_listener_unless_asked,
+);

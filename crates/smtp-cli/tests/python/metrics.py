@@ -3,6 +3,7 @@ scrape read with prometheus_client's own OpenMetrics parser (an independent read
 what `smtp serve --metrics-listen` writes).
 
     python3 metrics.py session PORT USER PASSWORD FROM TO...
+    python3 metrics.py implicit PORT
     python3 metrics.py refused PORT FROM TO
     python3 metrics.py scrape URL
 
@@ -49,6 +50,14 @@ def session(port, user, password, sender, recipients):
         expect(refused == {}, f"every recipient accepted: {refused}")
 
 
+def implicit(port):
+    """Implicit TLS (RFC 8314): EHLO and QUIT."""
+    context = ssl._create_unverified_context()
+    with smtplib.SMTP_SSL(HOST, port, local_hostname="client.test", context=context) as s:
+        code, _ = s.ehlo()
+        expect(code == 250, "EHLO over implicit TLS")
+
+
 def refused(port, sender, recipient):
     """An unauthenticated client may not relay: RCPT gets 554 5.7.1."""
     with smtplib.SMTP(HOST, port, local_hostname="client.test") as s:
@@ -74,6 +83,8 @@ def main():
     if what == "session":
         port, user, password, sender = sys.argv[2:6]
         session(int(port), user, password, sender, sys.argv[6:])
+    elif what == "implicit":
+        implicit(int(sys.argv[2]))
     elif what == "refused":
         refused(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     elif what == "scrape":
