@@ -210,7 +210,9 @@ pub(crate) fn connected<T, E>(admitted: Result<T, E>) -> Result<T, E> {
     if let Some(m) = get() {
         m.connections.inc();
         match &admitted {
-            Ok(_) => drop(m.connections_open.inc()),
+            Ok(_) => {
+                m.connections_open.inc();
+            }
             Err(_) => refused_by(m, Limit::PerIp),
         }
     }

@@ -96,19 +96,31 @@ impl Serve {
     }
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
+impl Serve {
+    /// SIGTERM; the exit status, or `None` when it took over 20 s (then SIGKILL).
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                break;
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if self.child.try_wait().unwrap().is_none() {
+            self.terminate();
         }
     }
 }
@@ -396,6 +408,10 @@ fn every_metric_counted(io: &str) {
     );
     assert!(post.starts_with("HTTP/1.0 405 "), "{post}");
     assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
+    // The metrics thread stops with the server: a clean exit.
+    let mut server = server;
+    let status = server.terminate().expect("a prompt exit after SIGTERM");
+    assert!(status.success(), "{status}");
 }
 
 /// `--max-connections-per-ip 1`: a second connection from 127.0.0.1 gets `421 4.7.0`;
