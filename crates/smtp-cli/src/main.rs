@@ -9,6 +9,7 @@
 mod delivery;
 mod dkim;
 mod maildir;
+mod metrics;
 mod passwords;
 mod policy;
 mod queue;

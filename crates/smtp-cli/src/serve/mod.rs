@@ -117,6 +117,10 @@ pub(crate) struct ServeArgs {
     /// Log lines on stderr: text, or JSON (one object per line, with the same fields).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (port 0 picks a free port).
+    /// None unless given; a non-loopback address is logged as a warning.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     relay: relay::RelayArgs,
     #[command(flatten)]
@@ -143,6 +147,11 @@ struct Setup {
 /// Runs `smtp serve`; returns the exit status.
 pub(crate) fn main(args: ServeArgs) -> u8 {
     init_logging(&args.log_level, args.log_format);
+    let _metrics = match args.metrics_listen.as_deref().map(crate::metrics::serve) {
+        Some(Err(code)) => return code,
+        Some(Ok(server)) => Some(server),
+        None => None,
+    };
     // With --io tokio the relay runs on the server's runtime, so it exists first.
     let runtime = match args.io {
         Io::Tokio => match tokio_host::runtime() {
@@ -499,6 +508,7 @@ fn announce(hostname: &str, listeners: impl IntoIterator<Item = (SocketAddr, boo
         let suffix = if implicit_tls { " (implicit tls)" } else { "" };
         let _ = writeln!(out, "listening on {addr}{suffix}");
     }
+    crate::metrics::announce(&mut out);
     let _ = out.flush();
     drop(out);
     tracing::info!(%hostname, "serving");

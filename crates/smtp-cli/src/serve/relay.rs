@@ -295,6 +295,7 @@ impl RelayService {
         })?;
         config.local = Some(Arc::clone(mailboxes) as Arc<dyn smtp_relay::engine::LocalDelivery>);
         config.listen = listen;
+        config.observer = crate::metrics::relay_observer();
         let dir = &args.queue_dir;
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             super::say_error(format_args!("--queue-dir {}: {what}{e}", dir.display()));

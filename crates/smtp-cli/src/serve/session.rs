@@ -331,6 +331,7 @@ fn envelope(from: String) -> Envelope {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        crate::metrics::disconnected();
         self.shared.anvil().disconnect(self.client);
     }
 }
