@@ -22,9 +22,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use smtp_proto::Reply;
 use smtp_proto::sasl::Mechanism;
-use smtp_proto::server::Event;
 use smtp_proto::server::host::Context;
+use smtp_proto::server::{AbortReason, Event};
 use smtp_relay::spool::Status;
 
 use crate::EX_CONFIG;
@@ -304,22 +305,35 @@ pub(crate) fn message_end(size: u64, verdict: Verdict) -> Verdict {
 }
 
 fn rejected(m: &Metrics, stage: Stage, verdict: &Verdict) {
-    if verdict.is_accept() {
-        return;
+    if !verdict.is_accept() {
+        rejected_with(m, stage, verdict.reply());
     }
+}
+
+/// A refusal at `stage` with `reply`, counted under its enhanced code.
+fn rejected_with(m: &Metrics, stage: Stage, reply: Option<&Reply>) {
     let stage = match stage {
         Stage::Mail => "mail",
         Stage::Rcpt => "rcpt",
         Stage::Data => "data",
     };
     // The enhanced code (RFC 3463) says why; a reply without one, its basic code.
-    let reason = verdict.reply().map_or_else(String::new, |r| {
+    let reason = reply.map_or_else(String::new, |r| {
         r.enhanced()
             .map_or_else(|| r.code().to_string(), |e| e.to_string())
     });
     m.messages_rejected
         .get_or_create(&RejectionLabels { stage, reason })
         .inc();
+}
+
+/// A message was aborted: a body the protocol machine refused itself (too big, bare
+/// line endings, a line too long) is counted under its reply's code; a client gone, a
+/// time-out or a reset is no rejection.
+pub(crate) fn aborted(reason: AbortReason) {
+    if let (Some(m), AbortReason::Data(e)) = (get(), reason) {
+        rejected_with(m, Stage::Data, Some(&e.reply()));
+    }
 }
 
 /// `len` octets of message data arrived.

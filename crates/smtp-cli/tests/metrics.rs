@@ -426,6 +426,8 @@ fn per_ip_limit_and_implicit_tls(io: &str) {
             "127.0.0.1:0",
             "--max-connections-per-ip",
             "1",
+            "--max-size",
+            "100",
         ],
     );
     let implicit = server.implicit_tls.unwrap().port().to_string();
@@ -433,6 +435,13 @@ fn per_ip_limit_and_implicit_tls(io: &str) {
     until(&server, "the TLS session to end", |s| {
         value(s, "smtp_connections_open", &[]) == Some(0.0)
     });
+    // A body over --max-size, refused by the protocol machine itself: counted by its code.
+    python(&["too_big", &server.smtp.port().to_string()]);
+    until(&server, "the refused message's session to end", |s| {
+        value(s, "smtp_connections_open", &[]) == Some(0.0)
+    });
+    // Let the adapter release the sessions' slots too (the per-IP count).
+    std::thread::sleep(Duration::from_millis(300));
     let mut first = TcpStream::connect(server.smtp).unwrap();
     first
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -446,8 +455,16 @@ fn per_ip_limit_and_implicit_tls(io: &str) {
     assert!(refused.starts_with("421 4.7.0 "), "{refused}");
     let s = server.scrape();
     let v = |name: &str, labels: &[(&str, &str)]| value(&s, name, labels);
-    assert_eq!(v("smtp_connections_total", &[]), Some(3.0));
+    assert_eq!(v("smtp_connections_total", &[]), Some(4.0));
     assert_eq!(v("smtp_connections_open", &[]), Some(1.0));
+    assert_eq!(v("smtp_messages_accepted_total", &[]), Some(0.0));
+    assert_eq!(
+        v(
+            "smtp_messages_rejected_total",
+            &[("stage", "data"), ("reason", "5.3.4")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         v("smtp_connections_refused_total", &[("limit", "per-ip")]),
         Some(1.0)

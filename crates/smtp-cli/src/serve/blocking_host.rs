@@ -127,7 +127,8 @@ impl SessionHandler for BlockingSession {
         metrics::message_end(ctx.session.body_size(), self.0.end())
     }
 
-    fn message_aborted(&mut self, _: &Context<'_>, _: AbortReason) {
+    fn message_aborted(&mut self, _: &Context<'_>, reason: AbortReason) {
+        metrics::aborted(reason);
         self.0.aborted();
     }
 

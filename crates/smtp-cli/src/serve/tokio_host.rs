@@ -205,7 +205,8 @@ impl SessionHandler for TokioSession {
         )
     }
 
-    async fn message_aborted(&mut self, _: &Context<'_>, _: AbortReason) {
+    async fn message_aborted(&mut self, _: &Context<'_>, reason: AbortReason) {
+        metrics::aborted(reason);
         let blocks = self.session().end_blocks();
         self.with(blocks, Session::aborted).await;
     }

@@ -5,6 +5,7 @@ what `smtp serve --metrics-listen` writes).
     python3 metrics.py session PORT USER PASSWORD FROM TO...
     python3 metrics.py implicit PORT
     python3 metrics.py refused PORT FROM TO
+    python3 metrics.py too_big PORT
     python3 metrics.py scrape URL
 
 Each session scenario asserts the server's replies and exits non-zero on a surprise;
@@ -68,6 +69,18 @@ def refused(port, sender, recipient):
         expect(code == 554 and reply.startswith(b"5.7.1"), f"RCPT: {code} {reply}")
 
 
+def too_big(port):
+    """A message over --max-size 100, sent without SIZE=: refused at its end, 552 5.3.4."""
+    with smtplib.SMTP(HOST, port, local_hostname="client.test") as s:
+        s.ehlo()
+        code, _ = s.mail("alice@client.test")
+        expect(code == 250, "MAIL")
+        code, _ = s.rcpt("bob@local.test")
+        expect(code == 250, "RCPT")
+        code, reply = s.data(b"Subject: big\r\n\r\n" + b"x" * 70 + b"\r\n" + b"y" * 70 + b"\r\n")
+        expect(code == 552 and reply.startswith(b"5.3.4"), f"DATA: {code} {reply}")
+
+
 def scrape(url):
     with urllib.request.urlopen(url, timeout=10) as r:
         text = r.read().decode()
@@ -87,6 +100,8 @@ def main():
         implicit(int(sys.argv[2]))
     elif what == "refused":
         refused(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    elif what == "too_big":
+        too_big(int(sys.argv[2]))
     elif what == "scrape":
         scrape(sys.argv[2])
     else:
