@@ -262,6 +262,7 @@ impl<H: Backend> Shared<H> {
         let start = |refusal| Driver::new(Arc::clone(&self.config), &info, refusal, Instant::now());
         let refusal = if busy.is_some() {
             info!("too many connections");
+            self.backend.refused(&info);
             self.config.too_many_connections_reply()
         } else {
             match self.backend.connect(&info) {

@@ -37,6 +37,8 @@ impl SessionLoop {
         mut server: Driver,
         handler: &mut H,
     ) {
+        let version = stream.tls().and_then(|c| c.protocol_version());
+        server.set_tls_version(version.map(u16::from));
         loop {
             match server.poll_output() {
                 Output::Transmit(bytes) => {
@@ -94,6 +96,8 @@ impl SessionLoop {
             info!(%error, "STARTTLS handshake failed");
             return server.handle_broken(Instant::now());
         }
+        let version = stream.tls().and_then(|c| c.protocol_version());
+        server.set_tls_version(version.map(u16::from));
         server.handle_tls_established(Instant::now());
     }
 

@@ -9,6 +9,7 @@
 mod delivery;
 mod dkim;
 mod maildir;
+mod metrics;
 mod passwords;
 mod policy;
 mod queue;
@@ -62,7 +63,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `smtp serve --config FILE`: the file's options go in before clap parses.
+    let argv = match serve::config::prepare(std::env::args_os().collect()) {
+        Ok(argv) => argv,
+        Err(code) => return ExitCode::from(code),
+    };
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use smtp_proto::ForwardPath;
 use smtp_proto::Reply;
@@ -26,7 +27,8 @@ const RELAY_DENIED: Verdict = Verdict::Reject(Refusal::constant(Reply::fixed(
 /// Who may send to whom.
 #[derive(Default)]
 pub(crate) struct Policy {
-    users: PasswordFile,
+    /// Replaced on SIGHUP; each AUTH takes the current users.
+    users: RwLock<Arc<PasswordFile>>,
     /// Lower case, no trailing dot; empty: accept every recipient.
     local_domains: Vec<String>,
     /// `None`: no relay option was given, and nothing is relayed.
@@ -58,7 +60,7 @@ impl Policy {
         relaying: Option<Relaying>,
     ) -> Policy {
         Policy {
-            users,
+            users: RwLock::new(Arc::new(users)),
             local_domains: local_domains.iter().map(|d| normalize(d)).collect(),
             relaying,
         }
@@ -113,11 +115,22 @@ impl Policy {
         }
     }
 
+    /// The `--auth-file` users as they are now.
+    pub(crate) fn users(&self) -> Arc<PasswordFile> {
+        Arc::clone(&self.users.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the users (a reload of the `--auth-file`); sessions see them at their
+    /// next AUTH.
+    pub(crate) fn set_users(&self, users: PasswordFile) {
+        *self.users.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(users);
+    }
+
     /// Whether [`Policy::auth`] will spend real CPU time on a slow password hash.
     pub(crate) fn auth_is_slow(&self, credentials: &Credentials) -> bool {
         credentials
             .identity()
-            .is_some_and(|user| self.users.verify_is_slow(user))
+            .is_some_and(|user| self.users().verify_is_slow(user))
     }
 
     /// AUTH: the credentials must be the user's own, and an authorization identity other
@@ -127,7 +140,7 @@ impl Policy {
             credentials
                 .authorization_identity()
                 .is_none_or(|authz| authz == user)
-                && self.users.verify(user, credentials)
+                && self.users().verify(user, credentials)
         });
         if ok {
             Verdict::Accept

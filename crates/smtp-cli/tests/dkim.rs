@@ -203,6 +203,11 @@ fn dkimpy_verifies_what_smtp_send_signs() {
     ];
     send(dir.path(), serve.port, "signed.eml", SIGNED, &keys);
     send(dir.path(), serve.port, "unsigned.eml", UNSIGNED, &keys);
+    // A file with bare LF line endings is signed as it travels, with CRLF.
+    let lf = SIGNED
+        .replace("\r\n", "\n")
+        .replace("Subject: signed", "Subject: lf endings");
+    send(dir.path(), serve.port, "lf.eml", &lf, &keys);
     // Load mode: the generated message, signed once, sent twice.
     let load = Command::new(SMTP)
         .args(["send", "--server", &format!("127.0.0.1:{}", serve.port)])
@@ -215,7 +220,7 @@ fn dkimpy_verifies_what_smtp_send_signs() {
     let mut verdicts = Vec::new();
     for _ in 0..100 {
         verdicts = dkimpy(dir.path(), dns.addr.port());
-        if verdicts.len() == 4 {
+        if verdicts.len() == 5 {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -225,6 +230,7 @@ fn dkimpy_verifies_what_smtp_send_signs() {
     assert_eq!(
         subjects,
         [
+            "lf endings",
             "no key",
             "signed",
             "smtp send load test",
@@ -232,11 +238,14 @@ fn dkimpy_verifies_what_smtp_send_signs() {
         ]
     );
 
-    let unsigned = &verdicts[0].1;
+    let lf = &verdicts[0].1;
+    assert_eq!(lf["verify"], serde_json::json!([true, true]), "{lf}");
+
+    let unsigned = &verdicts[1].1;
     assert_eq!(unsigned["signatures"], 0, "{unsigned}");
     assert_eq!(unsigned["dkim_verify"], false, "{unsigned}");
 
-    let signed = &verdicts[1].1;
+    let signed = &verdicts[2].1;
     assert_eq!(signed["signatures"], 2, "{signed}");
     assert_eq!(
         signed["algorithms"],

@@ -1209,6 +1209,32 @@ fn usage_and_config_errors_are_the_same_on_both_adapters() {
             "{io}: {stderr}"
         );
         assert!(out.stdout.is_empty());
+        // Under --log-format json the reason is a JSON log object too, nothing else.
+        let out = run(&[
+            "serve",
+            "--io",
+            io,
+            "--no-tls",
+            "--maildir",
+            maildir,
+            "--listen",
+            &busy,
+            "--log-format",
+            "json",
+        ]);
+        assert_eq!(out.status.code(), Some(78), "{io}: an address in use");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<serde_json::Value> = stderr
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{io}: {e}: {l}")))
+            .collect();
+        let last = lines.last().expect("a log line");
+        assert_eq!(last["level"], "ERROR", "{io}: {stderr}");
+        let message = last["fields"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("cannot listen on {busy}: ")),
+            "{io}: {stderr}"
+        );
     }
     assert_eq!(run(&["--help"]).status.code(), Some(0));
 }

@@ -84,6 +84,20 @@ pub struct RelayConfig {
     pub local: Option<Arc<dyn LocalDelivery>>,
     /// This server's listening addresses: a next hop there is a loop (`5.4.6`).
     pub listen: Vec<SocketAddr>,
+    /// Who hears of each attempt and of the queue's size (metrics); nobody when `None`.
+    pub observer: Option<Arc<dyn RelayObserver>>,
+}
+
+/// What a relay tells whoever watches it, so that this crate knows nothing of the
+/// metrics system. Called from the relay's loop, so each call must be cheap and must not
+/// block.
+pub trait RelayObserver: std::fmt::Debug + Send + Sync + 'static {
+    /// One recipient's delivery attempt ended, leaving it `status` (`Delivered`,
+    /// `Deferred` or `Failed`), `delay` after the message arrived.
+    fn attempted(&self, status: Status, delay: Duration);
+    /// The queue holds `messages`, of which `deferred` wait for a retry after a failed
+    /// attempt. Said whenever the relay's loop wakes.
+    fn queue(&self, messages: usize, deferred: usize);
 }
 
 /// The mailboxes of the server the relay runs beside: a report to a sender there is
@@ -150,6 +164,7 @@ impl RelayConfig {
             delay_warning: None,
             local: None,
             listen: Vec::new(),
+            observer: None,
         }
     }
 }
@@ -261,6 +276,7 @@ impl<S: Store> Relay<S> {
         let mut removals = Vec::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            self.observe_queue(&messages);
             let now = SystemTime::now();
             let full = self.dispatch(&mut messages, &mut tasks, &all, &mut per_route, now);
             // What waits for a free slot waits for a delivery to finish, not the clock.
@@ -324,6 +340,16 @@ impl<S: Store> Relay<S> {
         }
         self.outbound.close_idle().await;
         info!("relay: stopped");
+    }
+
+    /// Tells the observer, if any, how many messages are queued and deferred.
+    fn observe_queue(&self, messages: &BTreeMap<String, Tracked>) {
+        if let Some(observer) = &self.config.observer {
+            let deferred = (messages.values())
+                .filter(|m| m.entry.states.iter().any(|s| s.status == Status::Deferred))
+                .count();
+            observer.queue(messages.len(), deferred);
+        }
     }
 
     async fn load(&self, messages: &mut BTreeMap<String, Tracked>, id: &str) {
@@ -475,6 +501,12 @@ impl<S: Store> Relay<S> {
                 &self.config.schedule,
                 rand_u64(),
             );
+            if let Some(observer) = &self.config.observer {
+                observer.attempted(
+                    state.status,
+                    now.duration_since(arrived).unwrap_or_default(),
+                );
+            }
             let to = tracked.entry.envelope.recipients[i].address.clone();
             let said = match (&state.last_reply, &state.last_error) {
                 (Some(r), _) => format!(

@@ -228,6 +228,7 @@ impl<H: Backend> Shared<H> {
         let config = Arc::clone(&self.config);
         if permit.is_none() {
             info!("too many connections");
+            self.backend.refused(&info);
             // A refused client gets little patience: it only has to read one line.
             session.write_timeout = session.write_timeout.min(Duration::from_secs(10));
             let busy = Some(config.too_many_connections_reply());

@@ -72,6 +72,7 @@ impl SessionLoop {
     ) {
         // The machine is built here, not passed in, so the task holds it only once.
         let mut server = Driver::new(config, &self.info, refuse, Instant::now());
+        server.set_tls_version(tls_version(&stream));
         loop {
             match server.poll_output() {
                 Output::Transmit(bytes) => {
@@ -102,7 +103,10 @@ impl SessionLoop {
                     }
                 }
                 Output::StartTls => match Box::pin(self.upgrade(&mut stream, &server)).await {
-                    Ok(()) => server.handle_tls_established(Instant::now()),
+                    Ok(()) => {
+                        server.set_tls_version(tls_version(&stream));
+                        server.handle_tls_established(Instant::now());
+                    }
                     Err(error) => {
                         info!(%error, "STARTTLS handshake failed");
                         server.handle_broken(Instant::now());
@@ -204,6 +208,14 @@ impl SessionLoop {
 fn entropy() -> (Option<u64>, Duration) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH);
     (getrandom::u64().ok(), now.unwrap_or_default())
+}
+
+/// The negotiated TLS version of `stream`, its wire value, once it is TLS.
+fn tls_version(stream: &Stream) -> Option<u16> {
+    match stream {
+        Stream::Tls(tls) => tls.get_ref().1.protocol_version().map(u16::from),
+        _ => None,
+    }
 }
 
 pub(crate) fn log_tls(tls: &TlsStream<TcpStream>) {

@@ -463,8 +463,8 @@ fn open_body(args: &SendArgs, env: &mut Envelope) -> Result<Body, BodyError> {
     std::fs::File::open(path).map(Body::File).map_err(failed)
 }
 
-/// The message with its DKIM signatures in front, read whole (signing needs all of it); the
-/// envelope's SIZE follows. BODY= does not change: the fields are ASCII.
+/// The message with its DKIM signatures in front, read whole (signing needs all of it) and
+/// with CRLF line endings; the envelope's SIZE follows. BODY= does not change: the fields are ASCII.
 fn sign_body(
     signers: &crate::dkim::Signers,
     body: Body,
@@ -481,7 +481,8 @@ fn sign_body(
             m
         }
     };
-    let message = signers.signed(message);
+    // Signed as it will travel: the DATA encoder turns bare CR and LF into CRLF.
+    let message = signers.signed(smtp_proto::data::normalize_line_endings(&message));
     env.size = Some(message.len() as u64);
     Ok(Body::Memory(message))
 }

@@ -14,12 +14,13 @@ use smtp_blocking::{
     Backend, ConnectInfo, Context, Decision, Server, SessionHandler, ShutdownHandle,
 };
 use smtp_proto::sasl::{Credentials, Mechanism};
-use smtp_proto::server::AbortReason;
+use smtp_proto::server::{AbortReason, Event};
 use smtp_proto::{ForwardPath, MailParams, RcptParams, Reply, ReversePath};
 use tracing::info;
 
 use super::session::{Session, Shared};
 use super::{Setup, announce, build_error, signal_error};
+use crate::metrics::{self, Stage};
 
 /// Runs the server until SIGINT or SIGTERM; returns the exit status.
 pub(super) fn run(setup: Setup) -> u8 {
@@ -81,7 +82,12 @@ struct BlockingHost(Arc<Shared>);
 impl Backend for BlockingHost {
     type Handler = BlockingSession;
     fn connect(&self, info: &ConnectInfo) -> Result<BlockingSession, Reply> {
-        Session::connect(Arc::clone(&self.0), info.peer.ip()).map(BlockingSession)
+        metrics::connected(Session::connect(Arc::clone(&self.0), info.peer.ip()))
+            .map(BlockingSession)
+    }
+
+    fn refused(&self, _: &ConnectInfo) {
+        metrics::refused(metrics::Limit::MaxConnections);
     }
 }
 
@@ -95,7 +101,7 @@ impl SessionHandler for BlockingSession {
         from: &ReversePath<'static>,
         params: &MailParams<'static>,
     ) -> Decision {
-        self.0.mail(ctx.session, from, params)
+        metrics::decided(Stage::Mail, self.0.mail(ctx.session, from, params))
     }
 
     fn rcpt(
@@ -104,7 +110,7 @@ impl SessionHandler for BlockingSession {
         to: &ForwardPath<'static>,
         params: &RcptParams<'static>,
     ) -> Decision {
-        self.0.rcpt(ctx.session, to, params)
+        metrics::decided(Stage::Rcpt, self.0.rcpt(ctx.session, to, params))
     }
 
     fn message_start(&mut self, ctx: &Context<'_>) {
@@ -113,14 +119,16 @@ impl SessionHandler for BlockingSession {
     }
 
     fn message_chunk(&mut self, _: &Context<'_>, chunk: Bytes) {
+        metrics::received(chunk.len());
         self.0.chunk(&chunk);
     }
 
-    fn message_end(&mut self, _: &Context<'_>) -> Decision {
-        self.0.end()
+    fn message_end(&mut self, ctx: &Context<'_>) -> Decision {
+        metrics::message_end(ctx.session.body_size(), self.0.end())
     }
 
-    fn message_aborted(&mut self, _: &Context<'_>, _: AbortReason) {
+    fn message_aborted(&mut self, _: &Context<'_>, reason: AbortReason) {
+        metrics::aborted(reason);
         self.0.aborted();
     }
 
@@ -128,11 +136,15 @@ impl SessionHandler for BlockingSession {
         self.0.lmtp_end();
     }
 
-    fn lmtp_delivery(&mut self, _: &Context<'_>, to: &ForwardPath<'static>) -> Decision {
-        self.0.lmtp_delivery(to)
+    fn lmtp_delivery(&mut self, ctx: &Context<'_>, to: &ForwardPath<'static>) -> Decision {
+        metrics::message_end(ctx.session.body_size(), self.0.lmtp_delivery(to))
     }
 
-    fn auth(&mut self, _: &Context<'_>, _: &Mechanism, credentials: &Credentials) -> Decision {
-        self.0.auth(credentials)
+    fn auth(&mut self, _: &Context<'_>, mechanism: &Mechanism, creds: &Credentials) -> Decision {
+        metrics::auth(mechanism, self.0.auth(creds))
+    }
+
+    fn event(&mut self, ctx: &Context<'_>, event: &Event) {
+        metrics::event(ctx, event);
     }
 }

@@ -7,7 +7,9 @@
 //! [`blocking_host`] bind it to `--io tokio` and `--io blocking`.
 
 mod blocking_host;
+pub(crate) mod config;
 pub(crate) mod relay;
+mod reload;
 mod session;
 mod tokio_host;
 mod verify;
@@ -116,10 +118,16 @@ pub(crate) struct ServeArgs {
     /// Log lines on stderr: text, or JSON (one object per line, with the same fields).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (port 0 picks a free port).
+    /// None unless given; a non-loopback address is logged as a warning.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     relay: relay::RelayArgs,
     #[command(flatten)]
     verify: verify::VerifyArgs,
+    #[command(flatten)]
+    config: config::ConfigArgs,
 }
 
 /// What both adapters run: the session configuration, the shared handler state, TLS,
@@ -135,11 +143,18 @@ struct Setup {
     shutdown_timeout: Duration,
     /// The relay, when relaying is configured.
     relay: Option<relay::RelayService>,
+    /// The `--tls-cert` and `--tls-key`, which SIGHUP reloads.
+    cert_store: Option<Arc<reload::CertStore>>,
 }
 
 /// Runs `smtp serve`; returns the exit status.
 pub(crate) fn main(args: ServeArgs) -> u8 {
     init_logging(&args.log_level, args.log_format);
+    let _metrics = match args.metrics_listen.as_deref().map(crate::metrics::serve) {
+        Some(Err(code)) => return code,
+        Some(Ok(server)) => Some(server),
+        None => None,
+    };
     // With --io tokio the relay runs on the server's runtime, so it exists first.
     let runtime = match args.io {
         Io::Tokio => match tokio_host::runtime() {
@@ -153,6 +168,15 @@ pub(crate) fn main(args: ServeArgs) -> u8 {
         Err(code) => return code,
     };
     let relay = setup.relay.take();
+    // Before the hosts print their listening lines: SIGHUP must not kill the server.
+    let reload = reload::Reload::new(
+        args.auth_file.clone(),
+        &setup.shared,
+        setup.cert_store.take(),
+    );
+    if let Err(e) = reload::on_sighup(reload) {
+        return signal_error(&e);
+    }
     let code = match &runtime {
         Some(rt) => tokio_host::run(rt, setup),
         None => blocking_host::run(setup),
@@ -176,8 +200,30 @@ pub(crate) enum LogFormat {
     Json,
 }
 
+/// The `--log-format` in force, for [`say`].
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// Says on stderr why the server cannot start or what it changed at start: a plain
+/// `smtp serve: ...` line, or under `--log-format json` a log object of that level, so
+/// that a JSON log pipeline sees nothing but JSON.
+pub(crate) fn say(level: tracing::Level, message: impl std::fmt::Display) {
+    if LOG_FORMAT.get() != Some(&LogFormat::Json) {
+        eprintln!("smtp serve: {message}");
+    } else if level == tracing::Level::ERROR {
+        tracing::error!("{message}");
+    } else {
+        tracing::warn!("{message}");
+    }
+}
+
+/// [`say`] at the error level.
+pub(crate) fn say_error(message: impl std::fmt::Display) {
+    say(tracing::Level::ERROR, message);
+}
+
 fn init_logging(level: &str, format: LogFormat) {
     use std::io::IsTerminal as _;
+    let _ = LOG_FORMAT.set(format);
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -210,7 +256,7 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
     let mut config = match ServerConfig::new(&hostname) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("smtp serve: --hostname {hostname}: {e}");
+            say_error(format_args!("--hostname {hostname}: {e}"));
             return Err(EX_USAGE);
         }
     };
@@ -239,7 +285,7 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
                 users
             }
             Err(e) => {
-                eprintln!("smtp serve: --auth-file {}: {e}", path.display());
+                say_error(format_args!("--auth-file {}: {e}", path.display()));
                 return Err(EX_CONFIG);
             }
         },
@@ -251,18 +297,22 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
         match Maildir::open(&args.maildir, &hostname, args.maildir_per_recipient) {
             Ok(m) => Some(m),
             Err(e) => {
-                eprintln!("smtp serve: --maildir {}: {e}", args.maildir.display());
+                say_error(format_args!("--maildir {}: {e}", args.maildir.display()));
                 return Err(EX_CONFIG);
             }
         }
     };
+    let mut cert_store = None;
     let tls = if args.no_tls {
         None
     } else {
         match tls_config(&hostname, args.tls_cert.as_ref().zip(args.tls_key.as_ref())) {
-            Ok(t) => Some(t),
+            Ok((config, store)) => {
+                cert_store = store;
+                Some(config)
+            }
             Err(e) => {
-                eprintln!("smtp serve: TLS: {e}");
+                say_error(format_args!("TLS: {e}"));
                 return Err(EX_CONFIG);
             }
         }
@@ -331,6 +381,7 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
         )?,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         relay,
+        cert_store,
     })
 }
 
@@ -358,23 +409,29 @@ fn fit_max_connections(requested: usize, fds_per_session: u64) -> Result<usize, 
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(e) => {
-            eprintln!("smtp serve: cannot read the open-file limit: {e}");
+            say(
+                tracing::Level::WARN,
+                format_args!("cannot read the open-file limit: {e}"),
+            );
             return Ok(requested);
         }
     };
     let capacity = limit.saturating_sub(FDS_RESERVED) / fds_per_session;
     if capacity == 0 {
-        eprintln!(
-            "smtp serve: the open-file limit ({limit}) is too low to serve any connection \
+        say_error(format_args!(
+            "the open-file limit ({limit}) is too low to serve any connection \
              (ulimit -n)"
-        );
+        ));
         return Err(EX_CONFIG);
     }
     let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
     if requested > capacity {
-        eprintln!(
-            "smtp serve: --max-connections {requested} lowered to {capacity}: the open-file \
+        say(
+            tracing::Level::WARN,
+            format_args!(
+                "--max-connections {requested} lowered to {capacity}: the open-file \
              limit is {limit} (ulimit -n)"
+            ),
         );
         return Ok(capacity);
     }
@@ -439,19 +496,19 @@ fn warn_weak_passwords(users: &PasswordFile) {
 
 /// Binds a listener, or says why not (the exit status is EX_CONFIG).
 fn bind_error(addr: &str, e: &io::Error) -> u8 {
-    eprintln!("smtp serve: cannot listen on {addr}: {e}");
+    say_error(format_args!("cannot listen on {addr}: {e}"));
     EX_CONFIG
 }
 
 /// The server could not be built from its listeners.
 fn build_error(e: &dyn std::fmt::Display) -> u8 {
-    eprintln!("smtp serve: {e}");
+    say_error(format_args!("{e}"));
     EX_USAGE
 }
 
 /// Signal handlers could not be installed.
 fn signal_error(e: &io::Error) -> u8 {
-    eprintln!("smtp serve: cannot install signal handlers: {e}");
+    say_error(format_args!("cannot install signal handlers: {e}"));
     EX_SOFTWARE
 }
 
@@ -463,25 +520,32 @@ fn announce(hostname: &str, listeners: impl IntoIterator<Item = (SocketAddr, boo
         let suffix = if implicit_tls { " (implicit tls)" } else { "" };
         let _ = writeln!(out, "listening on {addr}{suffix}");
     }
+    crate::metrics::announce(&mut out);
     let _ = out.flush();
     drop(out);
     tracing::info!(%hostname, "serving");
 }
 
-/// The TLS configuration: the given certificate and key, or a self-signed certificate
-/// for `hostname`, from the adapters' shared `tls` module.
+/// The TLS configuration: the given certificate and key (with the store SIGHUP reloads
+/// them into), or a self-signed certificate for `hostname`, from the adapters' shared
+/// `tls` module.
 fn tls_config(
     hostname: &str,
     files: Option<(&PathBuf, &PathBuf)>,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<(Arc<rustls::ServerConfig>, Option<Arc<reload::CertStore>>), String> {
     use smtp_tokio::tls;
     match files {
-        Some((cert, key)) => tls::server_config_from_pem(cert, key),
+        Some((cert, key)) => {
+            let store = Arc::new(reload::CertStore::load(cert.clone(), key.clone())?);
+            Ok((store.server_config()?, Some(store)))
+        }
         None => {
             let name = hostname.trim_start_matches('[').trim_end_matches(']');
             let name = name.strip_prefix("IPv6:").unwrap_or(name);
-            tls::self_signed(&[name]).and_then(|(chain, key)| tls::server_config(chain, key))
+            tls::self_signed(&[name])
+                .and_then(|(chain, key)| tls::server_config(chain, key))
+                .map(|config| (config, None))
+                .map_err(|e| e.to_string())
         }
     }
-    .map_err(|e| e.to_string())
 }

@@ -184,7 +184,7 @@ impl RelayArgs {
     }
 
     /// The relay engine's configuration; `Err` says what is wrong with the options.
-    fn config(&self, hostname: &str) -> Result<RelayConfig, String> {
+    pub(super) fn config(&self, hostname: &str) -> Result<RelayConfig, String> {
         let mut routes = Routes::new(self.mx_port);
         for t in &self.transports {
             routes
@@ -296,14 +296,15 @@ impl RelayService {
             return Ok(None);
         }
         let mut config = args.config(hostname).map_err(|e| {
-            eprintln!("smtp serve: {e}");
+            super::say_error(format_args!("{e}"));
             EX_USAGE
         })?;
         config.local = Some(Arc::clone(mailboxes) as Arc<dyn smtp_relay::engine::LocalDelivery>);
         config.listen = listen;
+        config.observer = crate::metrics::relay_observer();
         let dir = &args.queue_dir;
         let failed = |what: &str, e: &dyn std::fmt::Display| {
-            eprintln!("smtp serve: --queue-dir {}: {what}{e}", dir.display());
+            super::say_error(format_args!("--queue-dir {}: {what}{e}", dir.display()));
             EX_CONFIG
         };
         std::fs::create_dir_all(dir).map_err(|e| failed("", &e))?;
@@ -325,7 +326,7 @@ impl RelayService {
                     .enable_all()
                     .build()
                     .map_err(|e| {
-                        eprintln!("smtp serve: cannot start the relay's runtime: {e}");
+                        super::say_error(format_args!("cannot start the relay's runtime: {e}"));
                         EX_SOFTWARE
                     })?,
             ),

@@ -476,6 +476,7 @@ fn envelope(from: String) -> Envelope {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        crate::metrics::disconnected();
         self.shared.anvil().disconnect(self.client);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use smtp_proto::sasl::{Credentials, Mechanism};
-use smtp_proto::server::AbortReason;
+use smtp_proto::server::{AbortReason, Event};
 use smtp_proto::{ForwardPath, MailParams, RcptParams, Reply, ReversePath};
 use smtp_tokio::{Backend, ConnectInfo, Context, Decision, Server, SessionHandler};
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ use tracing::info;
 
 use super::session::{Session, Shared};
 use super::{EX_SOFTWARE, Setup, announce, bind_error, build_error, signal_error};
+use crate::metrics::{self, Stage};
 
 /// The runtime the server (and the relay, when there is one) runs on; `Err` is the exit
 /// status.
@@ -27,7 +28,7 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, u8> {
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("smtp serve: cannot start the runtime: {e}");
+            super::say_error(format_args!("cannot start the runtime: {e}"));
             EX_SOFTWARE
         })
 }
@@ -98,8 +99,12 @@ struct TokioHost(Arc<Shared>);
 impl Backend for TokioHost {
     type Handler = TokioSession;
     fn connect(&self, info: &ConnectInfo) -> Result<TokioSession, Reply> {
-        let session = Session::connect(Arc::clone(&self.0), info.peer.ip())?;
+        let session = metrics::connected(Session::connect(Arc::clone(&self.0), info.peer.ip()))?;
         Ok(TokioSession(Some(session)))
+    }
+
+    fn refused(&self, _: &ConnectInfo) {
+        metrics::refused(metrics::Limit::MaxConnections);
     }
 }
 
@@ -139,9 +144,43 @@ impl TokioSession {
         self.0 = Some(session);
         r
     }
-}
 
-impl TokioSession {
+    /// RCPT: relay control, then the domain check, which awaits on the runtime (the
+    /// session waits for it alone), then the recipient kept.
+    async fn rcpt_decision(
+        &mut self,
+        ctx: &Context<'_>,
+        to: &ForwardPath<'static>,
+        params: &RcptParams<'static>,
+    ) -> Decision {
+        match self.session().rcpt_policy(ctx.session, to) {
+            Err(refused) => refused,
+            Ok(check) => {
+                if let Some((check, domain)) = check
+                    && let Some(refused) = check.check(&domain).await
+                {
+                    return refused;
+                }
+                self.session().rcpt_accept(to, params)
+            }
+        }
+    }
+
+    /// MAIL: SPF (--verify), which awaits on the runtime like the RCPT domain check, then
+    /// the transaction.
+    async fn mail_decision(
+        &mut self,
+        ctx: &Context<'_>,
+        from: &ReversePath<'static>,
+        params: &MailParams<'static>,
+    ) -> Decision {
+        let spf = match self.session().spf_query(ctx.session, from) {
+            Some((verifier, query)) => Some(verifier.spf(query).await),
+            None => None,
+        };
+        self.session().mail_checked(ctx.session, from, params, spf)
+    }
+
     /// End of data, `--verify`: DKIM and DMARC await on the runtime.
     async fn verify(&mut self) {
         if let Some(job) = self.session().verify_job() {
@@ -158,12 +197,7 @@ impl SessionHandler for TokioSession {
         from: &ReversePath<'static>,
         params: &MailParams<'static>,
     ) -> Decision {
-        // SPF (--verify) awaits on the runtime, like the RCPT domain check.
-        let spf = match self.session().spf_query(ctx.session, from) {
-            Some((verifier, query)) => Some(verifier.spf(query).await),
-            None => None,
-        };
-        self.session().mail_checked(ctx.session, from, params, spf)
+        metrics::decided(Stage::Mail, self.mail_decision(ctx, from, params).await)
     }
 
     async fn rcpt(
@@ -172,18 +206,7 @@ impl SessionHandler for TokioSession {
         to: &ForwardPath<'static>,
         params: &RcptParams<'static>,
     ) -> Decision {
-        match self.session().rcpt_policy(ctx.session, to) {
-            Err(refused) => refused,
-            Ok(check) => {
-                // The lookup awaits on the runtime; the session waits for it alone.
-                if let Some((check, domain)) = check
-                    && let Some(refused) = check.check(&domain).await
-                {
-                    return refused;
-                }
-                self.session().rcpt_accept(to, params)
-            }
-        }
+        metrics::decided(Stage::Rcpt, self.rcpt_decision(ctx, to, params).await)
     }
 
     async fn message_start(&mut self, ctx: &Context<'_>) {
@@ -192,17 +215,22 @@ impl SessionHandler for TokioSession {
     }
 
     async fn message_chunk(&mut self, _: &Context<'_>, chunk: Bytes) {
+        metrics::received(chunk.len());
         let blocks = self.session().chunk_blocks(chunk.len());
         self.with(blocks, move |s| s.chunk(&chunk)).await;
     }
 
-    async fn message_end(&mut self, _: &Context<'_>) -> Decision {
+    async fn message_end(&mut self, ctx: &Context<'_>) -> Decision {
         self.verify().await;
         let blocks = self.session().end_blocks();
-        self.with(blocks, Session::end).await
+        metrics::message_end(
+            ctx.session.body_size(),
+            self.with(blocks, Session::end).await,
+        )
     }
 
-    async fn message_aborted(&mut self, _: &Context<'_>, _: AbortReason) {
+    async fn message_aborted(&mut self, _: &Context<'_>, reason: AbortReason) {
+        metrics::aborted(reason);
         let blocks = self.session().end_blocks();
         self.with(blocks, Session::aborted).await;
     }
@@ -213,22 +241,28 @@ impl SessionHandler for TokioSession {
         self.with(blocks, Session::lmtp_end).await;
     }
 
-    async fn lmtp_delivery(&mut self, _: &Context<'_>, to: &ForwardPath<'static>) -> Decision {
-        self.session().lmtp_delivery(to)
+    async fn lmtp_delivery(&mut self, ctx: &Context<'_>, to: &ForwardPath<'static>) -> Decision {
+        metrics::message_end(ctx.session.body_size(), self.session().lmtp_delivery(to))
     }
 
     async fn auth(
         &mut self,
         _: &Context<'_>,
-        _: &Mechanism,
+        mechanism: &Mechanism,
         credentials: &Credentials,
     ) -> Decision {
         // A slow password hash (Argon2, bcrypt, SHA-crypt) takes milliseconds of CPU:
         // on the blocking pool, so that other sessions on this reactor thread go on.
-        if !self.session().auth_blocks(credentials) {
-            return self.session().auth(credentials);
-        }
-        let credentials = credentials.clone();
-        self.with(true, move |s| s.auth(&credentials)).await
+        let verdict = if self.session().auth_blocks(credentials) {
+            let credentials = credentials.clone();
+            self.with(true, move |s| s.auth(&credentials)).await
+        } else {
+            self.session().auth(credentials)
+        };
+        metrics::auth(mechanism, verdict)
+    }
+
+    fn event(&mut self, ctx: &Context<'_>, event: &Event) {
+        metrics::event(ctx, event);
     }
 }

@@ -51,6 +51,12 @@ macro_rules! handler_traits {
                 &self,
                 info: &$crate::server::host::ConnectInfo,
             ) -> Result<Self::Handler, $crate::Reply>;
+
+            /// A client over the server's connection limit got `421 4.3.2` instead of
+            /// a session, without [`Backend::connect`] being asked (for metrics).
+            fn refused(&self, info: &$crate::server::host::ConnectInfo) {
+                let _ = info;
+            }
         }
 
         $(#[$attr])*

@@ -53,6 +53,7 @@ impl ConnectInfo {
             peer: self.peer,
             local: self.local,
             session,
+            tls_version: None,
             body: None,
         }
     }
@@ -72,6 +73,9 @@ pub struct Context<'a> {
     pub local: SocketAddr,
     /// The session's state machine, read-only.
     pub session: &'a Session,
+    /// The negotiated TLS protocol version (its wire value, RFC 8446 §4.2.1: `0x0304`
+    /// for TLS 1.3) once TLS is up, as the adapter set it ([`Driver::set_tls_version`]).
+    pub tls_version: Option<u16>,
     body: Option<&'a [u8]>,
 }
 
@@ -102,6 +106,8 @@ pub struct Driver {
     body: Body,
     /// [`Event::Closed`] went out; `Output::Close` is next.
     closed: Closed,
+    /// What [`Driver::set_tls_version`] said.
+    tls_version: Option<u16>,
 }
 
 /// The message body a handler asked to have whole.
@@ -150,7 +156,16 @@ impl Driver {
             drained: false,
             body: Body::Off,
             closed: Closed::Open,
+            tls_version: None,
         }
+    }
+
+    /// TLS is up (a STARTTLS handshake, or the implicit-TLS one before the session)
+    /// with this protocol version, its wire value: handlers see it in
+    /// [`Context::tls_version`] (for logs and metrics). The adapter calls it before
+    /// [`Session::handle_tls_established`], or before the first output.
+    pub fn set_tls_version(&mut self, version: Option<u16>) {
+        self.tls_version = version;
     }
 
     /// [`Session::poll_output`], but once the connection broke nothing more is transmitted
@@ -248,6 +263,7 @@ impl Driver {
     pub fn context<'a>(&'a self, info: &ConnectInfo) -> Context<'a> {
         Context {
             body: self.body(),
+            tls_version: self.tls_version,
             ..info.context(&self.server)
         }
     }
