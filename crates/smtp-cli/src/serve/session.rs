@@ -13,7 +13,7 @@ use smtp_relay::headers::HeaderScan;
 use smtp_relay::spool::{Envelope, Recipient};
 
 use super::relay::DomainCheck;
-use super::verify::{Checked, Job, Spf, SpfQuery, Verifier, drop_forged_results};
+use super::verify::{Checked, Job, SenderAuth, Spf, SpfQuery, Verifier};
 use crate::delivery::{Message, NewMessage, Relayed, Store};
 use crate::dkim::Signers;
 use crate::policy::{Destination, Policy, Verdict};
@@ -53,16 +53,8 @@ pub(crate) struct Session {
     scan: HeaderScan,
     /// LMTP: the message was refused for too many hops.
     looped: bool,
-    /// The transaction's SPF results (`--verify`, not for AUTH clients).
-    spf: Option<Spf>,
-    /// The client had authenticated at MAIL: not checked, signed.
-    authenticated: bool,
-    /// The message, held until the end of data to be checked or signed.
-    held: Option<Vec<u8>>,
-    /// The outcome of the end-of-data checks, once they ran.
-    checked: Option<Checked>,
-    /// The message is signed (relayed, or from an AUTH client).
-    sign: bool,
+    /// `--verify` and `--dkim-sign`.
+    sender_auth: SenderAuth,
     /// LMTP: the message was refused by the checks (`--dmarc-reject`).
     refused: Option<Verdict>,
 }
@@ -88,11 +80,7 @@ impl Session {
             message: None,
             scan: HeaderScan::new(),
             looped: false,
-            spf: None,
-            authenticated: false,
-            held: None,
-            checked: None,
-            sign: false,
+            sender_auth: SenderAuth::default(),
             refused: None,
         })
     }
@@ -139,8 +127,8 @@ impl Session {
             tracing::info!(client = %self.client, from = %from, "MAIL refused: SPF fail");
             return refused;
         }
-        self.spf = spf;
-        self.authenticated = session.authenticated().is_some();
+        self.sender_auth
+            .mail(spf, session.authenticated().is_some());
         self.rcpts.clear();
         let from = from.mailbox().map_or_else(String::new, |m| m.to_string());
         self.mail = Some(Envelope {
@@ -282,8 +270,9 @@ impl Session {
             }
         }
         // DKIM signing: what leaves through the relay, and what AUTH clients submit.
-        self.sign = !self.shared.signers.is_empty()
-            && (self.authenticated || !relayed.recipients.is_empty());
+        let sign = !self.shared.signers.is_empty()
+            && (self.sender_auth.authenticated() || !relayed.recipients.is_empty());
+        self.sender_auth.start(self.shared.verifier.is_some(), sign);
         self.shared.store.prepare(session, &local, Some(relayed))
     }
 
@@ -292,22 +281,18 @@ impl Session {
         self.scan = HeaderScan::new();
         self.looped = false;
         self.refused = None;
-        self.checked = None;
-        // Held whole when headers go before it that depend on all of it; --max-size
-        // bounds it.
-        self.held = (self.sign || self.shared.verifier.is_some()).then(Vec::new);
         self.message = Some(self.shared.store.open(new));
     }
 
     pub(crate) fn chunk_blocks(&self, len: usize) -> bool {
-        self.held.is_none() && self.message.as_ref().is_some_and(|m| m.write_blocks(len))
+        !self.sender_auth.holds() && self.message.as_ref().is_some_and(|m| m.write_blocks(len))
     }
 
     pub(crate) fn chunk(&mut self, chunk: &[u8]) {
         self.scan.feed(chunk);
-        if let Some(held) = &mut self.held {
-            held.extend_from_slice(chunk);
-        } else if let Some(m) = &mut self.message {
+        if !self.sender_auth.hold(chunk)
+            && let Some(m) = &mut self.message
+        {
             m.write(chunk);
         }
     }
@@ -317,21 +302,18 @@ impl Session {
         self.message.as_ref().is_some_and(Message::finish_blocks)
     }
 
-    /// End of data, `--verify`: the checks to run (the held message taken meanwhile),
-    /// unless they ran; then [`Session::verified`]. Not for AUTH clients.
+    /// End of data, `--verify`: the checks to run, unless they ran; then
+    /// [`Session::verified`].
     pub(crate) fn verify_job(&mut self) -> Option<Job> {
-        let verifier = self.shared.verifier.as_ref()?;
-        if self.authenticated || self.checked.is_some() || self.scan.too_many_hops() {
+        if self.scan.too_many_hops() {
             return None;
         }
-        let message = self.held.take()?;
-        Some(Job::new(Arc::clone(verifier), message, self.spf.take()))
+        self.sender_auth.job(self.shared.verifier.as_ref())
     }
 
     /// The checks ran: the message comes back with their outcome.
     pub(crate) fn verified(&mut self, message: Vec<u8>, checked: Checked) {
-        self.held = Some(message);
-        self.checked = Some(checked);
+        self.sender_auth.verified(message, checked);
     }
 
     /// For the blocking host: the checks, if they are to run.
@@ -342,33 +324,29 @@ impl Session {
         }
     }
 
-    /// Writes the held message after its `Authentication-Results:` and `DKIM-Signature:`
-    /// fields, without forged results; `Some`: the checks refused it (`--dmarc-reject`),
-    /// and it goes.
+    /// Writes the held message after the fields that go before it; `Some`: the checks
+    /// refused it (`--dmarc-reject`), and its files go.
     fn write_held(&mut self) -> Option<Verdict> {
-        let held = self.held.take()?;
-        let checked = self.checked.take();
-        if let Some(refused) = checked.as_ref().and_then(|c| c.refusal.clone()) {
-            let id = self.message.as_ref().map(|m| m.id().to_owned());
-            tracing::info!(id = id.as_deref().unwrap_or(""), "refused: DMARC policy");
-            self.message = None;
-            return Some(refused);
-        }
-        let message = match &self.shared.verifier {
-            Some(v) => drop_forged_results(&held, v.hostname()),
-            None => held,
-        };
-        let mut head = checked.map(|c| c.header).unwrap_or_default();
-        if self.sign
-            && let Some(signature) = self.shared.signers.sign(&message)
+        let shared = &self.shared;
+        match self
+            .sender_auth
+            .release(shared.verifier.as_deref(), &shared.signers)
         {
-            head.push_str(&signature);
+            Ok(None) => None,
+            Ok(Some((head, message))) => {
+                if let Some(m) = &mut self.message {
+                    m.write(head.as_bytes());
+                    m.write(&message);
+                }
+                None
+            }
+            Err(refused) => {
+                let id = self.message.as_ref().map(|m| m.id().to_owned());
+                tracing::info!(id = id.as_deref().unwrap_or(""), "refused: DMARC policy");
+                self.message = None;
+                Some(refused)
+            }
         }
-        if let Some(m) = &mut self.message {
-            m.write(head.as_bytes());
-            m.write(&message);
-        }
-        None
     }
 
     /// SMTP end of data: stores the message and says what to reply.
@@ -400,7 +378,7 @@ impl Session {
             "refused: too many hops"
         );
         self.message = None;
-        self.held = None;
+        self.sender_auth.drop_message();
         self.looped = true;
     }
 
@@ -452,8 +430,7 @@ impl Session {
 
     /// The message will not be accepted: its file in `tmp/` is removed.
     pub(crate) fn aborted(&mut self) {
-        self.held = None;
-        self.checked = None;
+        self.sender_auth.drop_message();
         self.message = None;
     }
 }

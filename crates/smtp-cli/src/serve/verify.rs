@@ -409,6 +409,110 @@ impl Job {
     }
 }
 
+/// One session's sender authentication, transaction by transaction: the SPF results of
+/// MAIL, the message held until the end of data, and what the checks said of it.
+#[derive(Default)]
+pub(crate) struct SenderAuth {
+    /// The transaction's SPF results (`--verify`, not for AUTH clients).
+    spf: Option<Spf>,
+    /// The client had authenticated at MAIL: not checked, signed.
+    authenticated: bool,
+    /// The message is signed (relayed, or from an AUTH client).
+    sign: bool,
+    /// The message, held until the end of data to be checked or signed.
+    held: Option<Vec<u8>>,
+    /// The outcome of the end-of-data checks, once they ran.
+    checked: Option<Checked>,
+}
+
+impl SenderAuth {
+    /// MAIL was accepted: a new transaction.
+    pub(crate) fn mail(&mut self, spf: Option<Spf>, authenticated: bool) {
+        self.spf = spf;
+        self.authenticated = authenticated;
+    }
+
+    /// Whether the client had authenticated at MAIL.
+    pub(crate) fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// The message starts: it is held whole when headers that depend on all of it go
+    /// before it (checked, or signed); --max-size bounds it.
+    pub(crate) fn start(&mut self, verify: bool, sign: bool) {
+        self.sign = sign;
+        self.checked = None;
+        self.held = (verify || sign).then(Vec::new);
+    }
+
+    /// Keeps a piece of the message if it is held; `false`: it is not, write it.
+    pub(crate) fn hold(&mut self, chunk: &[u8]) -> bool {
+        match &mut self.held {
+            Some(held) => {
+                held.extend_from_slice(chunk);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the message is held.
+    pub(crate) fn holds(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// End of data, `--verify`: the checks to run (the held message taken meanwhile),
+    /// unless they ran; then [`SenderAuth::verified`]. Not for AUTH clients.
+    pub(crate) fn job(&mut self, verifier: Option<&Arc<Verifier>>) -> Option<Job> {
+        let verifier = verifier?;
+        if self.authenticated || self.checked.is_some() {
+            return None;
+        }
+        let message = self.held.take()?;
+        Some(Job::new(Arc::clone(verifier), message, self.spf.take()))
+    }
+
+    /// The checks ran: the message comes back with their outcome.
+    pub(crate) fn verified(&mut self, message: Vec<u8>, checked: Checked) {
+        self.held = Some(message);
+        self.checked = Some(checked);
+    }
+
+    /// The held message to write: its `Authentication-Results:` and `DKIM-Signature:`
+    /// fields, then the message without forged results. `Ok(None)`: nothing is held;
+    /// `Err`: the checks refused it (`--dmarc-reject`).
+    pub(crate) fn release(
+        &mut self,
+        verifier: Option<&Verifier>,
+        signers: &Signers,
+    ) -> Result<Option<(String, Vec<u8>)>, Verdict> {
+        let Some(held) = self.held.take() else {
+            return Ok(None);
+        };
+        let checked = self.checked.take();
+        if let Some(refused) = checked.as_ref().and_then(|c| c.refusal.clone()) {
+            return Err(refused);
+        }
+        let message = match verifier {
+            Some(v) => drop_forged_results(&held, v.hostname()),
+            None => held,
+        };
+        let mut head = checked.map(|c| c.header).unwrap_or_default();
+        if self.sign
+            && let Some(signature) = signers.sign(&message)
+        {
+            head.push_str(&signature);
+        }
+        Ok(Some((head, message)))
+    }
+
+    /// The message goes (aborted, or refused for a loop).
+    pub(crate) fn drop_message(&mut self) {
+        self.held = None;
+        self.checked = None;
+    }
+}
+
 /// The outcome of the end-of-data checks.
 pub(crate) struct Checked {
     /// The `Authentication-Results:` field, CRLF-terminated.
