@@ -223,7 +223,7 @@ fn pyspf(dns: &Dnsmasq, helo: &str, senders: &[String]) -> Vec<String> {
 
 /// The SPF records: one domain per result, and a record that needs more than 10 lookups
 /// (RFC 7208 §4.6.4).
-fn spf_dns() -> Dnsmasq {
+fn spf_dns(extra: &[String]) -> Dnsmasq {
     let mut records: Vec<String> = [
         "--txt-record=helo.test,v=spf1 ip4:127.0.0.1 -all",
         "--txt-record=pass.test,v=spf1 ip4:127.0.0.1 -all",
@@ -239,13 +239,14 @@ fn spf_dns() -> Dnsmasq {
         includes.join(" ")
     ));
     records.extend((1..=11).map(|i| format!("--txt-record=l{i}.test,v=spf1 -all")));
+    records.extend_from_slice(extra);
     let refs: Vec<&str> = records.iter().map(String::as_str).collect();
     Dnsmasq::start(&refs)
 }
 
 fn spf_as_pyspf(io: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let dns = spf_dns();
+    let dns = spf_dns(&[]);
     let serve = Serve::start(io, dir.path(), "maildir", &dns, &[]);
     let domains = [
         "pass",
@@ -343,16 +344,14 @@ fn spf_as_pyspf(io: &str) {
 /// An RSA key for `s1._domainkey.example.test` from `smtp dkim keygen`: its file, and
 /// the dnsmasq option publishing it.
 fn dkim_key(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("s1.pem");
+    dkim_key_for(dir, "example.test")
+}
+
+/// [`dkim_key`] for `s1._domainkey.DOMAIN`.
+fn dkim_key_for(dir: &Path, domain: &str) -> (PathBuf, String) {
+    let key = dir.join(format!("s1.{domain}.pem"));
     let out = Command::new(SMTP)
-        .args([
-            "dkim",
-            "keygen",
-            "--domain",
-            "example.test",
-            "--selector",
-            "s1",
-        ])
+        .args(["dkim", "keygen", "--domain", domain, "--selector", "s1"])
         .arg("--out")
         .arg(&key)
         .output()
@@ -366,10 +365,7 @@ fn dkim_key(dir: &Path) -> (PathBuf, String) {
     let strings: Vec<&str> = strings.split("\" \"").collect();
     (
         key,
-        format!(
-            "--txt-record=s1._domainkey.example.test,{}",
-            strings.join(",")
-        ),
+        format!("--txt-record=s1._domainkey.{domain},{}", strings.join(",")),
     )
 }
 
@@ -600,7 +596,10 @@ const FORGED: &[u8] = b"Authentication-Results: mx.example.test; dkim=pass; forg
 
 fn every_copy_gets_the_header(io: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let dns = spf_dns();
+    // Relayed, so signed too.
+    let (key, key_record) = dkim_key_for(dir.path(), "pass.test");
+    let dns = spf_dns(&[key_record]);
+    let spec = format!("pass.test:s1:{}", key.display());
     let queue = dir.path().join("queue");
     let queue_arg = queue.display().to_string();
     // The next hop never answers: the relayed copy stays in the queue.
@@ -619,6 +618,8 @@ fn every_copy_gets_the_header(io: &str) {
             "127.0.0.1:9",
             "--queue-dir",
             &queue_arg,
+            "--dkim-sign",
+            &spec,
         ],
     );
     let mut c = Client::connect(serve.port, "helo.test");
@@ -632,8 +633,9 @@ fn every_copy_gets_the_header(io: &str) {
     drop(serve);
     let mut files = files_in(&dir.path().join("maildir"), "new");
     assert_eq!(files.len(), 2, "{files:?}");
-    files.extend(files_in(&queue, "msg"));
-    assert_eq!(files.len(), 3, "{files:?}");
+    let queued = files_in(&queue, "msg");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    files.extend(queued.iter().cloned());
     for file in &files {
         let ours = our_verdict(file);
         assert!(
@@ -641,11 +643,25 @@ fn every_copy_gets_the_header(io: &str) {
             "{ours:?}"
         );
     }
+    // The queued message (past its envelope line) carries a signature dkimpy verifies.
+    let text = std::fs::read_to_string(&queued[0]).unwrap();
+    let message = dir.path().join("queued.eml");
+    std::fs::write(&message, text.split_once('\n').unwrap().1).unwrap();
+    let out = Command::new("python3")
+        .arg(DKIM_VERIFY)
+        .arg(dns.addr.port().to_string())
+        .arg(&message)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["signatures"], 1, "{v}");
+    assert_eq!(v["verify"], serde_json::json!([true]), "{v}");
 }
 
 fn lmtp(io: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let dns = spf_dns();
+    let dns = spf_dns(&[]);
     let serve = Serve::start(io, dir.path(), "maildir", &dns, &["--lmtp"]);
     let mut c = Client::greet(serve.port, "LHLO helo.test");
     let replies = c.send_to(
