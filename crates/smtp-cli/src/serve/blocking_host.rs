@@ -97,11 +97,11 @@ struct BlockingSession(Session);
 impl SessionHandler for BlockingSession {
     fn mail(
         &mut self,
-        _: &Context<'_>,
+        ctx: &Context<'_>,
         from: &ReversePath<'static>,
         params: &MailParams<'static>,
     ) -> Decision {
-        metrics::decided(Stage::Mail, self.0.mail(from, params))
+        metrics::decided(Stage::Mail, self.0.mail(ctx.session, from, params))
     }
 
     fn rcpt(

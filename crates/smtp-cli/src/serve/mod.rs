@@ -12,6 +12,7 @@ pub(crate) mod relay;
 mod reload;
 mod session;
 mod tokio_host;
+mod verify;
 
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
@@ -123,6 +124,8 @@ pub(crate) struct ServeArgs {
     metrics_listen: Option<String>,
     #[command(flatten)]
     relay: relay::RelayArgs,
+    #[command(flatten)]
+    verify: verify::VerifyArgs,
     #[command(flatten)]
     config: config::ConfigArgs,
 }
@@ -340,6 +343,13 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
         .collect();
     let maildir = maildir.map(Arc::new);
     let mailboxes = Arc::new(LocalMailboxes::new(maildir.clone(), &args.local_domains));
+    let (verifier, signers) = args
+        .verify
+        .load(&hostname, args.relay.dns_servers(), runtime.clone())
+        .map_err(|e| {
+            eprintln!("smtp serve: {e}");
+            EX_CONFIG
+        })?;
     let (relay, queue, domain_check) =
         match relay::RelayService::start(&args.relay, &hostname, runtime, &mailboxes, own)? {
             Some((service, queue, check)) => (Some(service), Some(queue), check),
@@ -352,6 +362,8 @@ fn setup(args: &ServeArgs, runtime: Option<tokio::runtime::Handle>) -> Result<Se
             policy: Policy::new(users, &args.local_domains, args.relay.relaying()),
             store: Store::new(maildir, queue, &hostname, mailboxes),
             domain_check,
+            verifier,
+            signers,
             anvil: std::sync::Mutex::new(Anvil::new(
                 &hostname,
                 AnvilLimits {

@@ -70,7 +70,8 @@ pub(crate) struct RelayArgs {
     /// repeatable, IPv4 or IPv6 CIDR.
     #[arg(long = "relay-network", value_name = "CIDR")]
     relay_networks: Vec<Network>,
-    /// A DNS server for MX, A and AAAA lookups instead of the system's (repeatable).
+    /// A DNS server for MX, A and AAAA lookups, and --verify's, instead of the system's
+    /// (repeatable).
     #[arg(long = "dns-server", value_name = "IP:PORT", value_parser = dns_server)]
     dns_servers: Vec<SocketAddr>,
     /// The port for hosts found by MX or A/AAAA lookups.
@@ -167,6 +168,11 @@ impl RelayArgs {
             || !self.transports.is_empty()
             || !self.relay_domains.is_empty()
             || !self.relay_networks.is_empty()
+    }
+
+    /// `--dns-server`: also --verify's, with or without a relay.
+    pub(crate) fn dns_servers(&self) -> &[SocketAddr] {
+        &self.dns_servers
     }
 
     /// Who may relay, for the policy; `None` when relaying is not configured.

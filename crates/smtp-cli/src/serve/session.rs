@@ -13,7 +13,9 @@ use smtp_relay::headers::HeaderScan;
 use smtp_relay::spool::{Envelope, Recipient};
 
 use super::relay::DomainCheck;
+use super::verify::{Checked, Job, SenderAuth, Spf, SpfQuery, Verifier};
 use crate::delivery::{Message, NewMessage, Relayed, Store};
+use crate::dkim::Signers;
 use crate::policy::{Destination, Policy, Verdict};
 
 /// What every session shares.
@@ -24,6 +26,10 @@ pub(crate) struct Shared {
     pub(crate) domain_check: Option<DomainCheck>,
     /// Connections and AUTH failures per client.
     pub(crate) anvil: Mutex<Anvil>,
+    /// `--verify`.
+    pub(crate) verifier: Option<Arc<Verifier>>,
+    /// `--dkim-sign`.
+    pub(crate) signers: Arc<Signers>,
 }
 
 impl Shared {
@@ -47,6 +53,10 @@ pub(crate) struct Session {
     scan: HeaderScan,
     /// LMTP: the message was refused for too many hops.
     looped: bool,
+    /// `--verify` and `--dkim-sign`.
+    sender_auth: SenderAuth,
+    /// LMTP: the message was refused by the checks (`--dmarc-reject`).
+    refused: Option<Verdict>,
 }
 
 /// A message that has been through too many hops (RFC 5321 §6.3; Postfix's
@@ -70,11 +80,55 @@ impl Session {
             message: None,
             scan: HeaderScan::new(),
             looped: false,
+            sender_auth: SenderAuth::default(),
+            refused: None,
         })
     }
 
-    /// MAIL: a new transaction; its parameters are kept for the relay queue.
-    pub(crate) fn mail(&mut self, from: &ReversePath<'_>, params: &MailParams<'_>) -> Verdict {
+    /// MAIL, for the blocking host: SPF, then [`Session::mail_checked`].
+    pub(crate) fn mail(
+        &mut self,
+        session: &server::Session,
+        from: &ReversePath<'_>,
+        params: &MailParams<'_>,
+    ) -> Verdict {
+        let spf = self
+            .spf_query(session, from)
+            .map(|(verifier, query)| verifier.spf_blocking(query));
+        self.mail_checked(session, from, params, spf)
+    }
+
+    /// MAIL, first half: what SPF is to check (`--verify`, a client that did not AUTH).
+    pub(crate) fn spf_query(
+        &self,
+        session: &server::Session,
+        from: &ReversePath<'_>,
+    ) -> Option<(Arc<Verifier>, SpfQuery)> {
+        let verifier = self.shared.verifier.as_ref()?;
+        if session.authenticated().is_some() {
+            return None;
+        }
+        let query = SpfQuery::new(self.client, session.helo().map(|(_, h)| h), from);
+        Some((Arc::clone(verifier), query))
+    }
+
+    /// MAIL, second half: `--spf-reject`, then a new transaction; its SPF results and
+    /// parameters are kept.
+    pub(crate) fn mail_checked(
+        &mut self,
+        session: &server::Session,
+        from: &ReversePath<'_>,
+        params: &MailParams<'_>,
+        spf: Option<Spf>,
+    ) -> Verdict {
+        if let (Some(verifier), Some(spf)) = (&self.shared.verifier, &spf)
+            && let Some(refused) = verifier.spf_verdict(spf)
+        {
+            tracing::info!(client = %self.client, from = %from, "MAIL refused: SPF fail");
+            return refused;
+        }
+        self.sender_auth
+            .mail(spf, session.authenticated().is_some());
         self.rcpts.clear();
         let from = from.mailbox().map_or_else(String::new, |m| m.to_string());
         self.mail = Some(Envelope {
@@ -192,8 +246,8 @@ impl Session {
     }
 
     /// The first half of the message start: its id and head, from the session, and which
-    /// recipients are stored and which relayed. No I/O.
-    pub(crate) fn prepare(&self, session: &server::Session) -> NewMessage {
+    /// recipients are stored and which relayed, and whether it is signed. No I/O.
+    pub(crate) fn prepare(&mut self, session: &server::Session) -> NewMessage {
         let policy = &self.shared.policy;
         let mut local = Vec::new();
         let mut relayed = Relayed {
@@ -215,6 +269,10 @@ impl Session {
                 }
             }
         }
+        // DKIM signing: what leaves through the relay, and what AUTH clients submit.
+        let sign = !self.shared.signers.is_empty()
+            && (self.sender_auth.authenticated() || !relayed.recipients.is_empty());
+        self.sender_auth.start(self.shared.verifier.is_some(), sign);
         self.shared.store.prepare(session, &local, Some(relayed))
     }
 
@@ -222,16 +280,19 @@ impl Session {
     pub(crate) fn open(&mut self, new: NewMessage) {
         self.scan = HeaderScan::new();
         self.looped = false;
+        self.refused = None;
         self.message = Some(self.shared.store.open(new));
     }
 
     pub(crate) fn chunk_blocks(&self, len: usize) -> bool {
-        self.message.as_ref().is_some_and(|m| m.write_blocks(len))
+        !self.sender_auth.holds() && self.message.as_ref().is_some_and(|m| m.write_blocks(len))
     }
 
     pub(crate) fn chunk(&mut self, chunk: &[u8]) {
         self.scan.feed(chunk);
-        if let Some(m) = &mut self.message {
+        if !self.sender_auth.hold(chunk)
+            && let Some(m) = &mut self.message
+        {
             m.write(chunk);
         }
     }
@@ -241,11 +302,62 @@ impl Session {
         self.message.as_ref().is_some_and(Message::finish_blocks)
     }
 
+    /// End of data, `--verify`: the checks to run, unless they ran; then
+    /// [`Session::verified`].
+    pub(crate) fn verify_job(&mut self) -> Option<Job> {
+        if self.scan.too_many_hops() {
+            return None;
+        }
+        self.sender_auth.job(self.shared.verifier.as_ref())
+    }
+
+    /// The checks ran: the message comes back with their outcome.
+    pub(crate) fn verified(&mut self, message: Vec<u8>, checked: Checked) {
+        self.sender_auth.verified(message, checked);
+    }
+
+    /// For the blocking host: the checks, if they are to run.
+    fn verify_blocking(&mut self) {
+        if let Some(job) = self.verify_job() {
+            let (message, checked) = job.run_blocking();
+            self.verified(message, checked);
+        }
+    }
+
+    /// Writes the held message after the fields that go before it; `Some`: the checks
+    /// refused it (`--dmarc-reject`), and its files go.
+    fn write_held(&mut self) -> Option<Verdict> {
+        let shared = &self.shared;
+        match self
+            .sender_auth
+            .release(shared.verifier.as_deref(), &shared.signers)
+        {
+            Ok(None) => None,
+            Ok(Some((head, message))) => {
+                if let Some(m) = &mut self.message {
+                    m.write(head.as_bytes());
+                    m.write(&message);
+                }
+                None
+            }
+            Err(refused) => {
+                let id = self.message.as_ref().map(|m| m.id().to_owned());
+                tracing::info!(id = id.as_deref().unwrap_or(""), "refused: DMARC policy");
+                self.message = None;
+                Some(refused)
+            }
+        }
+    }
+
     /// SMTP end of data: stores the message and says what to reply.
     pub(crate) fn end(&mut self) -> Verdict {
         if self.scan.too_many_hops() {
             self.refuse_loop();
             return TOO_MANY_HOPS;
+        }
+        self.verify_blocking();
+        if let Some(refused) = self.write_held() {
+            return refused;
         }
         match self.message.take() {
             Some(mut m) => {
@@ -266,6 +378,7 @@ impl Session {
             "refused: too many hops"
         );
         self.message = None;
+        self.sender_auth.drop_message();
         self.looped = true;
     }
 
@@ -290,6 +403,11 @@ impl Session {
             self.refuse_loop();
             return;
         }
+        self.verify_blocking();
+        if let Some(refused) = self.write_held() {
+            self.refused = Some(refused);
+            return;
+        }
         if let Some(mut m) = self.message.take() {
             m.finish_lmtp();
             self.report_delivered(&m);
@@ -302,6 +420,9 @@ impl Session {
         if self.looped {
             return TOO_MANY_HOPS;
         }
+        if let Some(refused) = &self.refused {
+            return refused.clone();
+        }
         self.message
             .as_ref()
             .map_or_else(Message::missing, |m| m.lmtp_verdict(to))
@@ -309,6 +430,7 @@ impl Session {
 
     /// The message will not be accepted: its file in `tmp/` is removed.
     pub(crate) fn aborted(&mut self) {
+        self.sender_auth.drop_message();
         self.message = None;
     }
 }

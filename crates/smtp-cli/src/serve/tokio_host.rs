@@ -165,16 +165,39 @@ impl TokioSession {
             }
         }
     }
+
+    /// MAIL: SPF (--verify), which awaits on the runtime like the RCPT domain check, then
+    /// the transaction.
+    async fn mail_decision(
+        &mut self,
+        ctx: &Context<'_>,
+        from: &ReversePath<'static>,
+        params: &MailParams<'static>,
+    ) -> Decision {
+        let spf = match self.session().spf_query(ctx.session, from) {
+            Some((verifier, query)) => Some(verifier.spf(query).await),
+            None => None,
+        };
+        self.session().mail_checked(ctx.session, from, params, spf)
+    }
+
+    /// End of data, `--verify`: DKIM and DMARC await on the runtime.
+    async fn verify(&mut self) {
+        if let Some(job) = self.session().verify_job() {
+            let (message, checked) = job.run().await;
+            self.session().verified(message, checked);
+        }
+    }
 }
 
 impl SessionHandler for TokioSession {
     async fn mail(
         &mut self,
-        _: &Context<'_>,
+        ctx: &Context<'_>,
         from: &ReversePath<'static>,
         params: &MailParams<'static>,
     ) -> Decision {
-        metrics::decided(Stage::Mail, self.session().mail(from, params))
+        metrics::decided(Stage::Mail, self.mail_decision(ctx, from, params).await)
     }
 
     async fn rcpt(
@@ -198,6 +221,7 @@ impl SessionHandler for TokioSession {
     }
 
     async fn message_end(&mut self, ctx: &Context<'_>) -> Decision {
+        self.verify().await;
         let blocks = self.session().end_blocks();
         metrics::message_end(
             ctx.session.body_size(),
@@ -212,6 +236,7 @@ impl SessionHandler for TokioSession {
     }
 
     async fn lmtp_message_end(&mut self, _: &Context<'_>, _: usize) {
+        self.verify().await;
         let blocks = self.session().end_blocks();
         self.with(blocks, Session::lmtp_end).await;
     }
