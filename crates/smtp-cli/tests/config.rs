@@ -269,6 +269,20 @@ fn check_config_checks_the_relay_options_and_the_tls_files() {
         )
     );
     assert_eq!(text(&out.stdout), "");
+    // The --dkim-sign keys are loaded too.
+    let out = smtp(&[
+        "serve",
+        "--check-config",
+        "--dkim-sign",
+        &format!("example.test:s1:{}", key.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        text(&out.stderr).starts_with(&format!("smtp serve: DKIM key file {}: ", key.display())),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "");
 }
 
 /// A server started with `--config` and `extra`; returns it and its listener's port.

@@ -30,7 +30,8 @@ pub(crate) struct ConfigArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
     /// Check the options (and the --config file, the --auth-file, the TLS certificate
-    /// and key), print the effective configuration as TOML (secrets redacted) and exit.
+    /// and key, the --dkim-sign keys), print the effective configuration as TOML
+    /// (secrets redacted) and exit.
     #[arg(long)]
     check_config: bool,
 }
@@ -275,6 +276,7 @@ fn check_files(args: &ServeArgs) -> Result<(), (String, u8)> {
     if let Some(files) = args.tls_cert.as_ref().zip(args.tls_key.as_ref()) {
         super::tls_config(&hostname, Some(files)).map_err(|e| (format!("TLS: {e}"), EX_CONFIG))?;
     }
+    args.verify.check_keys().map_err(|e| (e, EX_CONFIG))?;
     Ok(())
 }
 

@@ -51,6 +51,11 @@ pub(crate) struct VerifyArgs {
 }
 
 impl VerifyArgs {
+    /// The `--dkim-sign` keys, loaded (for `--check-config`, which listens for nothing).
+    pub(crate) fn check_keys(&self) -> Result<(), String> {
+        Signers::load(&self.dkim_sign).map(drop)
+    }
+
     /// The verifier (`None` without --verify) and the signing keys, on `runtime` (or a
     /// runtime of its own); `Err` says what cannot be used.
     pub(crate) fn load(
