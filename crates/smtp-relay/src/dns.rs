@@ -19,6 +19,21 @@ use hickory_resolver::proto::rr::RData;
 
 use crate::mx::{MxAnswer, MxRecord, RouteFailure};
 
+/// A resolver configuration that asks exactly `servers` (`--dns-server`), over UDP and
+/// then TCP for truncated answers, with no search domain; for other users of
+/// `hickory-resolver` (such as sender authentication) to ask the same servers.
+pub fn servers_config(servers: &[SocketAddr]) -> ResolverConfig {
+    let mut config = ResolverConfig::from_parts(None, Vec::new(), Vec::new());
+    for server in servers {
+        let mut udp = ConnectionConfig::udp();
+        udp.port = server.port();
+        let mut tcp = ConnectionConfig::tcp();
+        tcp.port = server.port();
+        config.add_name_server(NameServerConfig::new(server.ip(), true, vec![udp, tcp]));
+    }
+    config
+}
+
 /// A resolver for MX and address lookups.
 #[derive(Clone)]
 pub struct Dns {
@@ -40,15 +55,7 @@ impl Dns {
         let mut builder = if servers.is_empty() {
             TokioResolver::builder(provider).map_err(io::Error::other)?
         } else {
-            let mut config = ResolverConfig::from_parts(None, Vec::new(), Vec::new());
-            for server in servers {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = server.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = server.port();
-                config.add_name_server(NameServerConfig::new(server.ip(), true, vec![udp, tcp]));
-            }
-            TokioResolver::builder_with_config(config, provider)
+            TokioResolver::builder_with_config(servers_config(servers), provider)
         };
         let options = builder.options_mut();
         options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;

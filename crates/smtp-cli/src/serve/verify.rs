@@ -15,9 +15,7 @@ use clap::Args;
 use mail_auth::common::headers::HeaderWriter as _;
 use mail_auth::dkim::{DkimError, Signature};
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts,
-};
+use mail_auth::hickory_resolver::config::ResolverOpts;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult,
@@ -135,21 +133,9 @@ impl Verifier {
             if dns_servers.is_empty() {
                 MessageAuthenticator::new_system_conf()
             } else {
-                let mut config = ResolverConfig::from_parts(None, Vec::new(), Vec::new());
-                for server in dns_servers {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = server.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = server.port();
-                    config.add_name_server(NameServerConfig::new(
-                        server.ip(),
-                        true,
-                        vec![udp, tcp],
-                    ));
-                }
                 let mut options = ResolverOpts::default();
                 options.timeout = DNS_TIMEOUT;
-                MessageAuthenticator::new(config, options)
+                MessageAuthenticator::new(smtp_relay::dns::servers_config(dns_servers), options)
             }
             .map_err(|e| format!("DNS: {e}"))?
         };
