@@ -130,17 +130,11 @@ impl TokioSession {
             return f(self.session());
         }
         let mut session = self.0.take().expect("the session is here");
-        let span = tracing::Span::current();
-        let (session, r) = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
+        let (session, r) = on_blocking_pool(move || {
             let r = f(&mut session);
             (session, r)
         })
-        .await
-        .unwrap_or_else(|e| match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("storage task: {e}"),
-        });
+        .await;
         self.0 = Some(session);
         r
     }
@@ -181,13 +175,32 @@ impl TokioSession {
         self.session().mail_checked(ctx.session, from, params, spf)
     }
 
-    /// End of data, `--verify`: DKIM and DMARC await on the runtime.
+    /// End of data, `--verify`: DKIM and DMARC await on the runtime; a large message
+    /// is hashed on the blocking pool, so that other sessions on this thread go on.
     async fn verify(&mut self) {
         if let Some(job) = self.session().verify_job() {
-            let (message, checked) = job.run().await;
+            let (message, checked) = if job.is_large() {
+                on_blocking_pool(move || job.run_blocking()).await
+            } else {
+                job.run().await
+            };
             self.session().verified(message, checked);
         }
     }
+}
+
+/// Runs `f` on the blocking pool, in the session's span; a panic there goes on here.
+async fn on_blocking_pool<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        f()
+    })
+    .await
+    .unwrap_or_else(|e| match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(e) => panic!("blocking task: {e}"),
+    })
 }
 
 impl SessionHandler for TokioSession {

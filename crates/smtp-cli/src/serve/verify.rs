@@ -77,6 +77,10 @@ impl VerifyArgs {
     }
 }
 
+/// Past this size (1 MiB), parsing and hashing a message for DKIM takes over a
+/// millisecond: [`Job::is_large`].
+const LARGE_MESSAGE: usize = 1 << 20;
+
 /// How long one DNS query may take before it is a `temperror`.
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -380,6 +384,12 @@ impl Job {
             message,
             spf,
         }
+    }
+
+    /// Whether hashing the message takes long enough (milliseconds of CPU) that a tokio
+    /// host should run the checks on its blocking pool, as it does a slow password hash.
+    pub(crate) fn is_large(&self) -> bool {
+        self.message.len() > LARGE_MESSAGE
     }
 
     /// Runs the checks; gives the message back with their outcome.
