@@ -463,6 +463,27 @@ fn dkim_dmarc_and_forged_results(io: &str) {
     );
     assert!(!intact.contains("dkim=pass; dmarc=pass"), "{intact}");
 
+    // Over 1 MiB: the tokio host checks it on its blocking pool; the verdict is the same.
+    let mut large = message("large");
+    for _ in 0..30_000 {
+        large
+            .push_str("0123456789012345678901234567890123456789012345678901234567890123456789\r\n");
+    }
+    let large = dkimpy_sign(&key, &large);
+    assert!(large.len() > 2 << 20);
+    let reply = c.send("bounce@other.test", &large);
+    assert!(reply.starts_with("250 2.0.0 "), "{reply}");
+    let stored = serve.message("large");
+    let ours = &results(&stored)[0];
+    assert!(
+        ours[3].starts_with("dkim=pass header.d=example.test header.s=s1 header.b="),
+        "{ours:?}"
+    );
+    assert_eq!(
+        ours[4],
+        "dmarc=pass header.from=example.test policy.dmarc=reject"
+    );
+
     let changed_stored = serve.message("changed");
     let ours = &results(&changed_stored)[0];
     assert!(
