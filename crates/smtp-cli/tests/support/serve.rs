@@ -9,6 +9,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::process;
+
 /// The binary under test.
 pub(crate) const SMTP: &str = env!("CARGO_BIN_EXE_smtp");
 
@@ -73,7 +75,7 @@ impl ServeCommand {
         self
     }
 
-    /// The server's stderr (its log) into the file `path`, read by [`Serve::log`].
+    /// The server's stderr (its log) appended to the file `path`, read by [`Serve::log`].
     pub(crate) fn stderr_to(mut self, path: impl Into<PathBuf>) -> ServeCommand {
         self.stderr = Some(path.into());
         self
@@ -82,7 +84,13 @@ impl ServeCommand {
     /// Starts it and waits (30 s at most) for every listener's `listening on` line.
     pub(crate) fn start(mut self) -> Serve {
         let stderr = match &self.stderr {
-            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
             None => Stdio::null(),
         };
         let mut child = self
@@ -200,23 +208,27 @@ impl Serve {
             return Some(status);
         }
         self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                self.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let status = process::wait_for_exit(&mut self.child, 20);
+        if status.is_none() {
+            self.kill();
         }
+        status
+    }
+
+    /// SIGTERM, and the exit status (SIGKILL's after 20 s).
+    pub(crate) fn stop(mut self) -> ExitStatus {
+        process::terminate(&mut self.child)
     }
 
     /// SIGKILL, and the process reaped.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGKILL: no shutdown at all.
+    pub(crate) fn kill_9(mut self) {
+        self.kill();
     }
 }
 
