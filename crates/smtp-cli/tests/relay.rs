@@ -40,7 +40,7 @@ fn start_env(io: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve
         .arg("--queue-dir")
         .arg(dir.join("queue"))
         .args(args)
-        .stderr_to(dir.join("stderr"));
+        .stderr_appended_to(dir.join("stderr"));
     for (key, value) in env {
         serve = serve.env(key, value);
     }

@@ -18,6 +18,8 @@ pub(crate) const SMTP: &str = env!("CARGO_BIN_EXE_smtp");
 pub(crate) struct ServeCommand {
     cmd: Command,
     stderr: Option<PathBuf>,
+    /// Whether the stderr file is appended to rather than made anew.
+    append: bool,
     /// How many `listening on` lines to wait for, counted from the arguments.
     lines: usize,
     listens: usize,
@@ -31,6 +33,7 @@ impl ServeCommand {
         ServeCommand {
             cmd,
             stderr: None,
+            append: false,
             lines: 0,
             listens: 0,
         }
@@ -75,9 +78,17 @@ impl ServeCommand {
         self
     }
 
-    /// The server's stderr (its log) appended to the file `path`, read by [`Serve::log`].
+    /// The server's stderr (its log) into the file `path` (made anew), read by [`Serve::log`].
     pub(crate) fn stderr_to(mut self, path: impl Into<PathBuf>) -> ServeCommand {
         self.stderr = Some(path.into());
+        self.append = false;
+        self
+    }
+
+    /// [`ServeCommand::stderr_to`], appended: one log across restarts in the same directory.
+    pub(crate) fn stderr_appended_to(mut self, path: impl Into<PathBuf>) -> ServeCommand {
+        self.stderr = Some(path.into());
+        self.append = true;
         self
     }
 
@@ -87,7 +98,9 @@ impl ServeCommand {
             Some(path) => Stdio::from(
                 std::fs::OpenOptions::new()
                     .create(true)
-                    .append(true)
+                    .write(true)
+                    .append(self.append)
+                    .truncate(!self.append)
                     .open(path)
                     .unwrap(),
             ),
