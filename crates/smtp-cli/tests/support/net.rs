@@ -3,8 +3,9 @@
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 
-/// A free port on 127.0.0.1 (nothing listens there afterwards), never the same one twice
-/// in a test binary.
+/// A port nothing listens on, never handed out twice in this test process (tests run in
+/// parallel). Another socket can still take it before a peer binds it: callers that start
+/// a peer there check that it is alive and listening.
 pub(crate) fn free_port() -> u16 {
     static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
