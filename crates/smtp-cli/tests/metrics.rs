@@ -407,18 +407,7 @@ fn no_listener_unless_asked(io: &str) {
     assert!(child.wait().unwrap().success());
 }
 
-macro_rules! on_both_adapters {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_io {
-            $(#[test] fn $name() { super::$name("tokio"); })*
-        }
-        mod blocking_io {
-            $(#[test] fn $name() { super::$name("blocking"); })*
-        }
-    };
-}
-
-on_both_adapters!(
+support::on_both!(
     every_metric_counted,
     per_ip_limit_and_implicit_tls,
     no_listener_unless_asked,

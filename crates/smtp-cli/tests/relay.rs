@@ -1382,19 +1382,7 @@ fn rcpt_time_domain_check(io: &str) {
     assert!(server.stop().success());
 }
 
-/// One `#[test]` per scenario and adapter.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_io {
-            $(#[test] fn $name() { super::$name("tokio") })*
-        }
-        mod blocking_io {
-            $(#[test] fn $name() { super::$name("blocking") })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     relay_control,
     mixed_local_and_relayed,
     second_smtp_serve_as_next_hop,

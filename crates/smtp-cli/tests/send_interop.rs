@@ -592,19 +592,7 @@ fn load_mode_progress_on_a_terminal(io: &str) {
     assert!(stdout.ends_with("\n0 failed\n"), "{stdout}");
 }
 
-/// One `#[test]` per scenario and adapter.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_io {
-            $(#[test] fn $name() { super::$name("tokio") })*
-        }
-        mod blocking_io {
-            $(#[test] fn $name() { super::$name("blocking") })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     aiosmtpd_delivered_starttls_auth,
     aiosmtpd_per_recipient_rejection,
     aiosmtpd_wrong_password_and_untrusted_certificate,

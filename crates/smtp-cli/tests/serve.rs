@@ -1292,19 +1292,7 @@ fn stored_files_are_the_same_on_both_adapters() {
     );
 }
 
-/// One `#[test]` per scenario and adapter.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_io {
-            $(#[test] fn $name() { super::$name("tokio") })*
-        }
-        mod blocking_io {
-            $(#[test] fn $name() { super::$name("blocking") })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     python_plain_8bit_multiple_recipients_byte_for_byte,
     python_starttls,
     python_auth_plain_login_cram_md5,

@@ -732,18 +732,7 @@ fn options() {
     );
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_io {
-            $(#[test] fn $name() { super::$name("tokio") })*
-        }
-        mod blocking_io {
-            $(#[test] fn $name() { super::$name("blocking") })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     spf_as_pyspf,
     dkim_dmarc_and_forged_results,
     auth_clients_signed_not_checked,
