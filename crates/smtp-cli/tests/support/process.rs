@@ -40,8 +40,13 @@ pub(crate) fn wait_for_exit(child: &mut Child, secs: u64) -> Option<ExitStatus> 
 
 /// SIGTERM, then the exit status; SIGKILL (and that status) after 20 s.
 pub(crate) fn terminate(child: &mut Child) -> ExitStatus {
+    stop(child, "TERM")
+}
+
+/// `kill -SIGNAL`, then the exit status; SIGKILL (and that status) after 20 s.
+pub(crate) fn stop(child: &mut Child, signal: &str) -> ExitStatus {
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status();
     wait_for_exit(child, 20).unwrap_or_else(|| {
         let _ = child.kill();
