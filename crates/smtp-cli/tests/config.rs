@@ -1,11 +1,15 @@
 //! `smtp serve --config FILE` and `--check-config`, from outside: the built binary, its
 //! exit status and output, and a server started from a file on 127.0.0.1 port 0.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use support::serve::{SMTP, Serve, ServeCommand};
 
 /// The example file the README points to.
 fn example() -> PathBuf {
@@ -13,7 +17,7 @@ fn example() -> PathBuf {
 }
 
 fn smtp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_smtp"))
+    Command::new(SMTP)
         .args(args)
         .output()
         .expect("the smtp binary runs")
@@ -286,36 +290,18 @@ fn check_config_checks_the_relay_options_and_the_tls_files() {
 }
 
 /// A server started with `--config` and `extra`; returns it and its listener's port.
-fn serve(config: &str, extra: &[&str]) -> (Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smtp"))
-        .args(["serve", "--config", config])
+fn serve(config: &str, extra: &[&str]) -> (Serve, u16) {
+    let serve = ServeCommand::new()
+        .args(["--config", config])
         .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().strip_prefix("listening on ").expect(&line);
-    let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-    (child, port)
+        .start();
+    let port = serve.port();
+    (serve, port)
 }
 
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(child.wait().unwrap().success());
+/// SIGTERM, and a clean exit.
+fn stop(mut serve: Serve) {
+    assert!(serve.terminate().is_some_and(|s| s.success()));
 }
 
 /// The greeting and the EHLO reply.

@@ -9,15 +9,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use support::dnsmasq::Dnsmasq;
+use support::serve::{SMTP, Serve, ServeCommand};
 
-const SMTP: &str = env!("CARGO_BIN_EXE_smtp");
 const VERIFY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/dkim_verify.py");
 
 /// `smtp dkim keygen` for `SELECTOR._domainkey.example.test` into `dir/SELECTOR.pem`: the key
@@ -56,49 +55,13 @@ fn keygen(dir: &Path, selector: &str, extra: &[&str]) -> (PathBuf, Vec<String>) 
 }
 
 /// A running `smtp serve` storing in `DIR/maildir`, stopped when dropped.
-struct Serve {
-    child: Child,
-    port: u16,
-}
-
-impl Serve {
-    fn start(dir: &Path) -> Serve {
-        let mut child = Command::new(SMTP)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--hostname",
-                "mx.example.test",
-            ])
-            .args(["--no-tls", "--maildir"])
-            .arg(dir.join("maildir"))
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join("serve.stderr")).unwrap())
-            .spawn()
-            .expect("the smtp binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr: std::net::SocketAddr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("no 'listening on' line: {line:?}"))
-            .parse()
-            .unwrap();
-        Serve {
-            child,
-            port: addr.port(),
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn start_serve(dir: &Path) -> Serve {
+    ServeCommand::new()
+        .args(["--listen", "127.0.0.1:0", "--hostname", "mx.example.test"])
+        .args(["--no-tls", "--maildir"])
+        .arg(dir.join("maildir"))
+        .stderr_to(dir.join("serve.stderr"))
+        .start()
 }
 
 /// `smtp send` of `message` (as a file) to `port`, with `--dkim-sign` for both keys.
@@ -196,21 +159,21 @@ fn dkimpy_verifies_what_smtp_send_signs() {
         &record("ed", &ed_txt),
         &load_record,
     ]);
-    let serve = Serve::start(dir.path());
+    let serve = start_serve(dir.path());
     let keys = [
         format!("example.test:rsa:{}", rsa.display()),
         format!("example.test:ed:{}", ed.display()),
     ];
-    send(dir.path(), serve.port, "signed.eml", SIGNED, &keys);
-    send(dir.path(), serve.port, "unsigned.eml", UNSIGNED, &keys);
+    send(dir.path(), serve.port(), "signed.eml", SIGNED, &keys);
+    send(dir.path(), serve.port(), "unsigned.eml", UNSIGNED, &keys);
     // A file with bare LF line endings is signed as it travels, with CRLF.
     let lf = SIGNED
         .replace("\r\n", "\n")
         .replace("Subject: signed", "Subject: lf endings");
-    send(dir.path(), serve.port, "lf.eml", &lf, &keys);
+    send(dir.path(), serve.port(), "lf.eml", &lf, &keys);
     // Load mode: the generated message, signed once, sent twice.
     let load = Command::new(SMTP)
-        .args(["send", "--server", &format!("127.0.0.1:{}", serve.port)])
+        .args(["send", "--server", &format!("127.0.0.1:{}", serve.port())])
         .args(["--starttls", "never", "--count", "2", "--size", "600"])
         .args(["--dkim-sign", &format!("localhost:ed:{}", ed.display())])
         .output()

@@ -5,12 +5,16 @@
 //! starts every server on 127.0.0.1 port 0 with its output in a temporary directory, and
 //! stops it. python3 and swaks are required (`./test.sh` installs them).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
+
+use support::process::stop;
 
 /// The message the Python scenarios send: CRLF throughout, and a line that smtplib
 /// dot-stuffs and the server unstuffs, so what is stored must equal it.
@@ -115,23 +119,6 @@ impl Drop for Peer {
         if let Some(child) = &mut self.child {
             stop(child, "TERM");
         }
-    }
-}
-
-fn stop(child: &mut Child, signal: &str) -> ExitStatus {
-    let _ = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

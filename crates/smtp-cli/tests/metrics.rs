@@ -10,159 +10,45 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const SMTP: &str = env!("CARGO_BIN_EXE_smtp");
+mod support;
+
+use support::net::{free_port, read_line};
+use support::process::smtp_sink;
+use support::serve::{SMTP, Serve, ServeCommand};
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/metrics.py");
 
 /// What `metrics.py` sends: 28 octets.
 const MESSAGE_SIZE: f64 = 28.0;
 
-/// A running `smtp serve`, its SMTP and metrics addresses.
-struct Serve {
-    child: Child,
-    smtp: SocketAddr,
-    /// The implicit-TLS listener, when `--implicit-tls` was given.
-    implicit_tls: Option<SocketAddr>,
-    metrics: SocketAddr,
+/// `smtp serve --io IO --metrics-listen 127.0.0.1:0 ARGS`, files in `dir`.
+fn start(io: &str, dir: &Path, args: &[&str]) -> Serve {
+    ServeCommand::new()
+        .args(["--io", io, "--listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0", "--log-level", "debug"])
+        .args(["--hostname", "mx.local.test"])
+        .arg("--maildir")
+        .arg(dir.join("maildir"))
+        .arg("--queue-dir")
+        .arg(dir.join("queue"))
+        .args(args)
+        .stderr_to(dir.join("stderr"))
+        .start()
 }
 
-impl Serve {
-    /// `smtp serve --io IO --metrics-listen 127.0.0.1:0 ARGS`, files in `dir`.
-    fn start(io: &str, dir: &Path, args: &[&str]) -> Serve {
-        let stderr = std::fs::File::create(dir.join("stderr")).unwrap();
-        let mut child = Command::new(SMTP)
-            .args(["serve", "--io", io, "--listen", "127.0.0.1:0"])
-            .args(["--metrics-listen", "127.0.0.1:0", "--log-level", "debug"])
-            .args(["--hostname", "mx.local.test"])
-            .arg("--maildir")
-            .arg(dir.join("maildir"))
-            .arg("--queue-dir")
-            .arg(dir.join("queue"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("the smtp binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if tx.send(line.unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = || {
-            rx.recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "no 'listening on' line; stderr:\n{}",
-                        std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
-                    )
-                })
-        };
-        // The SMTP listeners' lines first, then the metrics one.
-        let mut smtp = Vec::new();
-        let metrics = loop {
-            let l = line();
-            let addr = l.strip_prefix("listening on ").expect(&l);
-            match addr.strip_suffix(" (metrics)") {
-                Some(metrics) => break metrics.parse().unwrap(),
-                None => smtp.push(addr.trim_end_matches(" (implicit tls)").parse().unwrap()),
-            }
-        };
-        Serve {
-            child,
-            smtp: smtp[0],
-            implicit_tls: smtp.get(1).copied(),
-            metrics,
-        }
-    }
-
-    /// The samples of a scrape, as `prometheus_client`'s parser reads them.
-    fn scrape(&self) -> Vec<Value> {
-        let url = format!("http://{}/metrics", self.metrics);
-        let out = python(&["scrape", &url]);
-        serde_json::from_str::<Value>(&out)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-}
-
-impl Serve {
-    /// SIGTERM; the exit status, or `None` when it took over 20 s (then SIGKILL).
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if self.child.try_wait().unwrap().is_none() {
-            self.terminate();
-        }
-    }
-}
-
-/// A child process killed when the test ends.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free port on 127.0.0.1 (nothing listens there afterwards).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// Postfix's smtp-sink on 127.0.0.1:`port`, writing what it receives to `dir/dump`.
-fn smtp_sink(dir: &Path, port: u16) -> Peer {
-    // smtp-sink drops to `nobody`, which must be able to write the dump.
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let mut child = Command::new("/usr/sbin/smtp-sink")
-        .args(["-u", "nobody", "-D", dir.join("dump").to_str().unwrap()])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("64")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Postfix smtp-sink (apt-get install postfix)");
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "smtp-sink exited");
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "smtp-sink did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Peer(child)
+/// The samples of a scrape, as `prometheus_client`'s parser reads them.
+fn scrape(server: &Serve) -> Vec<Value> {
+    let url = format!("http://{}/metrics", server.metrics.unwrap());
+    let out = python(&["scrape", &url]);
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// Runs `metrics.py ARGS`; its standard output, or a panic with both streams.
@@ -200,7 +86,7 @@ fn value(samples: &[Value], name: &str, labels: &[(&str, &str)]) -> Option<f64> 
 fn until(server: &Serve, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let start = Instant::now();
     loop {
-        let samples = server.scrape();
+        let samples = scrape(server);
         if done(&samples) {
             return samples;
         }
@@ -210,17 +96,6 @@ fn until(server: &Serve, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Val
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// One line from `s`, CRLF included.
-fn read_line(s: &mut TcpStream) -> String {
-    let mut line = Vec::new();
-    let mut b = [0u8];
-    while !line.ends_with(b"\r\n") {
-        assert_eq!(s.read(&mut b).unwrap(), 1, "connection closed");
-        line.push(b[0]);
-    }
-    String::from_utf8(line).unwrap()
 }
 
 /// An HTTP/1.0 request; the whole response.
@@ -242,7 +117,7 @@ fn every_metric_counted(io: &str) {
     let dead_port = free_port();
     let users = dir.path().join("users");
     std::fs::write(&users, "tim:tanstaaf\n").unwrap();
-    let server = Serve::start(
+    let server = start(
         io,
         dir.path(),
         &[
@@ -262,10 +137,10 @@ fn every_metric_counted(io: &str) {
             "7200",
         ],
     );
-    let port = server.smtp.port().to_string();
+    let port = server.addr().port().to_string();
 
     // Before anything: every counter without labels at zero.
-    let samples = server.scrape();
+    let samples = scrape(&server);
     assert_eq!(value(&samples, "smtp_connections_total", &[]), Some(0.0));
     assert_eq!(value(&samples, "smtp_connections_open", &[]), Some(0.0));
     assert_eq!(
@@ -302,19 +177,19 @@ fn every_metric_counted(io: &str) {
     std::thread::sleep(Duration::from_millis(300));
 
     // --max-connections 1: a second client while one is connected gets 421 4.3.2.
-    let mut first = TcpStream::connect(server.smtp).unwrap();
+    let mut first = TcpStream::connect(server.addr()).unwrap();
     first
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let greeting = read_line(&mut first);
     assert!(greeting.starts_with("220 "), "{greeting}");
-    let mut second = TcpStream::connect(server.smtp).unwrap();
+    let mut second = TcpStream::connect(server.addr()).unwrap();
     second
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let refused = read_line(&mut second);
     assert!(refused.starts_with("421 4.3.2 "), "{refused}");
-    let samples = server.scrape();
+    let samples = scrape(&server);
     assert_eq!(value(&samples, "smtp_connections_open", &[]), Some(1.0));
     first.write_all(b"QUIT\r\n").unwrap();
     assert!(read_line(&mut first).starts_with("221 "));
@@ -391,7 +266,7 @@ fn every_metric_counted(io: &str) {
     assert!((0.0..30.0).contains(&delay), "{delay}");
 
     // HTTP: only GET /metrics.
-    let ok = http(server.metrics, "GET /metrics HTTP/1.0\r\n\r\n");
+    let ok = http(server.metrics.unwrap(), "GET /metrics HTTP/1.0\r\n\r\n");
     assert!(ok.starts_with("HTTP/1.0 200 "), "{ok}");
     assert!(
         ok.contains(
@@ -400,10 +275,10 @@ fn every_metric_counted(io: &str) {
         "{ok}"
     );
     assert!(ok.ends_with("# EOF\n"), "{ok}");
-    let other = http(server.metrics, "GET /other HTTP/1.0\r\n\r\n");
+    let other = http(server.metrics.unwrap(), "GET /other HTTP/1.0\r\n\r\n");
     assert!(other.starts_with("HTTP/1.0 404 "), "{other}");
     let post = http(
-        server.metrics,
+        server.metrics.unwrap(),
         "POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
     );
     assert!(post.starts_with("HTTP/1.0 405 "), "{post}");
@@ -418,7 +293,7 @@ fn every_metric_counted(io: &str) {
 /// a session on an implicit-TLS listener counts as a TLS session.
 fn per_ip_limit_and_implicit_tls(io: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Serve::start(
+    let server = start(
         io,
         dir.path(),
         &[
@@ -430,30 +305,30 @@ fn per_ip_limit_and_implicit_tls(io: &str) {
             "100",
         ],
     );
-    let implicit = server.implicit_tls.unwrap().port().to_string();
+    let implicit = server.implicit_tls[0].port().to_string();
     python(&["implicit", &implicit]);
     until(&server, "the TLS session to end", |s| {
         value(s, "smtp_connections_open", &[]) == Some(0.0)
     });
     // A body over --max-size, refused by the protocol machine itself: counted by its code.
-    python(&["too_big", &server.smtp.port().to_string()]);
+    python(&["too_big", &server.addr().port().to_string()]);
     until(&server, "the refused message's session to end", |s| {
         value(s, "smtp_connections_open", &[]) == Some(0.0)
     });
     // Let the adapter release the sessions' slots too (the per-IP count).
     std::thread::sleep(Duration::from_millis(300));
-    let mut first = TcpStream::connect(server.smtp).unwrap();
+    let mut first = TcpStream::connect(server.addr()).unwrap();
     first
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     assert!(read_line(&mut first).starts_with("220 "));
-    let mut second = TcpStream::connect(server.smtp).unwrap();
+    let mut second = TcpStream::connect(server.addr()).unwrap();
     second
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let refused = read_line(&mut second);
     assert!(refused.starts_with("421 4.7.0 "), "{refused}");
-    let s = server.scrape();
+    let s = scrape(&server);
     let v = |name: &str, labels: &[(&str, &str)]| value(&s, name, labels);
     assert_eq!(v("smtp_connections_total", &[]), Some(4.0));
     assert_eq!(v("smtp_connections_open", &[]), Some(1.0));
@@ -484,7 +359,7 @@ fn per_ip_limit_and_implicit_tls(io: &str) {
     assert_eq!(v("smtp_queue_messages", &[]), Some(0.0));
     assert_eq!(v("smtp_delivery_delay_seconds_count", &[]), Some(0.0));
     // HEAD: the headers of GET, no body.
-    let head = http(server.metrics, "HEAD /metrics HTTP/1.0\r\n\r\n");
+    let head = http(server.metrics.unwrap(), "HEAD /metrics HTTP/1.0\r\n\r\n");
     assert!(head.starts_with("HTTP/1.0 200 "), "{head}");
     assert!(head.ends_with("\r\n\r\n"), "{head}");
 }
@@ -532,18 +407,7 @@ fn no_listener_unless_asked(io: &str) {
     assert!(child.wait().unwrap().success());
 }
 
-macro_rules! on_both_adapters {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_io {
-            $(#[test] fn $name() { super::$name("tokio"); })*
-        }
-        mod blocking_io {
-            $(#[test] fn $name() { super::$name("blocking"); })*
-        }
-    };
-}
-
-on_both_adapters!(
+support::on_both!(
     every_metric_counted,
     per_ip_limit_and_implicit_tls,
     no_listener_unless_asked,

@@ -10,178 +10,41 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 use support::dnsmasq::Dnsmasq;
+use support::net::free_port;
+use support::process::{Peer, smtp_sink_to, terminate, until};
+use support::serve::{SMTP, Serve, ServeCommand};
 
-const SMTP: &str = env!("CARGO_BIN_EXE_smtp");
 const HOSTNAME: &str = "mx.local.test";
 
-/// A running `smtp serve`.
-struct Serve {
-    child: Option<Child>,
-    addr: SocketAddr,
+/// `smtp serve --io IO` on a free port, its Maildir and queue in `dir`.
+fn start(io: &str, dir: &Path, args: &[&str]) -> Serve {
+    start_env(io, dir, args, &[])
 }
 
-impl Serve {
-    /// `smtp serve --io IO` on a free port, its Maildir and queue in `dir`.
-    fn start(io: &str, dir: &Path, args: &[&str]) -> Serve {
-        Serve::start_env(io, dir, args, &[])
+/// [`start`] with environment variables.
+fn start_env(io: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
+    // `--tls` in `args` (not an option of smtp serve) asks for STARTTLS with a
+    // self-signed certificate instead of --no-tls.
+    let tls = args.contains(&"--tls");
+    let args: Vec<&str> = args.iter().copied().filter(|a| *a != "--tls").collect();
+    let mut serve = ServeCommand::loopback(io, HOSTNAME)
+        .args(["--log-level", "debug"])
+        .args(if tls { &[][..] } else { &["--no-tls"][..] })
+        .arg("--maildir")
+        .arg(dir.join("maildir"))
+        .arg("--queue-dir")
+        .arg(dir.join("queue"))
+        .args(args)
+        .stderr_appended_to(dir.join("stderr"));
+    for (key, value) in env {
+        serve = serve.env(key, value);
     }
-
-    /// [`Serve::start`] with environment variables.
-    fn start_env(io: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("stderr"))
-            .unwrap();
-        // `--tls` in `args` (not an option of smtp serve) asks for STARTTLS with a
-        // self-signed certificate instead of --no-tls.
-        let tls = args.contains(&"--tls");
-        let args: Vec<&str> = args.iter().copied().filter(|a| *a != "--tls").collect();
-        let mut child = Command::new(SMTP)
-            .args(["serve", "--io", io, "--listen", "127.0.0.1:0"])
-            .args(["--hostname", HOSTNAME, "--log-level", "debug"])
-            .args(if tls { &[][..] } else { &["--no-tls"][..] })
-            .arg("--maildir")
-            .arg(dir.join("maildir"))
-            .arg("--queue-dir")
-            .arg(dir.join("queue"))
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("the smtp binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if tx.send(line.unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no 'listening on' line; stderr:\n{}",
-                    std::fs::read_to_string(dir.join("stderr")).unwrap_or_default()
-                )
-            });
-        let addr = line.strip_prefix("listening on ").expect(&line);
-        Serve {
-            child: Some(child),
-            addr: addr.parse().unwrap(),
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// SIGTERM, then waits for the exit.
-    fn stop(mut self) -> ExitStatus {
-        terminate(self.child.take().as_mut().unwrap())
-    }
-
-    /// SIGKILL: no shutdown at all.
-    fn kill_9(mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            terminate(child);
-        }
-    }
-}
-
-fn terminate(child: &mut Child) -> ExitStatus {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A child process killed when the test ends.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port nothing listens on, never handed out twice in this test process.
-fn free_port() -> u16 {
-    static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut used = USED.lock().unwrap();
-        if !used.contains(&port) {
-            used.push(port);
-            return port;
-        }
-    }
-}
-
-/// Postfix's smtp-sink on 127.0.0.1:`port`, appending what it receives to `dump`;
-/// `extra` such as `-r RCPT` (every RCPT gets a 4xx).
-fn smtp_sink(dump: &Path, port: u16, extra: &[&str]) -> Peer {
-    // smtp-sink drops to `nobody`, which must be able to write the dump.
-    let dir = dump.parent().unwrap();
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let start = Instant::now();
-    loop {
-        let mut child = Command::new("/usr/sbin/smtp-sink")
-            .args(extra)
-            .args(["-u", "nobody", "-D", dump.to_str().unwrap()])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("64")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Postfix smtp-sink (apt-get install postfix)");
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break; // the port is not free yet (a sink just stopped): again
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Peer(child);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "smtp-sink did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    serve.start()
 }
 
 /// `smtp queue ARGS`.
@@ -217,14 +80,6 @@ fn swaks(port: u16, to: &str, subject: &str) -> String {
         .find(|l| l.contains("queued as "))
         .unwrap_or_else(|| panic!("no 250 queued as:\n{text}"));
     line.rsplit(' ').next().unwrap().trim().to_owned()
-}
-
-fn until(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn dumped(dump: &Path) -> String {
@@ -290,12 +145,12 @@ fn relay_control(io: &str) {
     let dump = dir.path().join("sink/dump");
     std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
     let sink_port = free_port();
-    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let _sink = smtp_sink_to(&dump, sink_port, &[]);
     let users = dir.path().join("users");
     std::fs::write(&users, "tim:tanstaaf\n").unwrap();
     let transport = format!("dest.test=127.0.0.1:{sink_port}");
     let gateway = format!("gw.test=127.0.0.1:{sink_port}");
-    let server = Serve::start(
+    let server = start(
         io,
         dir.path(),
         &[
@@ -375,7 +230,7 @@ fn relay_control(io: &str) {
 
     // A client in --relay-network relays without AUTH.
     let dir2 = tempfile::tempdir().unwrap();
-    let server = Serve::start(
+    let server = start(
         io,
         dir2.path(),
         &[
@@ -418,8 +273,8 @@ fn mixed_local_and_relayed(io: &str) {
     let dump = dir.path().join("sink/dump");
     std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
     let sink_port = free_port();
-    let _sink = smtp_sink(&dump, sink_port, &[]);
-    let server = Serve::start(
+    let _sink = smtp_sink_to(&dump, sink_port, &[]);
+    let server = start(
         io,
         dir.path(),
         &[
@@ -486,7 +341,7 @@ fn second_smtp_serve_as_next_hop(io: &str) {
         .strip_prefix("listening on ")
         .expect(&first)
         .to_owned();
-    let server = Serve::start(
+    let server = start(
         io,
         dir.path(),
         &[
@@ -529,8 +384,8 @@ fn deferred_then_flushed(io: &str) {
     let dump = dir.path().join("sink/dump");
     std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
     let sink_port = free_port();
-    let sink = smtp_sink(&dump, sink_port, &["-r", "RCPT"]);
-    let server = Serve::start(
+    let sink = smtp_sink_to(&dump, sink_port, &["-r", "RCPT"]);
+    let server = start(
         io,
         dir.path(),
         &[
@@ -602,7 +457,7 @@ fn deferred_then_flushed(io: &str) {
 
     // The next hop takes mail now; the retry is an hour away, the flush is now.
     drop_peer(sink);
-    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let _sink = smtp_sink_to(&dump, sink_port, &[]);
     let out = queue(&["flush", "--queue-dir", q]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     until("the flushed message", 20, || {
@@ -650,15 +505,15 @@ fn kill_9_loses_nothing(io: &str) {
         "--retry-max",
         "2",
     ];
-    let server = Serve::start(io, dir.path(), &args);
+    let server = start(io, dir.path(), &args);
     let subjects: Vec<String> = (0..5).map(|i| format!("durable {i}")).collect();
     for s in &subjects {
         swaks(server.port(), "bob@dest.test,me@local.test", s);
     }
     server.kill_9();
     assert_eq!(list(dir.path()).len(), 5);
-    let _sink = smtp_sink(&dump, sink_port, &[]);
-    let server = Serve::start(io, dir.path(), &args);
+    let _sink = smtp_sink_to(&dump, sink_port, &[]);
+    let server = start(io, dir.path(), &args);
     until("every acknowledged message", 30, || {
         let d = dumped(&dump);
         subjects
@@ -678,7 +533,7 @@ fn kill_9_while_accepting_and_delivering(io: &str) {
     let dump = dir.path().join("sink/dump");
     std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
     let sink_port = free_port();
-    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let _sink = smtp_sink_to(&dump, sink_port, &[]);
     let transport = format!("dest.test=127.0.0.1:{sink_port}");
     let args = [
         "--relay-network",
@@ -688,7 +543,7 @@ fn kill_9_while_accepting_and_delivering(io: &str) {
         "--retry-min",
         "1",
     ];
-    let server = Serve::start(io, dir.path(), &args);
+    let server = start(io, dir.path(), &args);
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
     let sender = {
         let acked = std::sync::Arc::clone(&acked);
@@ -750,7 +605,7 @@ fn kill_9_while_accepting_and_delivering(io: &str) {
     server.kill_9();
     sender.join().unwrap();
     let acked = acked.lock().unwrap().clone();
-    let server = Serve::start(io, dir.path(), &args);
+    let server = start(io, dir.path(), &args);
     until("an empty queue", 60, || list(dir.path()).is_empty());
     let d = dumped(&dump);
     let mut twice = 0;
@@ -772,7 +627,7 @@ fn required_tls_never_sends_in_clear(io: &str) {
     let dump = dir.path().join("sink/dump");
     std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
     let sink_port = free_port();
-    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let _sink = smtp_sink_to(&dump, sink_port, &[]);
     let hop_dir = dir.path().join("hop");
     std::fs::create_dir_all(&hop_dir).unwrap();
     let mut hop = Command::new(SMTP)
@@ -802,7 +657,7 @@ fn required_tls_never_sends_in_clear(io: &str) {
         .strip_prefix("listening on ")
         .expect(&first)
         .to_owned();
-    let server = Serve::start(
+    let server = start(
         io,
         dir.path(),
         &[
@@ -854,14 +709,14 @@ fn mx_via_dnsmasq(io: &str) {
     let dump = dir.path().join("sink/dump");
     std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
     let sink_port = free_port();
-    let _sink = smtp_sink(&dump, sink_port, &[]);
+    let _sink = smtp_sink_to(&dump, sink_port, &[]);
     let dns = Dnsmasq::start(&[
         "--mx-host=dest.test,mx1.dest.test,10",
         "--mx-host=dest.test,mx2.dest.test,20",
         "--host-record=mx1.dest.test,127.0.0.2",
         "--host-record=mx2.dest.test,127.0.0.1",
     ]);
-    let server = Serve::start(
+    let server = start(
         io,
         dir.path(),
         &[
@@ -911,7 +766,7 @@ fn smarthost_starttls_auth(io: &str) {
     let _ = BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready);
     let _peer = Peer(child);
     assert_eq!(ready.trim(), "ready", "aiosmtpd did not start");
-    let server = Serve::start_env(
+    let server = start_env(
         io,
         dir.path(),
         &[
@@ -945,7 +800,7 @@ fn smarthost_starttls_auth(io: &str) {
 fn queue_lifetime_gives_up() {
     let dir = tempfile::tempdir().unwrap();
     let transport = format!("dest.test=127.0.0.1:{}", free_port());
-    let server = Serve::start(
+    let server = start(
         "tokio",
         dir.path(),
         &[
@@ -1023,7 +878,7 @@ fn queue_usage_and_no_server() {
 fn one_server_per_queue() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["--relay-network", "127.0.0.1/32"];
-    let first = Serve::start("tokio", dir.path(), &args);
+    let first = start("tokio", dir.path(), &args);
     let out = Command::new(SMTP)
         .args(["serve", "--listen", "127.0.0.1:0", "--no-tls"])
         .arg("--queue-dir")
@@ -1128,8 +983,8 @@ fn bounce_after_550(io: &str) {
     let dump = dir.path().join("sink/dump");
     std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
     let sink_port = free_port();
-    let _sink = smtp_sink(&dump, sink_port, &["-f", "RCPT"]);
-    let server = Serve::start(
+    let _sink = smtp_sink_to(&dump, sink_port, &["-f", "RCPT"]);
+    let server = start(
         io,
         dir.path(),
         &[
@@ -1198,8 +1053,8 @@ fn delay_warning_then_lifetime_bounce() {
     let dump = dir.path().join("sink/dump");
     std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
     let sink_port = free_port();
-    let _sink = smtp_sink(&dump, sink_port, &["-r", "RCPT"]);
-    let server = Serve::start(
+    let _sink = smtp_sink_to(&dump, sink_port, &["-r", "RCPT"]);
+    let server = start(
         "tokio",
         dir.path(),
         &[
@@ -1267,7 +1122,7 @@ fn delay_warning_then_lifetime_bounce() {
 fn null_mx_bounce() {
     let dir = tempfile::tempdir().unwrap();
     let dns = Dnsmasq::start(&["--mx-host=null.test,.,0"]);
-    let server = Serve::start(
+    let server = start(
         "tokio",
         dir.path(),
         &[
@@ -1309,10 +1164,10 @@ fn remote_bounce_and_local_success_report() {
     std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
     let refusing = free_port();
     let taking = free_port();
-    let _refusing = smtp_sink(&dump, refusing, &["-f", "RCPT"]);
+    let _refusing = smtp_sink_to(&dump, refusing, &["-f", "RCPT"]);
     let dump2 = dir.path().join("sink/dump2");
-    let _taking = smtp_sink(&dump2, taking, &[]);
-    let server = Serve::start(
+    let _taking = smtp_sink_to(&dump2, taking, &[]);
+    let server = start(
         "tokio",
         dir.path(),
         &[
@@ -1373,7 +1228,7 @@ fn remote_bounce_and_local_success_report() {
 fn loops_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let own = free_port();
-    let server = Serve::start(
+    let server = start(
         "tokio",
         dir.path(),
         &[
@@ -1432,8 +1287,8 @@ fn requiretls_is_offered_and_kept() {
     let dump = dir.path().join("sink/dump");
     std::fs::create_dir_all(dump.parent().unwrap()).unwrap();
     let sink_port = free_port();
-    let _sink = smtp_sink(&dump, sink_port, &[]);
-    let server = Serve::start(
+    let _sink = smtp_sink_to(&dump, sink_port, &[]);
+    let server = start(
         "tokio",
         dir.path(),
         &[
@@ -1496,7 +1351,7 @@ fn rcpt_time_domain_check(io: &str) {
         "--mx-host=real.test,mx.real.test,10",
         "--host-record=mx.real.test,127.0.0.9",
     ]);
-    let server = Serve::start(
+    let server = start(
         io,
         dir.path(),
         &[
@@ -1527,19 +1382,7 @@ fn rcpt_time_domain_check(io: &str) {
     assert!(server.stop().success());
 }
 
-/// One `#[test]` per scenario and adapter.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_io {
-            $(#[test] fn $name() { super::$name("tokio") })*
-        }
-        mod blocking_io {
-            $(#[test] fn $name() { super::$name("blocking") })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     relay_control,
     mixed_local_and_relayed,
     second_smtp_serve_as_next_hop,

@@ -3,14 +3,17 @@
 //! rewritten, a session kept open across the reload, and a broken certificate that
 //! leaves the old one in service. Both adapters: `reload_tokio`, `reload_blocking`.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
+
+use support::serve::{Serve, ServeCommand};
 
 const HOSTNAME: &str = "mx.test.example";
 
@@ -126,101 +129,19 @@ impl Client {
     }
 }
 
-/// The running server, its stderr file and its port.
-struct Serve {
-    child: Child,
-    stderr: PathBuf,
-    port: u16,
-}
-
-impl Serve {
-    fn start(io: &str, dir: &Path, cert: &Path, key: &Path, users: &Path) -> Serve {
-        let stderr = dir.join("stderr");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_smtp"))
-            .args([
-                "serve",
-                "--io",
-                io,
-                "--listen",
-                "127.0.0.1:0",
-                "--hostname",
-                HOSTNAME,
-            ])
-            .arg("--maildir")
-            .arg(dir.join("maildir"))
-            .arg("--tls-cert")
-            .arg(cert)
-            .arg("--tls-key")
-            .arg(key)
-            .arg("--auth-file")
-            .arg(users)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line.trim().strip_prefix("listening on ").expect(&line);
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        Serve {
-            child,
-            stderr,
-            port,
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap()
-    }
-
-    /// Waits until the log holds `needle`; returns the log line holding it.
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return line.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, and a clean exit.
-    fn stop(mut self) {
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(self.child.wait().unwrap().success(), "{}", self.log());
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The running server, its log in `DIR/stderr`.
+fn start(io: &str, dir: &Path, cert: &Path, key: &Path, users: &Path) -> Serve {
+    ServeCommand::loopback(io, HOSTNAME)
+        .arg("--maildir")
+        .arg(dir.join("maildir"))
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .arg("--auth-file")
+        .arg(users)
+        .stderr_to(dir.join("stderr"))
+        .start()
 }
 
 fn reload(io: &str) {
@@ -233,10 +154,10 @@ fn reload(io: &str) {
     let (a, b) = (Cert::new(), Cert::new());
     a.write(&cert, &key);
     std::fs::write(&users, "alice:old-secret\ncarol:carols\n").unwrap();
-    let serve = Serve::start(io, dir.path(), &cert, &key, &users);
+    let mut serve = start(io, dir.path(), &cert, &key, &users);
 
     // A session from before the reload, kept open through it.
-    let mut old = Client::starttls(serve.port);
+    let mut old = Client::starttls(serve.port());
     assert_eq!(old.certificate(), a.der);
     assert!(old.auth("alice", "old-secret").starts_with("235 "));
     assert!(
@@ -248,7 +169,7 @@ fn reload(io: &str) {
     b.write(&cert, &key);
     std::fs::write(&users, "bob:new-secret\n").unwrap();
     serve.signal("HUP");
-    let line = serve.wait_for("reloaded TLS certificate");
+    let line = serve.wait_for_log("reloaded TLS certificate");
     assert!(
         line.contains(&format!(
             "reloaded TLS certificate: sha256 {} (was {})",
@@ -257,13 +178,13 @@ fn reload(io: &str) {
         )),
         "{line}"
     );
-    let line = serve.wait_for("reloaded auth file");
+    let line = serve.wait_for_log("reloaded auth file");
     assert!(
         line.contains("reloaded auth file: 1 users (was 2)"),
         "{line}"
     );
 
-    let mut new = Client::starttls(serve.port);
+    let mut new = Client::starttls(serve.port());
     assert_eq!(
         new.certificate(),
         b.der,
@@ -293,7 +214,7 @@ fn reload(io: &str) {
     std::fs::write(&cert, "not a certificate\n").unwrap();
     std::fs::write(&users, "bob:{MD5}1234\n").unwrap();
     serve.signal("HUP");
-    let line = serve.wait_for("TLS certificate reload failed");
+    let line = serve.wait_for_log("TLS certificate reload failed");
     assert!(
         line.contains(&format!(
             "TLS certificate reload failed, still serving sha256 {}: {}: no certificate or key \
@@ -303,12 +224,12 @@ fn reload(io: &str) {
         )),
         "{line}"
     );
-    let line = serve.wait_for("auth file reload failed");
+    let line = serve.wait_for_log("auth file reload failed");
     assert!(
         line.contains("auth file reload failed, keeping its 1 users: line 1:"),
         "{line}"
     );
-    let mut after = Client::starttls(serve.port);
+    let mut after = Client::starttls(serve.port());
     assert_eq!(after.certificate(), b.der);
     assert!(after.auth("bob", "new-secret").starts_with("235 "));
     assert!(after.command("QUIT").starts_with("221 "));
@@ -317,7 +238,7 @@ fn reload(io: &str) {
     Cert::new().write(&cert, &key);
     std::fs::write(&key, &b.key_pem).unwrap();
     serve.signal("HUP");
-    let line = serve.wait_for("not the key of");
+    let line = serve.wait_for_log("not the key of");
     assert!(
         line.contains(&format!(
             "TLS certificate reload failed, still serving sha256 {}: {}: not the key of {}",
@@ -327,8 +248,10 @@ fn reload(io: &str) {
         )),
         "{line}"
     );
-    assert_eq!(Client::starttls(serve.port).certificate(), b.der);
-    serve.stop();
+    assert_eq!(Client::starttls(serve.port()).certificate(), b.der);
+    // SIGTERM, and a clean exit.
+    let status = serve.terminate();
+    assert!(status.is_some_and(|s| s.success()), "{}", serve.log());
 }
 
 #[test]

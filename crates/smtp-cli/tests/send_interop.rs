@@ -5,42 +5,16 @@
 //! Every scenario runs on both adapters: `tokio_io::NAME` with `--io tokio`,
 //! `blocking_io::NAME` with `--io blocking`.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const SMTP: &str = env!("CARGO_BIN_EXE_smtp");
-
-/// A child process killed when the test ends.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port nothing listens on, never handed out twice in this test process (tests run in
-/// parallel). Another socket can still take it before the peer binds it: the callers
-/// check that their peer is alive and listening, and start it again on a new port if not.
-fn free_port() -> u16 {
-    static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut used = USED.lock().unwrap();
-        if !used.contains(&port) {
-            used.push(port);
-            return port;
-        }
-    }
-}
+use support::net::free_port;
+use support::process::Peer;
+use support::serve::SMTP;
 
 /// Whether `child` is up: still running, and accepting on `port`.
 fn listening(child: &mut Child, port: u16) -> bool {
@@ -618,19 +592,7 @@ fn load_mode_progress_on_a_terminal(io: &str) {
     assert!(stdout.ends_with("\n0 failed\n"), "{stdout}");
 }
 
-/// One `#[test]` per scenario and adapter.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_io {
-            $(#[test] fn $name() { super::$name("tokio") })*
-        }
-        mod blocking_io {
-            $(#[test] fn $name() { super::$name("blocking") })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     aiosmtpd_delivered_starttls_auth,
     aiosmtpd_per_recipient_rejection,
     aiosmtpd_wrong_password_and_untrusted_certificate,

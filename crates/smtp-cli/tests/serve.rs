@@ -6,12 +6,16 @@
 //! Every scenario runs on both adapters: `tokio_io::NAME` with `--io tokio`,
 //! `blocking_io::NAME` with `--io blocking`.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use support::process::terminate;
+use support::serve::{Serve, ServeCommand};
 
 const HOSTNAME: &str = "mx.test.example";
 /// Clear text, a fast hash, and Dovecot passwd-file lines with slow hashes (made by
@@ -20,74 +24,38 @@ const USERS: &str = "tim:tanstaaf\n# a comment\nbob:{SHA256}32sHF2qbF8xMmvwle9QE
 carol:{BLF-CRYPT}$2y$05$QqRlEqfZx6e5.hEU4f2NSes.QFOQoAQDFL/YDRZEn6zD7e/n7/vJ6:1000:1000::/home/carol::\n\
 dave@example.org:{ARGON2ID}$argon2id$v=19$m=1024,t=2,p=1$rDZ/g1x3Zbwr5+pj6YP7tw$792Pa4rDa2XgmV2py84jAcsn2qUAgBfmCvw6GDMkPHc::::::\n";
 
-/// A running `smtp serve`.
-struct Serve {
-    child: Option<Child>,
-    addrs: Vec<(SocketAddr, bool)>,
+/// A running `smtp serve` and its temporary directory (Maildir, auth file, log).
+struct Server {
+    serve: Serve,
     dir: tempfile::TempDir,
 }
 
-impl Serve {
+impl Server {
     /// Starts `smtp serve --io IO` on a free port with a Maildir and an auth file in a
     /// temporary directory (`{auth}` in `args` stands for the auth file's path).
-    fn start(io: &str, args: &[&str]) -> Serve {
-        Serve::start_in(io, args, tempfile::tempdir().unwrap())
+    fn start(io: &str, args: &[&str]) -> Server {
+        Server::start_in(io, args, tempfile::tempdir().unwrap())
     }
 
-    /// [`Serve::start`] in a directory that may hold an earlier server's Maildir.
-    fn start_in(io: &str, args: &[&str], dir: tempfile::TempDir) -> Serve {
+    /// [`Server::start`] in a directory that may hold an earlier server's Maildir.
+    fn start_in(io: &str, args: &[&str], dir: tempfile::TempDir) -> Server {
         let auth = dir.path().join("users");
         std::fs::write(&auth, USERS).unwrap();
         let args: Vec<String> = args
             .iter()
             .map(|a| a.replace("{auth}", auth.to_str().unwrap()))
             .collect();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_smtp"))
-            .args(["serve", "--io", io])
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--hostname",
-                HOSTNAME,
-                "--maildir",
-            ])
+        let serve = ServeCommand::loopback(io, HOSTNAME)
+            .arg("--maildir")
             .arg(dir.path().join("maildir"))
             .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
-            .spawn()
-            .expect("the smtp binary starts");
-        let listeners = 1 + args.iter().filter(|a| *a == "--implicit-tls").count();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if tx.send(line.unwrap()).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut addrs = Vec::new();
-        for _ in 0..listeners {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("a 'listening on' line");
-            let rest = line.strip_prefix("listening on ").expect(&line);
-            let (addr, implicit) = match rest.strip_suffix(" (implicit tls)") {
-                Some(a) => (a, true),
-                None => (rest, false),
-            };
-            addrs.push((addr.parse().unwrap(), implicit));
-        }
-        Serve {
-            child: Some(child),
-            addrs,
-            dir,
-        }
+            .stderr_to(dir.path().join("stderr"))
+            .start();
+        Server { serve, dir }
     }
 
     fn port(&self) -> u16 {
-        self.addrs[0].0.port()
+        self.serve.port()
     }
 
     fn maildir(&self) -> PathBuf {
@@ -107,39 +75,12 @@ impl Serve {
     }
 
     fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
+        self.serve.log()
     }
 
     /// SIGTERM, then waits for a clean exit.
-    fn stop(mut self) -> ExitStatus {
-        let status = terminate(self.child.as_mut().unwrap());
-        self.child = None;
-        status
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            terminate(child);
-        }
-    }
-}
-
-fn terminate(child: &mut Child) -> ExitStatus {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    fn stop(self) -> ExitStatus {
+        self.serve.stop()
     }
 }
 
@@ -240,7 +181,7 @@ fn check_stored(file: &[u8], from: &str, to: &[&str], with: &str, body: &[u8]) {
 // ---- Python smtplib ----------------------------------------------------------------
 
 fn python_plain_8bit_multiple_recipients_byte_for_byte(io: &str) {
-    let server = Serve::start(io, &[]);
+    let server = Server::start(io, &[]);
     python(&["plain", &server.port().to_string()]);
     let stored = server.stored();
     assert_eq!(stored.len(), 1);
@@ -272,7 +213,7 @@ fn python_plain_8bit_multiple_recipients_byte_for_byte(io: &str) {
 }
 
 fn python_starttls(io: &str) {
-    let server = Serve::start(io, &[]);
+    let server = Server::start(io, &[]);
     python(&["starttls", &server.port().to_string()]);
     let stored = server.stored();
     check_stored(
@@ -286,7 +227,7 @@ fn python_starttls(io: &str) {
 }
 
 fn python_auth_plain_login_cram_md5(io: &str) {
-    let server = Serve::start(io, &["--auth-file", "{auth}"]);
+    let server = Server::start(io, &["--auth-file", "{auth}"]);
     let port = server.port().to_string();
     python(&["plain_auth_needs_tls", &port]);
     python(&["auth", &port, "PLAIN", "tim", "tanstaaf", "tls"]);
@@ -322,7 +263,7 @@ fn python_auth_plain_login_cram_md5(io: &str) {
 }
 
 fn python_auth_slow_hashes_and_the_weak_password_warning(io: &str) {
-    let server = Serve::start(io, &["--auth-file", "{auth}"]);
+    let server = Server::start(io, &["--auth-file", "{auth}"]);
     let port = server.port().to_string();
     python(&["auth", &port, "PLAIN", "carol", "battery staple", "tls"]);
     python(&[
@@ -335,7 +276,7 @@ fn python_auth_slow_hashes_and_the_weak_password_warning(io: &str) {
     ]);
     assert_eq!(server.stored().len(), 2);
     // CRAM-MD5 is offered (tim's password is in clear) but cannot check a hash.
-    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let mut c = TcpStream::connect(server.serve.addr()).unwrap();
     let reply = ehlo(&mut c);
     assert!(reply.contains("AUTH CRAM-MD5\r\n"), "{reply}");
     c.write_all(b"AUTH CRAM-MD5\r\n").unwrap();
@@ -370,7 +311,7 @@ fn hashed_passwords_only_no_cram_md5_no_warning(io: &str) {
     let users = dir.path().join("dovecot-users");
     let hashed: String = USERS.lines().skip(3).map(|l| format!("{l}\n")).collect();
     std::fs::write(&users, hashed).unwrap();
-    let server = Serve::start(
+    let server = Server::start(
         io,
         &[
             "--auth-file",
@@ -379,7 +320,7 @@ fn hashed_passwords_only_no_cram_md5_no_warning(io: &str) {
             "--allow-insecure-auth",
         ],
     );
-    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let mut c = TcpStream::connect(server.serve.addr()).unwrap();
     let reply = ehlo(&mut c);
     assert!(
         reply.contains("AUTH PLAIN LOGIN\r\n"),
@@ -400,7 +341,7 @@ fn hashed_passwords_only_no_cram_md5_no_warning(io: &str) {
 }
 
 fn python_auth_insecure_allowed(io: &str) {
-    let server = Serve::start(
+    let server = Server::start(
         io,
         &["--auth-file", "{auth}", "--allow-insecure-auth", "--no-tls"],
     );
@@ -423,7 +364,7 @@ fn python_auth_insecure_allowed(io: &str) {
 }
 
 fn python_relay_policy(io: &str) {
-    let server = Serve::start(
+    let server = Server::start(
         io,
         &["--auth-file", "{auth}", "--local-domain", "Example.ORG"],
     );
@@ -433,16 +374,16 @@ fn python_relay_policy(io: &str) {
 }
 
 fn python_require_tls_and_require_auth(io: &str) {
-    let server = Serve::start(io, &["--require-tls"]);
+    let server = Server::start(io, &["--require-tls"]);
     python(&["require", &server.port().to_string(), "STARTTLS"]);
     assert!(server.stop().success());
-    let server = Serve::start(io, &["--auth-file", "{auth}", "--require-auth"]);
+    let server = Server::start(io, &["--auth-file", "{auth}", "--require-auth"]);
     python(&["require", &server.port().to_string(), "AUTH"]);
     assert!(server.stop().success());
 }
 
 fn python_lmtp(io: &str) {
-    let server = Serve::start(io, &["--lmtp"]);
+    let server = Server::start(io, &["--lmtp"]);
     python(&["lmtp", &server.port().to_string()]);
     check_stored(
         &server.stored()[0],
@@ -455,7 +396,7 @@ fn python_lmtp(io: &str) {
 }
 
 fn python_max_size(io: &str) {
-    let server = Serve::start(io, &["--max-size", "1000"]);
+    let server = Server::start(io, &["--max-size", "1000"]);
     python(&["too_big", &server.port().to_string()]);
     assert!(server.stored().is_empty());
     assert!(server.stop().success());
@@ -464,7 +405,7 @@ fn python_max_size(io: &str) {
 // ---- swaks -----------------------------------------------------------------------------
 
 fn swaks_starttls_auth_and_pipelining(io: &str) {
-    let server = Serve::start(io, &["--auth-file", "{auth}"]);
+    let server = Server::start(io, &["--auth-file", "{auth}"]);
     let port = server.port();
     let t = swaks(port, &["--to", "bob@example.org", "--tls"]);
     assert!(t.contains("<-  220 2.0.0 Ready to start TLS"), "{t}");
@@ -510,9 +451,9 @@ fn swaks_starttls_auth_and_pipelining(io: &str) {
 }
 
 fn swaks_implicit_tls(io: &str) {
-    let server = Serve::start(io, &["--implicit-tls", "127.0.0.1:0"]);
-    let (addr, implicit) = server.addrs[1];
-    assert!(implicit);
+    let server = Server::start(io, &["--implicit-tls", "127.0.0.1:0"]);
+    // The second listener, printed with ` (implicit tls)`.
+    let addr = server.serve.implicit_tls[0];
     let t = swaks(addr.port(), &["--to", "bob@example.org", "--tlsc"]);
     assert!(t.contains("250 2.0.0 Ok: queued as"), "{t}");
     assert_eq!(server.stored().len(), 1);
@@ -524,7 +465,7 @@ fn swaks_implicit_tls(io: &str) {
 fn lettre_sends_to_smtp_serve(io: &str) {
     use lettre::transport::smtp::authentication::{Credentials, Mechanism};
     use lettre::{Message, SmtpTransport, Transport};
-    let server = Serve::start(
+    let server = Server::start(
         io,
         &["--auth-file", "{auth}", "--allow-insecure-auth", "--no-tls"],
     );
@@ -660,8 +601,8 @@ fn copy_for(to: &str, with: &str) -> Vec<u8> {
 }
 
 fn maildir_per_recipient_one_copy_each(io: &str) {
-    let server = Serve::start(io, &["--maildir-per-recipient", "--no-tls"]);
-    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let server = Server::start(io, &["--maildir-per-recipient", "--no-tls"]);
+    let mut c = TcpStream::connect(server.serve.addr()).unwrap();
     let replies = converse(
         &mut c,
         &[
@@ -705,8 +646,8 @@ fn maildir_per_recipient_one_copy_each(io: &str) {
 }
 
 fn maildir_per_recipient_hostile_local_parts_stay_inside(io: &str) {
-    let server = Serve::start(io, &["--maildir-per-recipient", "--no-tls"]);
-    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let server = Server::start(io, &["--maildir-per-recipient", "--no-tls"]);
+    let mut c = TcpStream::connect(server.serve.addr()).unwrap();
     let rcpts = [
         r#"<"../../../escape"@example.org>"#,
         r#"<".."@example.org>"#,
@@ -765,12 +706,12 @@ fn maildir_per_recipient_hostile_local_parts_stay_inside(io: &str) {
 }
 
 fn maildir_per_recipient_lmtp_replies_per_copy(io: &str) {
-    let server = Serve::start(io, &["--maildir-per-recipient", "--no-tls", "--lmtp"]);
+    let server = Server::start(io, &["--maildir-per-recipient", "--no-tls", "--lmtp"]);
     // bob's Maildir cannot be made: a file is in the way.
     let md = server.maildir();
     std::fs::create_dir_all(md.join("example.org")).unwrap();
     std::fs::write(md.join("example.org/bob"), b"in the way").unwrap();
-    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let mut c = TcpStream::connect(server.serve.addr()).unwrap();
     let replies = converse(
         &mut c,
         &[
@@ -804,11 +745,11 @@ fn maildir_per_recipient_lmtp_replies_per_copy(io: &str) {
     drop(c);
     assert!(server.stop().success());
     // SMTP: the same failure fails the whole message, and no copy is left behind.
-    let server2 = Serve::start(io, &["--maildir-per-recipient", "--no-tls"]);
+    let server2 = Server::start(io, &["--maildir-per-recipient", "--no-tls"]);
     let md2 = server2.maildir();
     std::fs::create_dir_all(md2.join("example.org")).unwrap();
     std::fs::write(md2.join("example.org/bob"), b"in the way").unwrap();
-    let mut c = TcpStream::connect(server2.addrs[0].0).unwrap();
+    let mut c = TcpStream::connect(server2.serve.addr()).unwrap();
     let replies = converse(
         &mut c,
         &[
@@ -834,8 +775,8 @@ fn maildir_per_recipient_lmtp_replies_per_copy(io: &str) {
 }
 
 fn max_connections_and_timeout(io: &str) {
-    let server = Serve::start(io, &["--max-connections", "1", "--timeout", "1"]);
-    let addr = server.addrs[0].0;
+    let server = Server::start(io, &["--max-connections", "1", "--timeout", "1"]);
+    let addr = server.serve.addr();
     let mut first = TcpStream::connect(addr).unwrap();
     assert_eq!(read_line(&mut first), format!("220 {HOSTNAME} ESMTP\r\n"));
     let mut second = TcpStream::connect(addr).unwrap();
@@ -873,8 +814,8 @@ fn start_data(c: &mut TcpStream) {
 }
 
 fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
-    let server = Serve::start(io, &["--shutdown-timeout", "1"]);
-    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let server = Server::start(io, &["--shutdown-timeout", "1"]);
+    let mut c = TcpStream::connect(server.serve.addr()).unwrap();
     start_data(&mut c);
     std::thread::sleep(Duration::from_millis(200));
     let maildir = server.maildir();
@@ -897,16 +838,14 @@ fn sigterm_mid_data_leaves_nothing_behind(io: &str) {
 }
 
 fn kill_9_mid_data_leftovers_cleaned_at_next_start(io: &str) {
-    let mut first = Serve::start(io, &[]);
-    let mut c = TcpStream::connect(first.addrs[0].0).unwrap();
+    let mut first = Server::start(io, &[]);
+    let mut c = TcpStream::connect(first.serve.addr()).unwrap();
     start_data(&mut c);
     std::thread::sleep(Duration::from_millis(200));
     let tmp = first.maildir().join("tmp");
     let leftover = files(&tmp);
     assert_eq!(leftover.len(), 1, "being written in tmp/");
-    let mut child = first.child.take().unwrap();
-    child.kill().unwrap(); // SIGKILL: no chance to clean up
-    child.wait().unwrap();
+    first.serve.kill(); // SIGKILL: no chance to clean up
     assert_eq!(files(&tmp), leftover, "kill -9 leaves the file in tmp/");
     let dir = std::mem::replace(&mut first.dir, tempfile::tempdir().unwrap());
     // Another program's files: one 37 hours old, one fresh; and an own-named file
@@ -920,7 +859,7 @@ fn kill_9_mid_data_leftovers_cleaned_at_next_start(io: &str) {
     put("1700000000.V801I1234M567.other.example", 37);
     put("1700000000.M1P2.mx.test.example", 0);
     put("1700000000.M1P4294967295Q9.mx.test.example", 20);
-    let second = Serve::start_in(io, &[], dir);
+    let second = Server::start_in(io, &[], dir);
     assert_eq!(
         files(&tmp),
         [tmp.join("1700000000.M1P2.mx.test.example")],
@@ -935,14 +874,11 @@ fn kill_9_mid_data_leftovers_cleaned_at_next_start(io: &str) {
 }
 
 fn sigint_shuts_down_gracefully(io: &str) {
-    let mut server = Serve::start(io, &["--no-tls"]);
-    let mut child = server.child.take().unwrap();
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
+    let mut server = Server::start(io, &["--no-tls"]);
+    server.serve.signal("INT");
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.serve.try_wait() {
             break status;
         }
         assert!(
@@ -959,8 +895,8 @@ fn sigint_shuts_down_gracefully(io: &str) {
 /// Hardening bug 1: the skipped tail of an over-long line is never run as a command,
 /// whether the next line arrives in the same read or later.
 fn over_long_line_tail_is_not_executed(io: &str) {
-    let server = Serve::start(io, &["--no-tls"]);
-    let mut c = TcpStream::connect(server.addrs[0].0).unwrap();
+    let server = Server::start(io, &["--no-tls"]);
+    let mut c = TcpStream::connect(server.serve.addr()).unwrap();
     read_line(&mut c);
     let mut input = vec![b'Z'; 511];
     input.extend_from_slice(b"QUIT\r\nNOOP\r\n");
@@ -994,8 +930,8 @@ fn command(c: &mut TcpStream, cmd: &str) -> String {
 /// between transactions gets `421 4.3.2` at once, and the one that finishes its message
 /// gets it right after the final reply instead of starting another.
 fn shutdown_spares_only_open_transactions(io: &str) {
-    let mut server = Serve::start(io, &["--no-tls", "--shutdown-timeout", "8"]);
-    let addr = server.addrs[0].0;
+    let mut server = Server::start(io, &["--no-tls", "--shutdown-timeout", "8"]);
+    let addr = server.serve.addr();
     let mut idle = TcpStream::connect(addr).unwrap();
     read_line(&mut idle);
     assert!(command(&mut idle, "EHLO idle.example").starts_with("250 "));
@@ -1006,10 +942,7 @@ fn shutdown_spares_only_open_transactions(io: &str) {
         command(&mut busy, "MAIL FROM:<a@example.org>"),
         "250 2.1.0 Ok\r\n"
     );
-    let mut child = server.child.take().unwrap();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    server.serve.signal("TERM");
     let started = Instant::now();
     let bye =
         format!("421 4.3.2 {HOSTNAME} Service shutting down, closing transmission channel\r\n");
@@ -1036,7 +969,7 @@ fn shutdown_spares_only_open_transactions(io: &str) {
         "no new transaction after the last"
     );
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = server.serve.try_wait() {
             break status;
         }
         assert!(started.elapsed() < Duration::from_secs(8), "still running");
@@ -1051,7 +984,7 @@ fn shutdown_spares_only_open_transactions(io: &str) {
 /// Postfix's anvil: connections at once from one client, and AUTH failures per client
 /// within ten minutes, across sessions.
 fn per_client_limits(io: &str) {
-    let server = Serve::start(
+    let server = Server::start(
         io,
         &[
             "--no-tls",
@@ -1064,7 +997,7 @@ fn per_client_limits(io: &str) {
             "2",
         ],
     );
-    let addr = server.addrs[0].0;
+    let addr = server.serve.addr();
     let greeting = format!("220 {HOSTNAME} ESMTP\r\n");
     let mut first = TcpStream::connect(addr).unwrap();
     assert_eq!(read_line(&mut first), greeting);
@@ -1244,7 +1177,7 @@ fn usage_and_config_errors_are_the_same_on_both_adapters() {
 fn json_logs(io: &str) {
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    let server = Serve::start(
+    let server = Server::start(
         io,
         &[
             "--log-format",
@@ -1280,8 +1213,7 @@ fn json_logs(io: &str) {
     assert_eq!(server.stored().len(), 1);
     // Stopped but kept: the log is in the server's temporary directory.
     let mut server = server;
-    assert!(terminate(server.child.as_mut().unwrap()).success());
-    server.child = None;
+    assert!(server.serve.terminate().is_some_and(|s| s.success()));
     let log = server.stderr();
     assert!(!log.is_empty());
     let mut in_session = 0;
@@ -1338,7 +1270,7 @@ fn stored_files_are_the_same_on_both_adapters() {
     std::fs::write(&big, &big_message).unwrap();
     let mut stored = Vec::new();
     for io in ["tokio", "blocking"] {
-        let server = Serve::start(io, &["--auth-file", "{auth}"]);
+        let server = Server::start(io, &["--auth-file", "{auth}"]);
         let port = server.port().to_string();
         python(&["plain", &port]);
         python(&["auth", &port, "LOGIN", "tim", "tanstaaf", "tls"]);
@@ -1360,19 +1292,7 @@ fn stored_files_are_the_same_on_both_adapters() {
     );
 }
 
-/// One `#[test]` per scenario and adapter.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_io {
-            $(#[test] fn $name() { super::$name("tokio") })*
-        }
-        mod blocking_io {
-            $(#[test] fn $name() { super::$name("blocking") })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     python_plain_8bit_multiple_recipients_byte_for_byte,
     python_starttls,
     python_auth_plain_login_cram_md5,

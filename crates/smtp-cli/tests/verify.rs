@@ -11,49 +11,36 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use support::dnsmasq::Dnsmasq;
+use support::serve::{SMTP, Serve, ServeCommand};
 
-const SMTP: &str = env!("CARGO_BIN_EXE_smtp");
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sender_auth.py");
 const DKIM_VERIFY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/dkim_verify.py");
 const HOSTNAME: &str = "mx.example.test";
 
 /// A running `smtp serve --verify` storing in `DIR/NAME`, stopped when dropped.
-struct Serve {
-    child: Child,
+struct Verifying {
+    _serve: Serve,
     port: u16,
     maildir: PathBuf,
 }
 
-impl Serve {
-    fn start(io: &str, dir: &Path, name: &str, dns: &Dnsmasq, extra: &[&str]) -> Serve {
+impl Verifying {
+    fn start(io: &str, dir: &Path, name: &str, dns: &Dnsmasq, extra: &[&str]) -> Verifying {
         let maildir = dir.join(name);
-        let mut child = Command::new(SMTP)
-            .args(["serve", "--listen", "127.0.0.1:0", "--hostname", HOSTNAME])
-            .args(["--no-tls", "--io", io, "--verify", "--dns-server"])
+        let serve = ServeCommand::loopback(io, HOSTNAME)
+            .args(["--no-tls", "--verify", "--dns-server"])
             .arg(dns.addr.to_string())
             .arg("--maildir")
             .arg(&maildir)
             .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.join(format!("{name}.stderr"))).unwrap())
-            .spawn()
-            .expect("the smtp binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr: std::net::SocketAddr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("no 'listening on' line: {line:?}"))
-            .parse()
-            .unwrap();
-        Serve {
-            child,
-            port: addr.port(),
+            .stderr_to(dir.join(format!("{name}.stderr")))
+            .start();
+        Verifying {
+            port: serve.port(),
+            _serve: serve,
             maildir,
         }
     }
@@ -87,13 +74,6 @@ impl Serve {
             .find(|(s, _)| s == subject)
             .unwrap_or_else(|| panic!("no message {subject:?} stored"))
             .1
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -247,7 +227,7 @@ fn spf_dns(extra: &[String]) -> Dnsmasq {
 fn spf_as_pyspf(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let dns = spf_dns(&[]);
-    let serve = Serve::start(io, dir.path(), "maildir", &dns, &[]);
+    let serve = Verifying::start(io, dir.path(), "maildir", &dns, &[]);
     let domains = [
         "pass",
         "fail",
@@ -327,7 +307,7 @@ fn spf_as_pyspf(io: &str) {
     );
 
     // --spf-reject: a fail is refused at MAIL, nothing else.
-    let strict = Serve::start(io, dir.path(), "strict", &dns, &["--spf-reject"]);
+    let strict = Verifying::start(io, dir.path(), "strict", &dns, &["--spf-reject"]);
     let mut c = Client::connect(strict.port, "helo.test");
     let message = b"From: a@example.test\r\nSubject: strict\r\n\r\nHello\r\n";
     assert_eq!(
@@ -406,7 +386,7 @@ fn dkim_dmarc_and_forged_results(io: &str) {
         "--txt-record=other.test,v=spf1 ?all",
         "--txt-record=_dmarc.example.test,v=DMARC1; p=reject",
     ]);
-    let serve = Serve::start(io, dir.path(), "maildir", &dns, &[]);
+    let serve = Verifying::start(io, dir.path(), "maildir", &dns, &[]);
     let message = |subject: &str| {
         // A forged verdict in our name, and another server's, which stays.
         format!(
@@ -499,7 +479,7 @@ fn dkim_dmarc_and_forged_results(io: &str) {
 
     // --dmarc-reject: the changed message is refused at the end of data, the intact one
     // is not.
-    let strict = Serve::start(io, dir.path(), "strict", &dns, &["--dmarc-reject"]);
+    let strict = Verifying::start(io, dir.path(), "strict", &dns, &["--dmarc-reject"]);
     let mut c = Client::connect(strict.port, "helo.test");
     assert_eq!(
         c.send("bounce@other.test", &changed),
@@ -525,7 +505,7 @@ fn auth_clients_signed_not_checked(io: &str) {
     std::fs::write(&auth, "alice:secret\n").unwrap();
     let spec = format!("example.test:s1:{}", key.display());
     let auth_arg = auth.display().to_string();
-    let serve = Serve::start(
+    let serve = Verifying::start(
         io,
         dir.path(),
         "maildir",
@@ -624,7 +604,7 @@ fn every_copy_gets_the_header(io: &str) {
     let queue = dir.path().join("queue");
     let queue_arg = queue.display().to_string();
     // The next hop never answers: the relayed copy stays in the queue.
-    let serve = Serve::start(
+    let serve = Verifying::start(
         io,
         dir.path(),
         "maildir",
@@ -683,7 +663,7 @@ fn every_copy_gets_the_header(io: &str) {
 fn lmtp(io: &str) {
     let dir = tempfile::tempdir().unwrap();
     let dns = spf_dns(&[]);
-    let serve = Serve::start(io, dir.path(), "maildir", &dns, &["--lmtp"]);
+    let serve = Verifying::start(io, dir.path(), "maildir", &dns, &["--lmtp"]);
     let mut c = Client::greet(serve.port, "LHLO helo.test");
     let replies = c.send_to(
         "a@pass.test",
@@ -773,18 +753,7 @@ fn options() {
     );
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod tokio_io {
-            $(#[test] fn $name() { super::$name("tokio") })*
-        }
-        mod blocking_io {
-            $(#[test] fn $name() { super::$name("blocking") })*
-        }
-    };
-}
-
-on_both!(
+support::on_both!(
     spf_as_pyspf,
     dkim_dmarc_and_forged_results,
     auth_clients_signed_not_checked,
