@@ -16,6 +16,7 @@ use mail_auth::common::headers::HeaderWriter as _;
 use mail_auth::dkim::{DkimError, Signature};
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::hickory_resolver::config::ResolverOpts;
+use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult,
@@ -132,16 +133,18 @@ impl Verifier {
                     .map_err(|e| format!("cannot start the DNS runtime: {e}"))?,
             ),
         };
+        // The servers given, or the system's (resolv.conf); either way a query is a
+        // temperror after DNS_TIMEOUT.
+        let (config, mut options) = if dns_servers.is_empty() {
+            read_system_conf().map_err(|e| format!("DNS: {e}"))?
+        } else {
+            let servers = smtp_relay::dns::servers_config(dns_servers);
+            (servers, ResolverOpts::default())
+        };
+        options.timeout = DNS_TIMEOUT;
         let authenticator = {
             let _entered = runtime.handle().enter();
-            if dns_servers.is_empty() {
-                MessageAuthenticator::new_system_conf()
-            } else {
-                let mut options = ResolverOpts::default();
-                options.timeout = DNS_TIMEOUT;
-                MessageAuthenticator::new(smtp_relay::dns::servers_config(dns_servers), options)
-            }
-            .map_err(|e| format!("DNS: {e}"))?
+            MessageAuthenticator::new(config, options).map_err(|e| format!("DNS: {e}"))?
         };
         Ok(Verifier {
             authenticator,
