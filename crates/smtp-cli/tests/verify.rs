@@ -371,6 +371,19 @@ fn dkimpy_sign(key: &Path, message: &str) -> Vec<u8> {
     out.stdout
 }
 
+/// dkimpy's verdict on the message in `file` (`tests/python/dkim_verify.py`), the keys
+/// from `dns`.
+fn dkimpy_verdict(dns: &Dnsmasq, file: &Path) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(DKIM_VERIFY)
+        .arg(dns.addr.port().to_string())
+        .arg(file)
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// The signed message, its body changed after signing.
 fn changed_in_transit(signed: &[u8]) -> Vec<u8> {
     let text = String::from_utf8(signed.to_vec()).unwrap();
@@ -543,14 +556,7 @@ fn auth_clients_signed_not_checked(io: &str) {
         .unwrap()
         .unwrap()
         .path();
-    let out = Command::new("python3")
-        .arg(DKIM_VERIFY)
-        .arg(dns.addr.port().to_string())
-        .arg(&file)
-        .output()
-        .expect("python3");
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = dkimpy_verdict(&dns, &file);
     assert_eq!(v["verify"], serde_json::json!([true]), "{v}");
     assert_eq!(v["tampered"], serde_json::json!([false]), "{v}");
 
@@ -648,14 +654,7 @@ fn every_copy_gets_the_header(io: &str) {
     let text = std::fs::read_to_string(&queued[0]).unwrap();
     let message = dir.path().join("queued.eml");
     std::fs::write(&message, text.split_once('\n').unwrap().1).unwrap();
-    let out = Command::new("python3")
-        .arg(DKIM_VERIFY)
-        .arg(dns.addr.port().to_string())
-        .arg(&message)
-        .output()
-        .expect("python3");
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = dkimpy_verdict(&dns, &message);
     assert_eq!(v["signatures"], 1, "{v}");
     assert_eq!(v["verify"], serde_json::json!([true]), "{v}");
 }
